@@ -1,0 +1,1 @@
+"""tokendrop provider: apply-time half of tokendrop."""

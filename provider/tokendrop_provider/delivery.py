@@ -1,0 +1,348 @@
+"""mint → deliver → reconcile, shared by every token resource.
+
+The one invariant: after any call, or a crash at any point of one followed by another apply, each
+sink holds a live token and the issuer has exactly one live token per sink carrying our marker
+(plus the previous one while `keep_previous_for` lasts).
+
+- Every token we mint carries a *marker* in its issuer-side description, derived from
+  (issuer, scope, sink address). Tokens with our marker that no state or sink knows are orphans of a
+  crashed run, and the next delivery to that sink revokes them.
+- Every sink records an `Ownership` beside the value: the token id it holds and the *fingerprint* of
+  the resource that wrote it (resource type, scope, sink, description). A create finding its own
+  fingerprint on a live token adopts it instead of minting (the previous run crashed after the sink
+  write); a create finding someone else's record fails unless `adopt_existing` is set.
+- If the sink write fails, the token just minted is revoked before the error is reported.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import SinkConflict, TokendropError
+from .issuers.base import IssuedToken, MintedToken, TokenIssuer
+from .sinks.base import Ownership, Payload, Sink, SinkStatus
+
+log = logging.getLogger("tokendrop.delivery")
+
+_MARKER = re.compile(r"\s*\[td:([0-9a-f]{12})\]\s*$")
+
+
+def marker(issuer: str, scope: str, sink_address: str) -> str:
+    digest = hashlib.sha256(f"{issuer}\0{scope}\0{sink_address}".encode()).hexdigest()[:12]
+    return f"td:{digest}"
+
+
+def issuer_description(description: str | None, mark: str) -> str:
+    """The description stored at the issuer: the user's text and our marker."""
+    return f"{description} [{mark}]" if description else f"[{mark}]"
+
+
+def split_description(text: str | None) -> tuple[str | None, str | None]:
+    """(the user's description, our marker) of an issuer-side description."""
+    if not text:
+        return None, None
+    found = _MARKER.search(text)
+    if not found:
+        return text, None
+    user = text[: found.start()]
+    return (user or None), f"td:{found.group(1)}"
+
+
+def owner_fingerprint(resource_type: str, scope: str, sink_address: str, description: str | None) -> str:
+    material = "\0".join((resource_type, scope, sink_address, description or ""))
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def rfc3339(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass
+class Target:
+    """What one token resource wants: a token of this issuer and scope, delivered to this sink."""
+
+    resource_type: str
+    issuer: TokenIssuer
+    scope: str
+    description: str | None
+    sink: Sink
+    mint_options: dict[str, object] = field(default_factory=dict)
+    adopt_existing: bool = False
+    # How a minted token becomes the sink payload (the AppRole grant also delivers its role id).
+    payload: Callable[[MintedToken], Payload] = lambda minted: minted.value
+
+    @property
+    def marker(self) -> str:
+        return marker(self.issuer.kind, self.scope, self.sink.address)
+
+    @property
+    def fingerprint(self) -> str:
+        return owner_fingerprint(self.resource_type, self.scope, self.sink.address, self.description)
+
+    def ownership(self, token_id: str) -> Ownership:
+        return Ownership(token_id=token_id, issuer=self.issuer.kind, owner=self.fingerprint)
+
+
+@dataclass
+class Delivered:
+    token: IssuedToken
+    sink_version: int
+    adopted: bool = False
+    previous_token_id: str | None = None
+    previous_revoke_after: str | None = None
+    revoked: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Health:
+    """What refresh found."""
+
+    token: IssuedToken | None  # None: revoked or expired at the issuer
+    sink_status: str  # "delivered" | "missing" | "overwritten"
+    sink_version: int | None
+    detail: str = ""
+    recovered: Delivered | None = None  # our own write whose state was lost (see inspect)
+
+
+class Listings:
+    """Per-process cache of each scope's live tokens, so that one listing (all pages) answers every
+    ReadResource and orphan sweep of that scope during a Terraform command. Concurrent callers of one
+    scope share a single fetch. Tokens minted by this process are tracked apart, because a listing
+    taken earlier cannot know them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scopes: dict[tuple[str, str], _ScopeListing] = {}
+        self.minted_here: set[str] = set()
+        self.revoked_here: set[str] = set()
+        self.enabled = True
+
+    def tokens(self, issuer: TokenIssuer, scope: str) -> dict[str, IssuedToken]:
+        with self._lock:
+            entry = self._scopes.setdefault((issuer.kind, scope), _ScopeListing())
+        return entry.get(lambda: {t.id: t for t in issuer.list_tokens(scope)})
+
+    def lookup(self, issuer: TokenIssuer, scope: str, token_id: str) -> IssuedToken | None:
+        if token_id in self.revoked_here:
+            return None
+        if not self.enabled or token_id in self.minted_here:
+            return issuer.lookup(scope, token_id)
+        found = self.tokens(issuer, scope).get(token_id)
+        if found is not None and _expired(found):
+            return None
+        return found
+
+    def note_minted(self, token_id: str) -> None:
+        with self._lock:
+            self.minted_here.add(token_id)
+
+    def note_revoked(self, token_id: str) -> None:
+        with self._lock:
+            self.revoked_here.add(token_id)
+
+
+class _ScopeListing:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: dict[str, IssuedToken] | None = None
+
+    def get(self, fetch: Callable[[], dict[str, IssuedToken]]) -> dict[str, IssuedToken]:
+        with self._lock:  # the first caller fetches; the others wait for its answer
+            if self._value is None:
+                self._value = fetch()
+            return self._value
+
+
+def _expired(token: IssuedToken, now: datetime.datetime | None = None) -> bool:
+    expires = parse_time(token.expires_at)
+    return expires is not None and expires <= (now or datetime.datetime.now(datetime.UTC))
+
+
+class Delivery:
+    """The algorithm, bound to one provider process's listings cache."""
+
+    def __init__(self, listings: Listings) -> None:
+        self.listings = listings
+
+    # --- create ---------------------------------------------------------------------------------
+
+    def deliver(self, target: Target) -> Delivered:
+        """Create: adopt our own live token if a crashed run already delivered it, else mint one and
+        write it; then revoke orphans carrying our marker."""
+        status = target.sink.status()
+        adopted = self._adoptable(target, status)
+        if adopted is not None:
+            log.info("adopting %s already delivered to %s", adopted.id, target.sink.address)
+            revoked = self.sweep(target, keep={adopted.id})
+            assert status.version is not None
+            return Delivered(adopted, status.version, adopted=True, revoked=revoked)
+        self._check_ownership(target, status)
+        return self._mint_and_write(target, status, keep=set())
+
+    def _adoptable(self, target: Target, status: SinkStatus) -> IssuedToken | None:
+        own = status.ownership
+        if not (status.exists and status.ownership_current and own is not None):
+            return None
+        if own.owner != target.fingerprint or own.issuer != target.issuer.kind:
+            return None
+        live = self.listings.lookup(target.issuer, target.scope, own.token_id)
+        if live is None or split_description(live.description)[1] != target.marker:
+            return None
+        return live
+
+    def _check_ownership(self, target: Target, status: SinkStatus) -> None:
+        if not status.exists or target.adopt_existing:
+            return
+        own = status.ownership
+        if own is not None and own.owner == target.fingerprint:
+            return  # ours: a token that has since died; overwrite it
+        if own is None:
+            who = "a value that tokendrop did not write"
+        else:
+            who = f"token {own.token_id} from {own.issuer}, written by another tokendrop resource"
+        raise SinkConflict(
+            f"{target.sink.address} is already in use",
+            f"{target.sink.address} (version {status.version}) holds {who}. Two resources must not deliver "
+            "to one sink. Point this resource at another sink, or set adopt_existing = true to take this "
+            "one over (the other owner's token is left alive at its issuer).",
+            ("deliver_to",),
+        )
+
+    def _mint_and_write(self, target: Target, status: SinkStatus, keep: set[str]) -> Delivered:
+        minted = target.issuer.mint(target.scope, issuer_description(target.description, target.marker),
+                                    **target.mint_options)
+        self.listings.note_minted(minted.token.id)
+        log.info("minted %s in %s", minted.token.id, target.scope)
+        try:
+            payload = target.payload(minted)
+            ownership = target.ownership(minted.token.id)
+            if status.version is not None:  # exists, or a deleted/destroyed version is still current
+                version = target.sink.replace(payload, ownership, expected_version=status.version)
+            else:
+                version = target.sink.create(payload, ownership)
+        except BaseException as err:
+            self._revoke_after_failed_write(target, minted.token.id, err)
+            raise
+        log.info("delivered %s to %s version %s", minted.token.id, target.sink.address, version)
+        revoked = self.sweep(target, keep=keep | {minted.token.id})
+        return Delivered(minted.token, version, revoked=revoked)
+
+    def _revoke_after_failed_write(self, target: Target, token_id: str, err: BaseException) -> None:
+        try:
+            target.issuer.revoke(target.scope, token_id)
+            self.listings.note_revoked(token_id)
+            log.info("revoked %s after the sink write failed", token_id)
+        except Exception as revoke_err:
+            log.error("could not revoke %s after the sink write failed: %s", token_id, revoke_err)
+            if isinstance(err, TokendropError):
+                err.detail += (f"\n\nThe token {token_id} minted for this write could not be revoked "
+                               f"({revoke_err}); it carries the marker {target.marker} and the next apply "
+                               "revokes it.")
+
+    # --- rotate ---------------------------------------------------------------------------------
+
+    def rotate(self, target: Target, current_id: str, keep_previous_for: datetime.timedelta | None,
+               now: datetime.datetime, older_previous: str | None = None) -> Delivered:
+        """Mint a new token, write it as the next sink version, then revoke the current one (or keep
+        it for `keep_previous_for`). The sink is ours per state, so it is overwritten even if someone
+        else wrote it since."""
+        status = target.sink.status()
+        keep = {current_id} if keep_previous_for else set()
+        delivered = self._mint_and_write(target, status, keep=keep)
+        if older_previous and older_previous != current_id:
+            self._revoke(target, older_previous, delivered)
+        if keep_previous_for:
+            delivered.previous_token_id = current_id
+            delivered.previous_revoke_after = rfc3339(now + keep_previous_for)
+        else:
+            self._revoke(target, current_id, delivered)
+        return delivered
+
+    def _revoke(self, target: Target, token_id: str, delivered: Delivered) -> None:
+        if token_id in delivered.revoked:
+            return
+        target.issuer.revoke(target.scope, token_id)
+        self.listings.note_revoked(token_id)
+        delivered.revoked.append(token_id)
+
+    def revoke(self, target: Target, token_id: str) -> bool:
+        gone = target.issuer.revoke(target.scope, token_id)
+        self.listings.note_revoked(token_id)
+        return gone
+
+    # --- orphans --------------------------------------------------------------------------------
+
+    def sweep(self, target: Target, keep: set[str]) -> list[str]:
+        """Revoke live tokens of the scope that carry this sink's marker and are not kept."""
+        mark = target.marker
+        revoked: list[str] = []
+        for token in list(self.listings.tokens(target.issuer, target.scope).values()):
+            if token.id in keep or token.id in self.listings.minted_here or token.id in self.listings.revoked_here:
+                continue
+            if split_description(token.description)[1] != mark:
+                continue
+            log.info("revoking orphan %s (marker %s)", token.id, mark)
+            target.issuer.revoke(target.scope, token.id)
+            self.listings.note_revoked(token.id)
+            revoked.append(token.id)
+        return revoked
+
+    # --- delete ---------------------------------------------------------------------------------
+
+    def retire(self, target: Target, token_id: str, sink_version: int | None,
+               previous_token_id: str | None = None) -> list[str]:
+        """Delete: remove what we wrote from the sink, then revoke the token (and the previous one).
+        A sink that someone else has overwritten is left alone. Returns notes for the user."""
+        notes: list[str] = []
+        status = target.sink.status()
+        own = status.ownership
+        if own is not None and own.token_id == token_id:
+            target.sink.delete(token_id)
+        elif own is None and status.exists and status.version == sink_version:
+            target.sink.delete(None)  # imported sink without our record, still as we left it
+        elif status.exists:
+            notes.append(f"{target.sink.address} no longer holds {token_id} (version {status.version}); "
+                         "it was left as it is.")
+        for tid in (token_id, previous_token_id):
+            if tid:
+                self.revoke(target, tid)
+        self.sweep(target, keep=set())
+        return notes
+
+    # --- read -----------------------------------------------------------------------------------
+
+    def inspect(self, target: Target, token_id: str, sink_version: int | None) -> Health:
+        token = self.listings.lookup(target.issuer, target.scope, token_id)
+        status = target.sink.status()
+        if not status.exists:
+            return Health(token, "missing", status.version,
+                          f"{target.sink.address} no longer exists (deleted outside tokendrop).")
+        if status.version == sink_version:
+            return Health(token, "delivered", status.version)
+        own = status.ownership
+        if (own is not None and status.ownership_current and own.owner == target.fingerprint
+                and own.token_id != token_id):
+            # Our own later write whose state was lost (a crash after the sink write of a rotation):
+            # take the newer token into state and schedule the older one for revocation.
+            newer = self.listings.lookup(target.issuer, target.scope, own.token_id)
+            if newer is not None and split_description(newer.description)[1] == target.marker:
+                recovered = Delivered(newer, status.version or 0, adopted=True,
+                                      previous_token_id=token_id if token is not None else None,
+                                      previous_revoke_after=rfc3339(datetime.datetime.now(datetime.UTC)))
+                return Health(newer, "delivered", status.version, recovered=recovered)
+        who = f"token {own.token_id}" if own is not None and status.ownership_current else "an unknown value"
+        return Health(token, "overwritten", status.version,
+                      f"{target.sink.address} is at version {status.version}, not {sink_version} as "
+                      f"delivered; it now holds {who}.")

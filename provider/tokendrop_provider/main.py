@@ -1,0 +1,19 @@
+"""Entry point of `terraform-provider-tokendrop`, the executable Terraform launches."""
+
+from __future__ import annotations
+
+
+def main() -> int:
+    # Keep this path lean: start-up to handshake is import time. boto3, hvac and the issuer clients
+    # load on first use.
+    from . import logs
+    from .plugin import service
+    from .plugin.server import PluginServer
+    from .provider import ProviderCore
+
+    logs.configure()
+    return PluginServer(service.register(ProviderCore())).serve()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

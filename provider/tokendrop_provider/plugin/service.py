@@ -1,0 +1,269 @@
+"""The tfplugin6 Provider service: decode requests, call the provider core, encode answers.
+
+Every expected failure arrives here as a TokendropError and leaves as a diagnostic with a summary,
+a detail and an attribute path. Anything else becomes one "unexpected error" diagnostic; its
+traceback goes to the provider log only (visible with TF_LOG=debug), never to the user.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from ..errors import ConfigError, TokendropError
+from ..resources.base import ApplyFailed, Context
+from ..types import is_known
+from . import codec, convert
+from .gen import go_plugin_pb2, go_plugin_pb2_grpc, health_pb2, health_pb2_grpc, tfplugin6_pb2_grpc
+from .gen import tfplugin6_pb2 as pb
+
+if TYPE_CHECKING:
+    import grpc
+
+    from ..provider import ProviderCore
+    from .server import PluginServer
+
+log = logging.getLogger("tokendrop.rpc")
+Response = TypeVar("Response")
+
+
+def _dynamic(value: object, cty_type) -> pb.DynamicValue:  # type: ignore[no-untyped-def]
+    return pb.DynamicValue(msgpack=codec.encode(value, cty_type))
+
+
+def _decode(dv: pb.DynamicValue) -> object:
+    if dv.msgpack:
+        return codec.decode(dv.msgpack)
+    if dv.json:
+        return codec.decode_json(dv.json)
+    return None
+
+
+class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
+    def __init__(self, core: ProviderCore) -> None:
+        self.core = core
+        self._schema_response: pb.GetProviderSchema.Response | None = None
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _guard(self, name: str, make: Callable[[list], Response], body: Callable[[list], Response]) -> Response:
+        """Run `body`; turn failures into diagnostics on the response `make` builds."""
+        started = time.monotonic()
+        diagnostics: list = []
+        try:
+            return body(diagnostics)
+        except TokendropError as err:
+            diagnostics.append(convert.error_pb(err))
+            return make(diagnostics)
+        except Exception as exc:  # a bug: report it without a traceback
+            log.exception("%s failed", name)
+            diagnostics.append(convert.unexpected_pb(exc))
+            return make(diagnostics)
+        finally:
+            log.debug("%s took %.1f ms", name, (time.monotonic() - started) * 1000)
+
+    def _resource(self, type_name: str):  # type: ignore[no-untyped-def]
+        resource = self.core.resources.get(type_name)
+        if resource is None:
+            raise TokendropError("Unknown resource type", f"tokendrop has no resource type {type_name!r}.")
+        return resource
+
+    # --- schema and configuration ---------------------------------------------------------------
+
+    def GetProviderSchema(self, request, context):
+        if self._schema_response is None:  # Terraform asks many times per command; build it once
+            self._schema_response = pb.GetProviderSchema.Response(
+                provider=convert.schema_pb(self.core.provider_schema),
+                resource_schemas={name: convert.schema_pb(r.schema) for name, r in self.core.resources.items()},
+                server_capabilities=pb.ServerCapabilities(plan_destroy=True),
+            )
+        return self._schema_response
+
+    def GetMetadata(self, request, context):
+        return pb.GetMetadata.Response(
+            server_capabilities=pb.ServerCapabilities(plan_destroy=True),
+            resources=[pb.GetMetadata.ResourceMetadata(type_name=name) for name in self.core.resources],
+        )
+
+    def GetFunctions(self, request, context):
+        return pb.GetFunctions.Response()
+
+    def ValidateProviderConfig(self, request, context):
+        def body(diags: list) -> pb.ValidateProviderConfig.Response:
+            config = _decode(request.config) or {}
+            errors = self.core.validate_config(config)  # type: ignore[arg-type]
+            diags.extend(convert.diagnostics(errors))
+            return pb.ValidateProviderConfig.Response(diagnostics=diags)
+
+        return self._guard("ValidateProviderConfig",
+                           lambda d: pb.ValidateProviderConfig.Response(diagnostics=d), body)
+
+    def ConfigureProvider(self, request, context):
+        def body(diags: list) -> pb.ConfigureProvider.Response:
+            config = _decode(request.config) or {}
+            if not is_known(config):
+                raise ConfigError("Provider configuration is not known yet",
+                                  "The tokendrop provider block uses values that are only known after apply. "
+                                  "Set its settings from variables or environment variables instead.")
+            self.core.configure(config, terraform_version=request.terraform_version)  # type: ignore[arg-type]
+            return pb.ConfigureProvider.Response(diagnostics=diags)
+
+        return self._guard("ConfigureProvider", lambda d: pb.ConfigureProvider.Response(diagnostics=d), body)
+
+    def ValidateResourceConfig(self, request, context):
+        def body(diags: list) -> pb.ValidateResourceConfig.Response:
+            resource = self._resource(request.type_name)
+            errors = resource.validate(_decode(request.config) or {})
+            diags.extend(convert.diagnostics(errors))
+            return pb.ValidateResourceConfig.Response(diagnostics=diags)
+
+        return self._guard("ValidateResourceConfig",
+                           lambda d: pb.ValidateResourceConfig.Response(diagnostics=d), body)
+
+    def ValidateDataResourceConfig(self, request, context):
+        return pb.ValidateDataResourceConfig.Response(diagnostics=[convert.error_pb(TokendropError(
+            "Unknown data source", f"tokendrop has no data source {request.type_name!r}."))])
+
+    def ReadDataSource(self, request, context):
+        return pb.ReadDataSource.Response(diagnostics=[convert.error_pb(TokendropError(
+            "Unknown data source", f"tokendrop has no data source {request.type_name!r}."))])
+
+    # --- managed resources ----------------------------------------------------------------------
+
+    def UpgradeResourceState(self, request, context):
+        def body(diags: list) -> pb.UpgradeResourceState.Response:
+            resource = self._resource(request.type_name)
+            if request.raw_state.json:
+                raw = json.loads(request.raw_state.json)
+            else:  # legacy flatmap state was never written by this provider
+                raise TokendropError("Unsupported state format",
+                                     "This state was not written by the tokendrop provider (flatmap format).")
+            upgraded = resource.upgrade(request.version, raw)
+            known = {a.name for a in resource.schema.attributes}
+            upgraded = {k: v for k, v in upgraded.items() if k in known}
+            return pb.UpgradeResourceState.Response(
+                upgraded_state=_dynamic(upgraded, resource.schema.cty_type), diagnostics=diags)
+
+        return self._guard("UpgradeResourceState",
+                           lambda d: pb.UpgradeResourceState.Response(diagnostics=d), body)
+
+    def ReadResource(self, request, context):
+        def body(diags: list) -> pb.ReadResource.Response:
+            resource = self._resource(request.type_name)
+            state = _decode(request.current_state)
+            if state is None:
+                return pb.ReadResource.Response(new_state=request.current_state, private=request.private)
+            ctx = Context(self.core)
+            self.core.require_configured()
+            new_state = resource.read(ctx, state)
+            diags.extend(convert.diagnostics(warnings=ctx.warnings))
+            return pb.ReadResource.Response(new_state=_dynamic(new_state, resource.schema.cty_type),
+                                            private=request.private, diagnostics=diags)
+
+        return self._guard("ReadResource", lambda d: pb.ReadResource.Response(
+            new_state=request.current_state, private=request.private, diagnostics=d), body)
+
+    def PlanResourceChange(self, request, context):
+        def body(diags: list) -> pb.PlanResourceChange.Response:
+            resource = self._resource(request.type_name)
+            prior = _decode(request.prior_state)
+            proposed = _decode(request.proposed_new_state)
+            config = _decode(request.config)
+            ctx = Context(self.core)
+            plan = resource.plan(ctx, prior, proposed, config)
+            diags.extend(convert.diagnostics(warnings=ctx.warnings))
+            return pb.PlanResourceChange.Response(
+                planned_state=_dynamic(plan.planned, resource.schema.cty_type),
+                requires_replace=[convert.path_pb(p) for p in plan.requires_replace],
+                planned_private=request.prior_private,
+                diagnostics=diags,
+            )
+
+        return self._guard("PlanResourceChange",
+                           lambda d: pb.PlanResourceChange.Response(diagnostics=d), body)
+
+    def ApplyResourceChange(self, request, context):
+        resource_holder: dict[str, object] = {}
+
+        def body(diags: list) -> pb.ApplyResourceChange.Response:
+            resource = self._resource(request.type_name)
+            resource_holder["r"] = resource
+            prior = _decode(request.prior_state)
+            planned = _decode(request.planned_state)
+            ctx = Context(self.core)
+            self.core.require_configured()
+            try:
+                new_state = resource.apply(ctx, prior, planned)
+            except ApplyFailed as failed:
+                diags.extend(convert.diagnostics([failed], ctx.warnings))
+                return pb.ApplyResourceChange.Response(
+                    new_state=_dynamic(failed.state, resource.schema.cty_type), diagnostics=diags)
+            except TokendropError as err:
+                diags.extend(convert.diagnostics([err], ctx.warnings))
+                # Nothing changed: Terraform keeps the prior state (null for a failed create).
+                return pb.ApplyResourceChange.Response(new_state=request.prior_state, diagnostics=diags)
+            diags.extend(convert.diagnostics(warnings=ctx.warnings))
+            return pb.ApplyResourceChange.Response(
+                new_state=_dynamic(new_state, resource.schema.cty_type),
+                private=request.planned_private, diagnostics=diags)
+
+        return self._guard("ApplyResourceChange", lambda d: pb.ApplyResourceChange.Response(
+            new_state=request.prior_state, diagnostics=d), body)
+
+    def ImportResourceState(self, request, context):
+        def body(diags: list) -> pb.ImportResourceState.Response:
+            resource = self._resource(request.type_name)
+            ctx = Context(self.core)
+            self.core.require_configured()
+            state = resource.import_state(ctx, request.id)
+            diags.extend(convert.diagnostics(warnings=ctx.warnings))
+            return pb.ImportResourceState.Response(
+                imported_resources=[pb.ImportResourceState.ImportedResource(
+                    type_name=request.type_name, state=_dynamic(state, resource.schema.cty_type))],
+                diagnostics=diags)
+
+        return self._guard("ImportResourceState",
+                           lambda d: pb.ImportResourceState.Response(diagnostics=d), body)
+
+    def StopProvider(self, request, context):
+        # A cancel request: calls in flight finish (a minted token must reach its sink and state);
+        # waits that have not started yet give up.
+        log.info("stop requested; letting calls in flight finish")
+        self.core.cancel.set()
+        return pb.StopProvider.Response()
+
+
+class ControllerService(go_plugin_pb2_grpc.GRPCControllerServicer):
+    def __init__(self, plugin: PluginServer) -> None:
+        self.plugin = plugin
+
+    def Shutdown(self, request, context):
+        self.plugin.request_shutdown()
+        return go_plugin_pb2.Empty()
+
+
+class BrokerService(go_plugin_pb2_grpc.GRPCBrokerServicer):
+    """We offer no brokered services; hold the stream open until Terraform closes it."""
+
+    def StartStream(self, request_iterator, context):
+        for _ in request_iterator:
+            pass
+        return iter(())
+
+
+class HealthService(health_pb2_grpc.HealthServicer):
+    def Check(self, request, context):
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+
+def register(core: ProviderCore) -> Callable[[grpc.Server, PluginServer], None]:
+    def _register(server: grpc.Server, plugin: PluginServer) -> None:
+        tfplugin6_pb2_grpc.add_ProviderServicer_to_server(ProviderService(core), server)
+        go_plugin_pb2_grpc.add_GRPCControllerServicer_to_server(ControllerService(plugin), server)
+        go_plugin_pb2_grpc.add_GRPCBrokerServicer_to_server(BrokerService(), server)
+        health_pb2_grpc.add_HealthServicer_to_server(HealthService(), server)
+
+    return _register

@@ -1,0 +1,97 @@
+"""The provider core: resource registry, configuration, and the clients shared by all calls.
+
+One process serves one Terraform command (or part of one), possibly many calls at once; clients
+and rate limiters are built once, on first use, and shared by every concurrent call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from . import schema
+from .attributes import ProviderSchema, validate_config
+from .delivery import Delivery, Listings
+from .errors import ConfigError
+from .resources.base import Resource
+from .settings import Settings
+
+T = TypeVar("T")
+
+
+def all_resources() -> dict[str, Resource]:
+    from .resources.tfe_agent_pool import TfeAgentPool
+    from .resources.tfe_agent_token import TfeAgentToken
+
+    return {r.schema.type_name: r for r in (TfeAgentPool(), TfeAgentToken())}
+
+
+class ProviderCore:
+    provider_schema: ProviderSchema = schema.PROVIDER
+
+    def __init__(self, resources: Mapping[str, Resource] | None = None) -> None:
+        self.resources = dict(resources) if resources is not None else all_resources()
+        self.settings: Settings | None = None
+        self.terraform_version = ""
+        # Set by StopProvider: waits that have not started yet give up; calls in flight finish.
+        self.cancel = threading.Event()
+        self._clients: dict[object, object] = {}
+        self.delivery = Delivery(Listings())
+        self._lock = threading.Lock()
+
+    def validate_config(self, config: Mapping[str, object]) -> list[ConfigError]:
+        return validate_config(self.provider_schema.attributes, config)
+
+    def configure(self, config: Mapping[str, object], terraform_version: str = "") -> None:
+        self.settings = Settings.resolve(config)
+        self.terraform_version = terraform_version
+
+    def require_configured(self) -> Settings:
+        if self.settings is None:  # Terraform always configures first; tests and tools may not
+            self.settings = Settings.resolve({})
+        return self.settings
+
+    def client(self, key: object, build: Callable[[], T]) -> T:
+        """The shared client for `key`, built on first use."""
+        with self._lock:
+            existing = self._clients.get(key)
+            if existing is None:
+                existing = build()
+                self._clients[key] = existing
+            return existing  # type: ignore[return-value]
+
+    # --- issuers and sinks ----------------------------------------------------------------------
+
+    def tfe(self):  # type: ignore[no-untyped-def]
+        from .issuers.tfe import TfeClient
+
+        settings = self.require_configured().tfe
+        return self.client(("tfe", settings.address), lambda: TfeClient(settings, cancel=self.cancel))
+
+    def sink(self, deliver_to: Mapping[str, object]):  # type: ignore[no-untyped-def]
+        """Build the sink a `deliver_to` object names (exactly one kind is set; validation saw to it)."""
+        settings = self.require_configured()
+        ssm = deliver_to.get("ssm")
+        if isinstance(ssm, Mapping):
+            from .sinks.ssm import SsmSink
+
+            return SsmSink(
+                name=str(ssm["name"]),
+                kms_key_id=ssm.get("kms_key_id"),  # type: ignore[arg-type]
+                tier=ssm.get("tier"),  # type: ignore[arg-type]
+                description=ssm.get("description"),  # type: ignore[arg-type]
+                tags=dict(ssm.get("tags") or {}),  # type: ignore[arg-type]
+                settings=settings.aws,
+            )
+        vault = deliver_to.get("vault_kv")
+        if isinstance(vault, Mapping):
+            from .sinks.vault_kv import VaultKvSink
+
+            return VaultKvSink(
+                mount=str(vault.get("mount") or "secret"),
+                path=str(vault["path"]),
+                field=str(vault.get("field") or "token"),
+                settings=settings.vault,
+            )
+        raise ConfigError("No sink", "Set deliver_to.ssm or deliver_to.vault_kv.", ("deliver_to",))

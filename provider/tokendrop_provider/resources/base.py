@@ -1,0 +1,197 @@
+"""What every resource module builds on: the per-call context and the schema-driven planner.
+
+Resources see plain dicts (attribute name -> value, `Unknown` for values known after apply) and
+raise the typed errors of errors.py. They never touch protobuf or msgpack.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..attributes import Attr, ResourceSchema, validate_config
+from ..errors import ConfigError, TokendropError
+from ..types import UNKNOWN, Unknown
+
+if TYPE_CHECKING:
+    from ..provider import ProviderCore
+
+State = dict[str, object]
+Path = tuple[str | int, ...]
+
+
+class Context:
+    """One RPC call: access to the configured provider, and the warnings to report with the answer."""
+
+    def __init__(self, provider: ProviderCore) -> None:
+        self.provider = provider
+        self.warnings: list[TokendropError] = []
+
+    def warn(self, summary: str, detail: str = "", attribute: Sequence[str | int] = ()) -> None:
+        self.warnings.append(TokendropError(summary, detail, attribute))
+
+    @staticmethod
+    def now() -> datetime.datetime:
+        return datetime.datetime.now(datetime.UTC)
+
+
+@dataclass
+class Plan:
+    planned: State | None
+    requires_replace: list[Path] = field(default_factory=list)
+
+
+class Resource(abc.ABC):
+    """A managed resource type. Subclasses implement create/read/update/delete/import and may refine
+    `plan_create` / `plan_update`; the generic plan keeps configured values, applies defaults, carries
+    computed values over from the prior state and reports replacement paths."""
+
+    schema: ResourceSchema
+
+    # --- validation -----------------------------------------------------------------------------
+
+    def validate(self, config: Mapping[str, object]) -> list[ConfigError]:
+        return validate_config(self.schema.attributes, config, self.schema.checks)
+
+    # --- planning -------------------------------------------------------------------------------
+
+    def plan(self, ctx: Context, prior: State | None, proposed: State | None, config: State | None) -> Plan:
+        if proposed is None:  # destroy
+            return Plan(None)
+        errors = self.validate(config or {})
+        if errors:
+            raise errors[0] if len(errors) == 1 else _combine(errors)
+        planned = apply_defaults(self.schema.attributes, proposed, config or {})
+        if prior is None:
+            planned = unknown_computed(self.schema.attributes, planned, config or {})
+            self.plan_create(ctx, planned)
+            return Plan(planned)
+        replace = changed_paths(self.schema.attributes, prior, planned, "replace")
+        self.plan_update(ctx, prior, planned, replace)
+        return Plan(planned, replace)
+
+    def plan_create(self, ctx: Context, planned: State) -> None:  # noqa: B027 - optional hook
+        """Refine a create plan in place (e.g. computed values already known at plan time)."""
+
+    def plan_update(self, ctx: Context, prior: State, planned: State, replace: list[Path]) -> None:  # noqa: B027
+        """Refine an update plan in place (e.g. mark values that the update will change unknown)."""
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create(self, ctx: Context, planned: State) -> State: ...
+
+    @abc.abstractmethod
+    def read(self, ctx: Context, state: State) -> State | None:
+        """The object as it is now, or None when it is gone (Terraform then plans to create it)."""
+
+    @abc.abstractmethod
+    def update(self, ctx: Context, prior: State, planned: State) -> State: ...
+
+    @abc.abstractmethod
+    def delete(self, ctx: Context, prior: State) -> None: ...
+
+    @abc.abstractmethod
+    def import_state(self, ctx: Context, import_id: str) -> State: ...
+
+    def upgrade(self, version: int, raw: dict[str, object]) -> State:
+        """Bring state written by an older schema version up to date. Version 0 is current."""
+        return raw
+
+    def apply(self, ctx: Context, prior: State | None, planned: State | None) -> State | None:
+        if planned is None:
+            assert prior is not None
+            self.delete(ctx, prior)
+            return None
+        if prior is None:
+            return self.create(ctx, planned)
+        return self.update(ctx, prior, planned)
+
+
+class ApplyFailed(TokendropError):
+    """Apply failed after something was created: `state` describes what exists, so that Terraform
+    records it (as tainted) instead of losing track of it."""
+
+    def __init__(self, error: TokendropError, state: State) -> None:
+        super().__init__(error.summary, error.detail, error.attribute)
+        self.state = state
+
+
+def _combine(errors: list[ConfigError]) -> ConfigError:
+    # Several problems: report the first with its path and list the others in the detail.
+    first = errors[0]
+    others = "\n".join(f"- {e.detail or e.summary}" for e in errors[1:])
+    return ConfigError(first.summary, f"{first.detail}\n\nAlso:\n{others}", first.attribute)
+
+
+# --- the generic planner ---------------------------------------------------------------------------
+
+def apply_defaults(attrs: Sequence[Attr], proposed: Mapping[str, object], config: Mapping[str, object]) -> State:
+    """Planned values: the proposed new state, with schema defaults where the configuration leaves
+    an optional+computed attribute null."""
+    planned: State = dict(proposed)
+    for attr in attrs:
+        configured = config.get(attr.name) if isinstance(config, Mapping) else None
+        value = planned.get(attr.name)
+        if attr.nested is not None and isinstance(value, Mapping):
+            nested_config = configured if isinstance(configured, Mapping) else {}
+            planned[attr.name] = apply_defaults(attr.nested, value, nested_config)
+        elif attr.default is not None and attr.optional and attr.computed and configured is None:
+            planned[attr.name] = attr.default
+    return planned
+
+
+def unknown_computed(attrs: Sequence[Attr], planned: Mapping[str, object], config: Mapping[str, object]) -> State:
+    """On create, computed values nobody configured are unknown until apply."""
+    out: State = dict(planned)
+    for attr in attrs:
+        configured = config.get(attr.name) if isinstance(config, Mapping) else None
+        value = out.get(attr.name)
+        if attr.nested is not None:
+            if isinstance(value, Mapping):
+                out[attr.name] = unknown_computed(attr.nested, value,
+                                                  configured if isinstance(configured, Mapping) else {})
+            continue
+        if attr.computed and configured is None and value is None and attr.default is None:
+            out[attr.name] = UNKNOWN
+    return out
+
+
+def _lookup(value: object, path: Path) -> tuple[bool, object]:
+    for step in path:
+        if isinstance(value, Unknown):
+            return True, UNKNOWN
+        if not isinstance(value, Mapping) or step not in value:
+            return False, None
+        value = value[step]
+    return True, value
+
+
+def changed_paths(attrs: Sequence[Attr], prior: Mapping[str, object], planned: Mapping[str, object],
+                  on_change: str, prefix: Path = ()) -> list[Path]:
+    """Paths of arguments with the given `on_change` whose planned value differs from the prior one
+    (or is unknown). A path is listed only if it exists in at least one of the two values, as
+    Terraform requires for requires_replace."""
+    found: list[Path] = []
+    for attr in attrs:
+        path = (*prefix, attr.name)
+        if attr.nested is not None:
+            found.extend(changed_paths(attr.nested, prior, planned, on_change, path))
+            continue
+        if attr.on_change != on_change or not attr.is_argument:
+            continue
+        in_prior, before = _lookup(prior, path)
+        in_planned, after = _lookup(planned, path)
+        if not (in_prior or in_planned):
+            continue
+        if isinstance(after, Unknown) or before != after:
+            found.append(path)
+    return found
+
+
+def set_unknown(planned: State, *names: str) -> None:
+    for name in names:
+        planned[name] = UNKNOWN

@@ -1,0 +1,78 @@
+"""tokendrop_tfe_agent_pool: an HCP Terraform / TFE agent pool and its workspace and project scope."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .. import schema
+from ..errors import ConfigError
+from .base import Context, Resource, State
+
+if TYPE_CHECKING:  # the client (and requests) load on first use, not at start-up
+    from ..issuers.tfe import AgentPool, TfeClient
+
+
+class TfeAgentPool(Resource):
+    schema = schema.TFE_AGENT_POOL
+
+    def client(self, ctx: Context) -> TfeClient:
+        return ctx.provider.tfe()
+
+    def create(self, ctx: Context, planned: State) -> State:
+        pool = self.client(ctx).create_agent_pool(
+            str(planned["organization"]), str(planned["name"]), bool(planned["organization_scoped"]),
+            **_scope_ids(planned))
+        return _state(pool, planned)
+
+    def read(self, ctx: Context, state: State) -> State | None:
+        pool = self.client(ctx).get_agent_pool(str(state["id"]))
+        return None if pool is None else _state(pool, state)
+
+    def update(self, ctx: Context, prior: State, planned: State) -> State:
+        pool = self.client(ctx).update_agent_pool(
+            str(prior["id"]), name=str(planned["name"]), organization_scoped=bool(planned["organization_scoped"]),
+            **_scope_ids(planned))
+        return _state(pool, planned)
+
+    def delete(self, ctx: Context, prior: State) -> None:
+        # TFE revokes the pool's tokens with it; the token resources that depend on this pool are
+        # destroyed first (they revoke their tokens and clean their sinks).
+        self.client(ctx).delete_agent_pool(str(prior["id"]))
+
+    def import_state(self, ctx: Context, import_id: str) -> State:
+        client = self.client(ctx)
+        if import_id.startswith("apool-"):
+            pool = client.get_agent_pool(import_id)
+        elif "/" in import_id:
+            organization, _, name = import_id.partition("/")
+            pool = client.get_agent_pool_by_name(organization, name)
+        else:
+            raise ConfigError("Invalid import id",
+                              f"Expected an agent pool id (apool-…) or <organization>/<pool name>, got {import_id!r}.")
+        if pool is None:
+            raise ConfigError("Cannot import", f"No agent pool {import_id!r} is visible to this TFE token.")
+        empty: State = {"allowed_workspace_ids": None, "allowed_project_ids": None, "excluded_workspace_ids": None}
+        return _state(pool, empty)
+
+
+_SCOPE_ATTRS = ("allowed_workspace_ids", "allowed_project_ids", "excluded_workspace_ids")
+
+
+def _scope_ids(state: State) -> dict[str, Sequence[str]]:
+    return {name: sorted(state.get(name) or ()) for name in _SCOPE_ATTRS}  # type: ignore[arg-type]
+
+
+def _state(pool: AgentPool, previous: State) -> State:
+    state: State = {
+        "id": pool.id,
+        "organization": pool.organization or previous.get("organization"),
+        "name": pool.name,
+        "organization_scoped": pool.organization_scoped,
+        "created_at": pool.created_at,
+    }
+    for name in _SCOPE_ATTRS:
+        ids = sorted(getattr(pool, name))
+        # An unset list and an empty one mean the same to TFE; keep the user's spelling (no diff).
+        state[name] = ids if ids or previous.get(name) is not None else None
+    return state

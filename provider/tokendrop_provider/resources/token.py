@@ -1,0 +1,264 @@
+"""The lifecycle every token resource shares: plan (create, rotation, drift, previous-token expiry),
+create/rotate/retire through delivery.py, refresh with drift detection, and import by sink.
+
+A resource module for one issuer only says which issuer, which attribute holds the scope, and what
+extra options a mint takes.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime
+from collections.abc import Mapping
+
+from ..attributes import dotted
+from ..delivery import Delivered, Delivery, Target, parse_time, rfc3339, split_description
+from ..errors import ConfigError, IssuerNotFound
+from ..issuers.base import IssuedToken, TokenIssuer
+from ..types import UNKNOWN, Unknown
+from ..validation import humanize, parse_duration
+from .base import Context, Path, Resource, State, changed_paths
+
+TOKEN_COMPUTED = ("id", "sink_version", "created_at", "expires_at")
+
+
+def sink_address_of(deliver_to: object) -> object:
+    """The sink address a `deliver_to` configuration names, or Unknown until its values are known."""
+    if not isinstance(deliver_to, Mapping):
+        return UNKNOWN
+    ssm = deliver_to.get("ssm")
+    vault = deliver_to.get("vault_kv")
+    if isinstance(ssm, Unknown) or isinstance(vault, Unknown):
+        return UNKNOWN
+    if isinstance(ssm, Mapping):
+        name = ssm.get("name")
+        return UNKNOWN if isinstance(name, Unknown) or name is None else f"ssm:{name}"
+    if isinstance(vault, Mapping):
+        parts = (vault.get("mount") or "secret", vault.get("path"), vault.get("field") or "token")
+        if any(isinstance(p, Unknown) or p is None for p in parts):
+            return UNKNOWN
+        return f"vault_kv:{parts[0]}/{parts[1]}#{parts[2]}"
+    return UNKNOWN
+
+
+def deliver_to_from_address(address: str) -> dict[str, object]:
+    """Invert `sink_address_of` (for import)."""
+    kind, _, rest = address.partition(":")
+    if kind == "ssm" and rest:
+        return {"ssm": {"name": rest, "kms_key_id": None, "tier": None, "description": None, "tags": None},
+                "vault_kv": None}
+    if kind == "vault_kv" and "/" in rest:
+        location, _, field = rest.partition("#")
+        mount, _, path = location.partition("/")
+        return {"ssm": None, "vault_kv": {"mount": mount, "path": path, "field": field or "token"}}
+    raise ConfigError("Invalid import id",
+                      f"{address!r} is not a sink address: use ssm:<parameter name> or "
+                      "vault_kv:<mount>/<path>#<field>.")
+
+
+class TokenResource(Resource, abc.ABC):
+    scope_attribute: str  # the attribute holding the pool / cluster / agent the token belongs to
+    expiring: bool = False  # the issuer sets an expiry on the token
+
+    @abc.abstractmethod
+    def issuer(self, ctx: Context) -> TokenIssuer: ...
+
+    def mint_options(self, ctx: Context, state: Mapping[str, object]) -> dict[str, object]:
+        return {}
+
+    def delivery(self, ctx: Context) -> Delivery:
+        return ctx.provider.delivery
+
+    def target(self, ctx: Context, state: Mapping[str, object]) -> Target:
+        deliver_to = state.get("deliver_to")
+        if not isinstance(deliver_to, Mapping):
+            raise ConfigError("Missing deliver_to", "The resource has no sink.", ("deliver_to",))
+        return Target(
+            resource_type=self.schema.type_name,
+            issuer=self.issuer(ctx),
+            scope=str(state[self.scope_attribute]),
+            description=state.get("description"),  # type: ignore[arg-type]
+            sink=ctx.provider.sink(deliver_to),
+            mint_options=self.mint_options(ctx, state),
+            adopt_existing=bool(state.get("adopt_existing")),
+        )
+
+    # --- plan -----------------------------------------------------------------------------------
+
+    def plan_create(self, ctx: Context, planned: State) -> None:
+        planned["sink_address"] = sink_address_of(planned.get("deliver_to"))
+        planned["sink_status"] = "delivered"
+        planned["previous_token_id"] = None
+        planned["previous_revoke_after"] = None
+        if not self.expiring:
+            planned["expires_at"] = None
+
+    def plan_update(self, ctx: Context, prior: State, planned: State, replace: list[Path]) -> None:
+        planned["sink_address"] = sink_address_of(planned.get("deliver_to"))
+        if replace:
+            return  # Terraform plans the new object separately (a create with no prior state)
+        reasons = self.rotation_reasons(ctx, prior, planned)
+        if reasons:
+            for name in TOKEN_COMPUTED:
+                if name != "expires_at" or self.expiring:
+                    planned[name] = UNKNOWN
+            planned["sink_status"] = "delivered"
+            if planned.get("keep_previous_for"):
+                planned["previous_token_id"] = prior.get("id")
+                planned["previous_revoke_after"] = UNKNOWN
+            else:
+                planned["previous_token_id"] = None
+                planned["previous_revoke_after"] = None
+            ctx.warn(f"{self.schema.type_name} {prior.get('id')} will rotate",
+                     "; ".join(reasons) + f". Apply mints a new token, writes it as the next version of "
+                     f"{prior.get('sink_address')}, then " + (
+                         f"keeps {prior.get('id')} valid for {planned.get('keep_previous_for')}."
+                         if planned.get("keep_previous_for") else f"revokes {prior.get('id')}."))
+            return
+        deadline = parse_time(prior.get("previous_revoke_after"))  # type: ignore[arg-type]
+        if prior.get("previous_token_id") and (deadline is None or deadline <= ctx.now()):
+            planned["previous_token_id"] = None
+            planned["previous_revoke_after"] = None
+            ctx.warn(f"Previous token {prior.get('previous_token_id')} will be revoked",
+                     "Its keep_previous_for grace period has ended.")
+
+    def rotation_reasons(self, ctx: Context, prior: State, planned: State) -> list[str]:
+        reasons = [f"{dotted(path)} changed" for path in changed_paths(self.schema.attributes, prior, planned,
+                                                                         "rotate")]
+        sink_status = prior.get("sink_status")
+        if sink_status and sink_status != "delivered":
+            reasons.append(f"the sink {prior.get('sink_address')} is {sink_status} (found by refresh)")
+        now = ctx.now()
+        created = parse_time(prior.get("created_at"))  # type: ignore[arg-type]
+        every = planned.get("rotate_every")
+        if isinstance(every, str) and created is not None:
+            period = parse_duration(every)
+            if now - created >= period:
+                reasons.append(f"rotation due: minted {humanize(now - created)} ago, rotate_every {every}")
+        before = planned.get("rotate_before_expiry")
+        expires = parse_time(prior.get("expires_at"))  # type: ignore[arg-type]
+        if isinstance(before, str) and expires is not None and expires - parse_duration(before) <= now:
+            left = expires - now
+            reasons.append(f"expiry near: expires in {humanize(left)}, rotate_before_expiry {before}"
+                           if left.total_seconds() > 0 else "the token has expired")
+        return reasons
+
+    # --- apply ----------------------------------------------------------------------------------
+
+    def create(self, ctx: Context, planned: State) -> State:
+        target = self.target(ctx, planned)
+        delivered = self.delivery(ctx).deliver(target)
+        if delivered.adopted:
+            ctx.warn("Adopted a token delivered by an interrupted run",
+                     f"{target.sink.address} already held {delivered.token.id}, delivered by this resource in "
+                     "an apply that did not finish; it was kept instead of minting another.")
+        if delivered.revoked:
+            ctx.warn("Revoked orphaned tokens",
+                     f"Revoked {', '.join(delivered.revoked)}: minted for {target.sink.address} by an "
+                     "interrupted run and never recorded in state.")
+        return self._state_after(planned, target.sink.address, delivered)
+
+    def update(self, ctx: Context, prior: State, planned: State) -> State:
+        target = self.target(ctx, planned)
+        state = dict(planned)
+        if isinstance(planned.get("id"), Unknown):
+            keep = planned.get("keep_previous_for")
+            delivered = self.delivery(ctx).rotate(
+                target, str(prior["id"]), parse_duration(keep) if isinstance(keep, str) else None, ctx.now(),
+                older_previous=prior.get("previous_token_id"))  # type: ignore[arg-type]
+            return self._state_after(planned, target.sink.address, delivered)
+        if prior.get("previous_token_id") and planned.get("previous_token_id") is None:
+            self.delivery(ctx).revoke(target, str(prior["previous_token_id"]))
+        target.sink.reconcile_settings()
+        return state
+
+    def _state_after(self, planned: State, address: str, delivered: Delivered) -> State:
+        state = dict(planned)
+        state.update(
+            id=delivered.token.id,
+            sink_address=address,
+            sink_version=delivered.sink_version,
+            sink_status="delivered",
+            created_at=delivered.token.created_at or rfc3339(datetime.datetime.now(datetime.UTC)),
+            expires_at=delivered.token.expires_at if self.expiring else None,
+            previous_token_id=delivered.previous_token_id,
+            previous_revoke_after=delivered.previous_revoke_after,
+        )
+        return state
+
+    def delete(self, ctx: Context, prior: State) -> None:
+        target = self.target(ctx, prior)
+        notes = self.delivery(ctx).retire(target, str(prior["id"]), _int(prior.get("sink_version")),
+                                          prior.get("previous_token_id"))  # type: ignore[arg-type]
+        for note in notes:
+            ctx.warn("Sink left in place", note)
+
+    # --- read -----------------------------------------------------------------------------------
+
+    def read(self, ctx: Context, state: State) -> State | None:
+        target = self.target(ctx, state)
+        try:
+            health = self.delivery(ctx).inspect(target, str(state["id"]), _int(state.get("sink_version")))
+        except IssuerNotFound:
+            return None  # the scope itself is gone (pool deleted): so is the token
+        if health.token is None:
+            return None
+        new = dict(state)
+        if health.recovered is not None:
+            return self._state_after(state, target.sink.address, health.recovered)
+        new["sink_status"] = health.sink_status
+        if health.sink_status != "delivered":
+            ctx.warn(f"Sink drift: {target.sink.address}", health.detail + " The next apply mints a new "
+                     "token, writes it to the sink and revokes " + str(state["id"]) + ".")
+        if self.expiring:
+            new["expires_at"] = health.token.expires_at
+        return new
+
+    # --- import ---------------------------------------------------------------------------------
+
+    def import_state(self, ctx: Context, import_id: str) -> State:
+        scope, token_id, address = self.parse_import_id(import_id)
+        state: State = {a.name: None for a in self.schema.attributes}
+        state.update({self.scope_attribute: scope, "deliver_to": deliver_to_from_address(address),
+                      "adopt_existing": False})
+        target = self.target(ctx, state)
+        status = target.sink.status()
+        if not status.exists:
+            raise ConfigError("Cannot import", f"{address} does not exist, so it holds no token to adopt.")
+        if token_id is None:
+            if status.ownership is None or not status.ownership_current:
+                raise ConfigError("Cannot import",
+                                  f"{address} carries no tokendrop record naming its token. Give the token id "
+                                  f"too: {scope}/<token id>/{address}.")
+            token_id = status.ownership.token_id
+        token = self.delivery(ctx).listings.lookup(target.issuer, scope, token_id)
+        if token is None:
+            raise ConfigError("Cannot import", f"Token {token_id} is not alive in {scope}.")
+        state.update(self.imported_attributes(token))
+        state.update(id=token.id, sink_address=target.sink.address, sink_version=status.version,
+                     sink_status="delivered", created_at=token.created_at,
+                     expires_at=token.expires_at if self.expiring else None)
+        return state
+
+    def imported_attributes(self, token: IssuedToken) -> State:
+        return {"description": split_description(token.description)[0]}
+
+    def parse_import_id(self, import_id: str) -> tuple[str, str | None, str]:
+        """`<scope>/<sink address>` or `<scope>/<token id>/<sink address>`."""
+        scope, _, rest = import_id.partition("/")
+        for prefix in ("ssm:", "vault_kv:"):
+            if rest.startswith(prefix):
+                return scope, None, rest
+        token_id, _, address = rest.partition("/")
+        if scope and token_id and address.startswith(("ssm:", "vault_kv:")):
+            return scope, token_id, address
+        raise ConfigError("Invalid import id",
+                          f"Expected <{self.scope_attribute}>/<sink address> or "
+                          f"<{self.scope_attribute}>/<token id>/<sink address>, got {import_id!r}. "
+                          "Sink addresses look like ssm:/ci/token or vault_kv:secret/ci/token#token.")
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    return None

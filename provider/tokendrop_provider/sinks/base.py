@@ -1,0 +1,81 @@
+"""The sink contract shared by every secret store.
+
+A sink is one location (an SSM parameter, a Vault KV v2 secret) that holds one delivered payload.
+Beside the payload it records an `Ownership`: which issuer token it holds and which resource put it
+there. Sinks read that record, never the payload, when they answer `status()`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..secret import Secret
+
+# A payload is one secret (written under the sink's own field/value) or several named fields
+# (the AppRole grant delivers {"role_id": ..., "secret_id": ...}). Non-secret fields may be plain str.
+Payload = Secret | Mapping[str, Secret | str]
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """What a sink records about the token it holds. Never a secret, never a hash of one."""
+
+    token_id: str  # the issuer's id of the token held (TFE at-..., Buildkite uuid, accessor, ...)
+    issuer: str  # "tfe" | "buildkite" | "tokenvault" | "vault-approle"
+    owner: str  # fingerprint of the resource that wrote it (see delivery.owner_fingerprint)
+    # The sink version this record describes. A sink whose metadata cannot be written atomically
+    # with the payload (Vault KV) records the version its write will create; if the current version
+    # differs, the record is stale and nothing can be said about who wrote the current version.
+    version: int | None = None
+
+
+@dataclass(frozen=True)
+class SinkStatus:
+    """The sink as it is now, read from metadata only."""
+
+    exists: bool  # a current, readable (not deleted/destroyed) version exists
+    version: int | None = None  # current version number (SSM Version, Vault current_version)
+    ownership: Ownership | None = None  # None when the sink carries no tokendrop record
+    # True when `ownership` describes the current version (always so for SSM, whose record is
+    # written in the same call as the value).
+    ownership_current: bool = False
+
+
+class Sink(abc.ABC):
+    """One delivery location. Implementations raise the typed errors of `tokendrop_provider.errors`:
+    `SinkConflict` when create-only or compare-and-set fails, `SinkAccessDenied` on 403/AccessDenied,
+    `SinkError` for anything else, with a message naming `self.address` and never the payload."""
+
+    kind: str  # "ssm" | "vault_kv"
+
+    @property
+    @abc.abstractmethod
+    def address(self) -> str:
+        """Canonical, human-readable address, e.g. "ssm:/ci/tfc-agent/token" or
+        "vault_kv:secret/ci/tfc-agent/batch#token". Stored in state and used in markers."""
+
+    @abc.abstractmethod
+    def status(self) -> SinkStatus:
+        """Current version and ownership record. Never reads the payload."""
+
+    @abc.abstractmethod
+    def create(self, payload: Payload, ownership: Ownership) -> int:
+        """Write the first version; fail with SinkConflict if the sink already exists.
+        Returns the version written."""
+
+    @abc.abstractmethod
+    def replace(self, payload: Payload, ownership: Ownership, expected_version: int) -> int:
+        """Write a new version only if the current version is `expected_version`
+        (compare-and-set); fail with SinkConflict otherwise. Returns the version written."""
+
+    @abc.abstractmethod
+    def delete(self, expected_token_id: str | None) -> bool:
+        """Remove what we wrote. If `expected_token_id` is given, delete only when the ownership
+        record still names that token (someone else's value is never deleted). Returns False if
+        there was nothing of ours to delete."""
+
+    def reconcile_settings(self) -> None:  # noqa: B027 - optional hook
+        """Bring non-payload settings (tags, description, tier) in line with the configuration
+        without writing a new version. Default: nothing to do."""

@@ -118,7 +118,7 @@ def exactly_one_of(parent: tuple[str, ...], names: Sequence[str]) -> Check:
         if not present:
             return [(parent, f"set exactly one sink: {choices}")]
         if len(present) > 1:
-            return [((*parent, present[1]), f"set exactly one sink, not both {choices}")]
+            return [((*parent, present[1]), f"set exactly one sink, not both {' and '.join(f'`{n}`' for n in present)}")]
         return []
 
     return Check(fn, f"exactly one of {', '.join(names)} under {'.'.join(parent)}")

@@ -15,7 +15,7 @@ from .attributes import ProviderSchema, validate_config
 from .delivery import Delivery, Listings
 from .errors import ConfigError
 from .resources.base import Resource
-from .settings import Settings
+from .settings import AwsSettings, Settings
 
 T = TypeVar("T")
 
@@ -61,6 +61,36 @@ class ProviderCore:
                 self._clients[key] = existing
             return existing  # type: ignore[return-value]
 
+    # --- plan-time checks: missing settings fail the plan, before anything is created ----------
+
+    def check_tfe_settings(self) -> None:
+        if self.require_configured().tfe.token is None:
+            raise ConfigError("Missing TFE token",
+                              "Set tfe_token in the provider block or the TFE_TOKEN environment variable.",
+                              ("tfe_token",))
+
+    def check_sink_settings(self, deliver_to: Mapping[str, object]) -> None:
+        settings = self.require_configured()
+        if isinstance(deliver_to.get("ssm"), Mapping) and not self.memo(("aws-region", settings.aws.profile),
+                                                                          lambda: _aws_region(settings.aws)):
+            raise ConfigError("AWS region is not configured",
+                              "deliver_to.ssm needs a region: set aws_region in the provider block, or AWS_REGION "
+                              "(or a region in your AWS profile).", ("aws_region",))
+        if isinstance(deliver_to.get("vault_kv"), Mapping):
+            vault = settings.vault
+            if not vault.address:
+                raise ConfigError("Vault address is not configured",
+                                  "deliver_to.vault_kv needs vault_address in the provider block or VAULT_ADDR.",
+                                  ("vault_address",))
+            if vault.token is None and not (vault.approle_role_id and vault.approle_secret_id):
+                raise ConfigError("Vault credentials are not configured",
+                                  "Set vault_token (or VAULT_TOKEN), or vault_approle_role_id and "
+                                  "vault_approle_secret_id for an AppRole login.", ("vault_token",))
+
+    def memo(self, key: object, compute: Callable[[], T]) -> T:
+        """A value computed once per process (e.g. "does this pool exist?" during one plan)."""
+        return self.client(("memo", key), compute)
+
     # --- issuers and sinks ----------------------------------------------------------------------
 
     def tfe(self):  # type: ignore[no-untyped-def]
@@ -95,3 +125,15 @@ class ProviderCore:
                 settings=settings.vault,
             )
         raise ConfigError("No sink", "Set deliver_to.ssm or deliver_to.vault_kv.", ("deliver_to",))
+
+
+def _aws_region(aws: AwsSettings) -> str | None:
+    """The region boto3 would use: the provider block / environment, else the shared config profile."""
+    if aws.region:
+        return aws.region
+    import botocore.session
+
+    try:
+        return botocore.session.Session(profile=aws.profile).get_config_variable("region")
+    except Exception:  # an unknown profile is reported by the SSM client with its own message
+        return None

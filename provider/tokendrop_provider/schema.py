@@ -83,10 +83,12 @@ SSM_SINK = Attr(
              rules=(one_of("Standard", "Advanced", "Intelligent-Tiering"),)),
         Attr("description", STRING, "Parameter description. tokendrop appends its ownership record to it. "
              "Changing it rotates the token (SSM rewrites the value with the description).",
-             optional=True, on_change="rotate", rules=(length(0, 900),)),
+             optional=True, on_change="rotate",
+             rules=(from_function(ssm_rules.validate_description,
+                                  f"at most {ssm_rules.MAX_USER_DESCRIPTION_LENGTH} characters"),)),
         Attr("tags", MapOf(STRING), "Tags on the parameter (besides tokendrop's own). Updated in place.",
              optional=True, on_change="update",
-             rules=(from_function(ssm_rules.validate_tags, "at most 50 tags; keys 1–128, values ≤ 256 characters"),)),
+             rules=(from_function(ssm_rules.validate_tags, f"at most {ssm_rules.MAX_USER_TAGS} tags; keys 1–128, values ≤ 256 characters"),)),
     ),
 )
 

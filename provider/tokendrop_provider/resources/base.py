@@ -65,6 +65,7 @@ class Resource(abc.ABC):
         if errors:
             raise errors[0] if len(errors) == 1 else _combine(errors)
         planned = apply_defaults(self.schema.attributes, proposed, config or {})
+        self.preflight(ctx, prior, planned)
         if prior is None:
             planned = unknown_computed(self.schema.attributes, planned, config or {})
             self.plan_create(ctx, planned)
@@ -72,6 +73,10 @@ class Resource(abc.ABC):
         replace = changed_paths(self.schema.attributes, prior, planned, "replace")
         self.plan_update(ctx, prior, planned, replace)
         return Plan(planned, replace)
+
+    def preflight(self, ctx: Context, prior: State | None, planned: State) -> None:  # noqa: B027
+        """Fail the plan, before anything is created, when settings are missing or the configuration
+        names something that does not exist. May read (never write) the issuer."""
 
     def plan_create(self, ctx: Context, planned: State) -> None:  # noqa: B027 - optional hook
         """Refine a create plan in place (e.g. computed values already known at plan time)."""

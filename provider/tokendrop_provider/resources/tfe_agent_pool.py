@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .. import schema
-from ..errors import ConfigError
+from ..errors import ConfigError, IssuerNotFound
 from .base import Context, Resource, State
 
 if TYPE_CHECKING:  # the client (and requests) load on first use, not at start-up
@@ -18,6 +18,27 @@ class TfeAgentPool(Resource):
 
     def client(self, ctx: Context) -> TfeClient:
         return ctx.provider.tfe()
+
+    def preflight(self, ctx: Context, prior: State | None, planned: State) -> None:
+        ctx.provider.check_tfe_settings()
+        organization, name = planned.get("organization"), planned.get("name")
+        if not isinstance(organization, str) or not isinstance(name, str):
+            return
+        if prior is not None and prior.get("name") == name:
+            return
+        client = self.client(ctx)
+        try:
+            pools = ctx.provider.memo(("tfe-pools", organization), lambda: client.list_agent_pools(organization))
+        except IssuerNotFound:
+            raise ConfigError("Organization not found",
+                              f"Organization {organization!r} does not exist, has no agents entitlement, or this "
+                              "TFE token cannot see it.", ("organization",)) from None
+        taken = next((p for p in pools if p.name == name and p.id != (prior or {}).get("id")), None)
+        if taken is not None:
+            raise ConfigError("Agent pool name already taken",
+                              f"Organization {organization!r} already has an agent pool named {name!r} ({taken.id}). "
+                              f"Choose another name, or import it: terraform import <address> {taken.id}",
+                              ("name",))
 
     def create(self, ctx: Context, planned: State) -> State:
         pool = self.client(ctx).create_agent_pool(

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import schema
-from .base import Context
+from ..errors import ConfigError
+from .base import Context, State
 from .token import TokenResource
 
 if TYPE_CHECKING:
@@ -22,3 +23,13 @@ class TfeAgentToken(TokenResource):
 
     def issuer(self, ctx: Context) -> TfeClient:
         return ctx.provider.tfe()
+
+    def check_issuer(self, ctx: Context, prior: State | None, planned: State) -> None:
+        ctx.provider.check_tfe_settings()
+        pool_id = planned.get("agent_pool_id")
+        if not isinstance(pool_id, str) or (prior is not None and prior.get("agent_pool_id") == pool_id):
+            return
+        client = self.issuer(ctx)
+        if not ctx.provider.memo(("tfe-pool", pool_id), lambda: client.get_agent_pool(pool_id) is not None):
+            raise ConfigError("Agent pool not found",
+                              f"{pool_id} does not exist, or this TFE token cannot see it.", ("agent_pool_id",))

@@ -85,6 +85,16 @@ class TokenResource(Resource, abc.ABC):
 
     # --- plan -----------------------------------------------------------------------------------
 
+    def preflight(self, ctx: Context, prior: State | None, planned: State) -> None:
+        self.check_issuer(ctx, prior, planned)
+        deliver_to = planned.get("deliver_to")
+        if isinstance(deliver_to, Mapping):
+            ctx.provider.check_sink_settings(deliver_to)
+
+    @abc.abstractmethod
+    def check_issuer(self, ctx: Context, prior: State | None, planned: State) -> None:
+        """Settings present and the scope exists (read-only calls, cached per process)."""
+
     def plan_create(self, ctx: Context, planned: State) -> None:
         planned["sink_address"] = sink_address_of(planned.get("deliver_to"))
         planned["sink_status"] = "delivered"
@@ -156,7 +166,13 @@ class TokenResource(Resource, abc.ABC):
             ctx.warn("Revoked orphaned tokens",
                      f"Revoked {', '.join(delivered.revoked)}: minted for {target.sink.address} by an "
                      "interrupted run and never recorded in state.")
+        self._sink_warnings(ctx, target)
         return self._state_after(planned, target.sink.address, delivered)
+
+    @staticmethod
+    def _sink_warnings(ctx: Context, target: Target) -> None:
+        for warning in target.sink.warnings:
+            ctx.warn(f"{target.sink.address}", warning)
 
     def update(self, ctx: Context, prior: State, planned: State) -> State:
         target = self.target(ctx, planned)
@@ -166,10 +182,12 @@ class TokenResource(Resource, abc.ABC):
             delivered = self.delivery(ctx).rotate(
                 target, str(prior["id"]), parse_duration(keep) if isinstance(keep, str) else None, ctx.now(),
                 older_previous=prior.get("previous_token_id"))  # type: ignore[arg-type]
+            self._sink_warnings(ctx, target)
             return self._state_after(planned, target.sink.address, delivered)
         if prior.get("previous_token_id") and planned.get("previous_token_id") is None:
             self.delivery(ctx).revoke(target, str(prior["previous_token_id"]))
         target.sink.reconcile_settings()
+        self._sink_warnings(ctx, target)
         return state
 
     def _state_after(self, planned: State, address: str, delivered: Delivered) -> State:
@@ -222,6 +240,8 @@ class TokenResource(Resource, abc.ABC):
         state.update({self.scope_attribute: scope, "deliver_to": deliver_to_from_address(address),
                       "adopt_existing": False})
         target = self.target(ctx, state)
+        kind = next(k for k, v in state["deliver_to"].items() if v is not None)  # type: ignore[union-attr]
+        state["deliver_to"][kind].update(target.sink.current_settings())  # type: ignore[index]
         status = target.sink.status()
         if not status.exists:
             raise ConfigError("Cannot import", f"{address} does not exist, so it holds no token to adopt.")

@@ -76,6 +76,14 @@ class Sink(abc.ABC):
         record still names that token (someone else's value is never deleted). Returns False if
         there was nothing of ours to delete."""
 
+    # Non-fatal problems of the last call (the value was written, so they are reported, not raised).
+    warnings: list[str] = []  # noqa: RUF012 - instances assign their own list
+
+    def current_settings(self) -> dict[str, object]:
+        """The sink's configurable settings as it has them now, in the shape of its `deliver_to`
+        block (used by import). Default: none besides the location."""
+        return {}
+
     def reconcile_settings(self) -> None:  # noqa: B027 - optional hook
         """Bring non-payload settings (tags, description, tier) in line with the configuration
         without writing a new version. Default: nothing to do."""

@@ -1,0 +1,607 @@
+"""SSM Parameter Store sink: one SecureString parameter holding one delivered token.
+
+Wire facts this module relies on (reference/apis.md §4.3):
+
+- PutParameter writes Value and Description in one call, so the ownership record lives in the
+  Description, as a suffix after the user's text (format in `ssm_rules`). It names the parameter
+  version the write creates, because SSM keeps the old Description when someone overwrites the value
+  without one: a record whose version is not the current Version describes an older value.
+- Create is `Overwrite=False` with Tags; rotation is `Overwrite=True` without Tags (AWS rejects both
+  together); tags change through AddTagsToResource / RemoveTagsFromResource.
+- SSM has no compare-and-set. `replace` checks the current Version and then writes: a writer that
+  slips in between those two calls (milliseconds) is overwritten, and our record then names a
+  version one lower than the parameter's, so the next `status()` reports it as not current.
+- Description, Tier, KeyId and Policies can only change through PutParameter, which needs the value
+  and creates a version. `reconcile_settings()` therefore only reconciles tags (and refuses a tier
+  downgrade); `pending_changes()` lists what the next `replace()` will change.
+- Status is read with DescribeParameters, which never returns the value (GetParameter is never used).
+
+boto3 is imported only inside `ssm_client()`: importing this module stays cheap for provider start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, SinkNotFound
+from ..secret import Secret
+from ..settings import AwsSettings
+from .base import Ownership, Payload, Sink, SinkStatus
+from .ssm_rules import (
+    ISSUER_TAG,
+    MANAGED_BY_TAG,
+    MANAGED_BY_VALUE,
+    MAX_DESCRIPTION_LENGTH,
+    POLICY_TIERS,
+    RESERVED_TAG_PREFIX,
+    expiration_timestamp,
+    format_description,
+    parse_description,
+    validate_description,
+    validate_expires_at,
+    validate_kms_key_id,
+    validate_parameter_name,
+    validate_tags,
+    validate_tier,
+)
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+
+DESCRIBE_BATCH = 50  # DescribeParameters: at most 50 filter values and 50 results per call
+STANDARD_VALUE_LIMIT = 4096  # bytes; Advanced allows 8192
+ADVANCED_VALUE_LIMIT = 8192
+
+_THROTTLE_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyUpdates"})
+_DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied", "403"})
+_BAD_CREDENTIAL_CODES = frozenset({"UnrecognizedClientException", "InvalidClientTokenId",
+                                   "ExpiredTokenException", "InvalidSignatureException",
+                                   "SignatureDoesNotMatch"})
+
+
+@dataclass(frozen=True)
+class SsmRetryPolicy:
+    """How hard to try before giving up on a throttled call.
+
+    botocore's own retries run first (`botocore_mode` "adaptive" adds its client-side rate limiter,
+    shared by every sink using the same cached client); on top of that we back off and retry
+    ThrottlingException and TooManyUpdates (which botocore does not retry) `attempts` times.
+    """
+
+    botocore_mode: str = "adaptive"
+    botocore_max_attempts: int = 3  # total sends per call inside botocore (1 = no botocore retry)
+    attempts: int = 5  # our rounds on top of botocore's
+    base_delay: float = 0.5  # seconds; doubles each round, with jitter
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+
+
+DEFAULT_RETRY = SsmRetryPolicy()
+
+# --- client factory ---------------------------------------------------------------------------
+
+_clients: dict[tuple[AwsSettings, str, int], BaseClient] = {}
+_clients_lock = threading.Lock()
+
+
+def _silence_botocore_debug() -> None:
+    # botocore's DEBUG records include request bodies, i.e. the parameter Value: never let them out.
+    import logging
+
+    logger = logging.getLogger("botocore")
+    if logger.getEffectiveLevel() < logging.INFO:
+        logger.setLevel(logging.INFO)
+
+
+def ssm_client(settings: AwsSettings, retry: SsmRetryPolicy = DEFAULT_RETRY) -> BaseClient:
+    """The process-wide SSM client for these settings (created on first use, then reused)."""
+    key = (settings, retry.botocore_mode, retry.botocore_max_attempts)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is not None:
+            return client
+        import boto3  # lazy: a provider that never touches SSM never pays for boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ProfileNotFound
+
+        _silence_botocore_debug()
+        if bool(settings.access_key_id) != bool(settings.secret_access_key):
+            raise ConfigError("Incomplete AWS credentials",
+                              "aws_access_key_id and aws_secret_access_key must be set together",
+                              attribute=("aws_secret_access_key" if settings.access_key_id
+                                         else "aws_access_key_id",))
+        try:
+            session = boto3.session.Session(
+                profile_name=settings.profile,
+                region_name=settings.region,
+                aws_access_key_id=settings.access_key_id,
+                aws_secret_access_key=(settings.secret_access_key.reveal()
+                                       if settings.secret_access_key else None),
+                aws_session_token=settings.session_token.reveal() if settings.session_token else None,
+            )
+            client = session.client(
+                "ssm",
+                endpoint_url=settings.endpoint_url_ssm,
+                config=Config(retries={"mode": retry.botocore_mode,
+                                       "total_max_attempts": retry.botocore_max_attempts},
+                              connect_timeout=10, read_timeout=30, user_agent_extra="tokendrop"),
+            )
+        except ProfileNotFound as exc:
+            raise ConfigError("AWS profile not found", str(exc), attribute=("aws_profile",)) from None
+        except BotoCoreError as exc:
+            if type(exc).__name__ == "NoRegionError":
+                raise ConfigError("AWS region is not configured",
+                                  "set aws_region in the provider block, or AWS_REGION",
+                                  attribute=("aws_region",)) from None
+            raise ConfigError("Cannot configure the AWS SSM client", str(exc)) from None
+        _clients[key] = client
+        return client
+
+
+def clear_client_cache() -> None:
+    """Forget cached clients (tests; or after credentials were rotated in-process)."""
+    with _clients_lock:
+        _clients.clear()
+
+
+# --- calls, retries and error mapping -----------------------------------------------------------
+
+
+class _AwsFailure(Exception):
+    """A failed SSM call, before it is turned into a typed sink error at the call site."""
+
+    def __init__(self, operation: str, code: str, message: str, status: int | None,
+                 attempts: int = 1) -> None:
+        super().__init__(f"{operation}: {code}: {message}")
+        self.operation = operation
+        self.code = code
+        self.message = message
+        self.status = status
+        self.attempts = attempts
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    # AWS never echoes the Value, but an error text is checked anyway before it can reach a user.
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _invoke(client: BaseClient, retry: SsmRetryPolicy, operation: str, secrets: Sequence[str] = (),
+            **params: Any) -> dict[str, Any]:
+    """Call one SSM operation with our bounded backoff; raise _AwsFailure or a typed error."""
+    from botocore import exceptions as bex  # already loaded by ssm_client()
+
+    method = getattr(client, "".join("_" + c.lower() if c.isupper() else c for c in operation)[1:])
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return method(**params)
+        except bex.ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", "Unknown"))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in _THROTTLE_CODES and attempt < retry.attempts:
+                time.sleep(retry.delay(attempt))
+                continue
+            failure = _AwsFailure(operation, code, _scrub(str(error.get("Message", "")), secrets),
+                                  status, attempt)
+            raise failure from (None if secrets else exc)
+        except bex.ParamValidationError as exc:
+            # botocore's own message may quote parameter values: scrub it and drop the chain.
+            raise _AwsFailure(operation, "ParamValidationError", _scrub(str(exc), secrets),
+                              None) from None
+        except bex.NoCredentialsError:
+            raise ConfigError("No AWS credentials found",
+                              "configure the default credential chain (environment, profile, instance "
+                              "role) or set aws_access_key_id and aws_secret_access_key",
+                              attribute=("aws_access_key_id",)) from None
+        except (bex.EndpointConnectionError, bex.ConnectionClosedError,
+                bex.ReadTimeoutError, bex.ConnectTimeoutError) as exc:
+            raise _AwsFailure(operation, "ConnectionError", str(exc), None) from None
+
+
+def _sink_error(failure: _AwsFailure, address: str) -> SinkError:
+    """Turn a failed call into the typed error the provider reports."""
+    op, code, message = failure.operation, failure.code, failure.message
+    detail = f"{code}: {message}" if message else code
+    if code in _DENIED_CODES or failure.status == 403:
+        need = (f"ssm:{op} on resource \"*\" (AWS does not scope it to a parameter)"
+                if op == "DescribeParameters" else
+                f"ssm:{op} on this parameter (and, for a customer-managed KMS key, kms:Encrypt on it)")
+        return SinkAccessDenied(f"AWS denied ssm:{op} on {address}",
+                                f"{detail}. The credentials need {need}")
+    if code in _BAD_CREDENTIAL_CODES:
+        return SinkAccessDenied(f"AWS rejected the credentials calling ssm:{op} on {address}", detail)
+    if code in _THROTTLE_CODES:
+        return SinkError(f"SSM throttled {op} on {address}",
+                         f"still {code} after {failure.attempts} attempts with backoff; the call was "
+                         "not carried out. Try again later, spread the rollout, or enable SSM's higher "
+                         "throughput setting")
+    if code == "ParameterNotFound":
+        return SinkNotFound(f"{address} does not exist", detail)
+    if code == "InvalidKeyId":
+        return SinkError(f"SSM rejected the KMS key for {address}", detail, attribute=("kms_key_id",))
+    if code == "ConnectionError":
+        return SinkError(f"Cannot reach SSM for {address}", message)
+    return SinkError(f"SSM {op} failed for {address}", detail)
+
+
+# --- reading metadata ---------------------------------------------------------------------------
+
+
+def _normalized(name: str) -> str:
+    return "/" + name.lstrip("/")
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _describe(client: BaseClient, retry: SsmRetryPolicy, names: Sequence[str],
+              address: str) -> dict[str, dict[str, Any]]:
+    """DescribeParameters for up to 50 names per call (following NextToken if AWS pages).
+    Returns the metadata of the names that exist, keyed by the requested name."""
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(names, DESCRIBE_BATCH):
+        requested_names = set(chunk)
+        by_normalized = {_normalized(n): n for n in chunk}
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {
+                "ParameterFilters": [{"Key": "Name", "Option": "Equals", "Values": list(chunk)}],
+                "MaxResults": DESCRIBE_BATCH,
+            }
+            if token:
+                params["NextToken"] = token
+            try:
+                page = _invoke(client, retry, "DescribeParameters", **params)
+            except _AwsFailure as failure:
+                raise _sink_error(failure, address) from failure.__cause__
+            for meta in page.get("Parameters", []):
+                name = meta.get("Name", "")
+                # The Name filter may match "/x" for "x" (moto does): map back to the spelling asked for.
+                requested = name if name in requested_names else by_normalized.get(_normalized(name))
+                if requested is not None:
+                    found[requested] = meta
+            token = page.get("NextToken")
+            if not token:
+                break
+    return found
+
+
+def _status(meta: Mapping[str, Any] | None) -> SinkStatus:
+    if meta is None:
+        return SinkStatus(exists=False)
+    version = int(meta["Version"])
+    _, ownership = parse_description(meta.get("Description"))
+    return SinkStatus(exists=True, version=version, ownership=ownership,
+                      ownership_current=ownership is not None and ownership.version == version)
+
+
+def describe_many(names: Sequence[str], settings: AwsSettings | None = None,
+                  retry: SsmRetryPolicy = DEFAULT_RETRY) -> dict[str, SinkStatus]:
+    """Status of many parameters with one DescribeParameters call per 50 names (never the values).
+
+    Every requested name is in the result; names that do not exist map to `SinkStatus(exists=False)`.
+    Needs ssm:DescribeParameters (which AWS grants only on resource "*").
+    """
+    unique = list(dict.fromkeys(names))
+    for name in unique:
+        error = validate_parameter_name(name)
+        if error:
+            raise ConfigError("Invalid SSM parameter name", error, attribute=("name",))
+    if not unique:
+        return {}
+    client = ssm_client(settings or AwsSettings(), retry)
+    found = _describe(client, retry, unique, f"ssm:({len(unique)} parameters)")
+    return {name: _status(found.get(name)) for name in unique}
+
+
+# --- the sink -----------------------------------------------------------------------------------
+
+
+def _render(payload: Payload) -> str:
+    """The parameter Value. A multi-field payload is stored as a compact JSON object."""
+    if isinstance(payload, Secret):
+        return payload.reveal()
+    if isinstance(payload, Mapping) and payload:
+        return json.dumps({k: v.reveal() if isinstance(v, Secret) else v for k, v in payload.items()},
+                          sort_keys=True, separators=(",", ":"))
+    raise SinkError("Nothing to deliver", "the payload is empty")
+
+
+def _secret_texts(payload: Payload, value: str) -> list[str]:
+    texts = [value]
+    if isinstance(payload, Mapping):
+        texts += [v.reveal() for v in payload.values() if isinstance(v, Secret)]
+    return texts
+
+
+class SsmSink(Sink):
+    """One SecureString parameter. See the module docstring for how each operation maps onto SSM."""
+
+    kind = "ssm"
+
+    def __init__(self, name: str, *, settings: AwsSettings, kms_key_id: str | None = None,
+                 tier: str | None = None, description: str | None = None,
+                 tags: Mapping[str, str] | None = None, expires_at: str | None = None,
+                 retry: SsmRetryPolicy = DEFAULT_RETRY) -> None:
+        tags = dict(tags or {})
+        checks: list[tuple[str, str | None]] = [("name", validate_parameter_name(name, settings.region))]
+        if kms_key_id is not None:
+            checks.append(("kms_key_id", validate_kms_key_id(kms_key_id)))
+        if tier is not None:
+            checks.append(("tier", validate_tier(tier)))
+        if description is not None:
+            checks.append(("description", validate_description(description)))
+        if expires_at is not None:
+            checks.append(("expires_at", validate_expires_at(expires_at)))
+        checks.append(("tags", validate_tags(tags)))
+        for attribute, error in checks:
+            if error:
+                raise ConfigError("Invalid SSM parameter setting", error, attribute=(attribute,))
+        self.name = name
+        self.settings = settings
+        self.kms_key_id = kms_key_id
+        self.tier = tier
+        self.description = description or ""
+        self.tags = tags
+        self.expires_at = expires_at
+        self.retry = retry
+        # Non-fatal problems of the last call (e.g. tags that could not be updated after a rotation):
+        # the value was written, so these are reported as warnings, not raised.
+        self.warnings: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"SsmSink({self.name!r})"
+
+    @property
+    def address(self) -> str:
+        return f"ssm:{self.name}"
+
+    @property
+    def expiration_ignored_reason(self) -> str | None:
+        """Why `expires_at` does not become an Expiration policy, or None when it does (or is unset)."""
+        if self.expires_at is None or self.tier in POLICY_TIERS:
+            return None
+        tier = f'tier is "{self.tier}"' if self.tier else "tier is not set (the account default applies)"
+        return (f"expires_at is not applied to {self.address} as an Expiration policy: parameter policies "
+                f'need tier "Advanced" or "Intelligent-Tiering", and the {tier}')
+
+    def read_policy(self) -> dict[str, Any]:
+        """The IAM policy statement a consumer needs to read this parameter."""
+        return {"Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+                "Resource": f"arn:aws:ssm:*:*:parameter/{self.name.lstrip('/')}"}
+
+    # -- internals
+
+    def _client(self) -> BaseClient:
+        return ssm_client(self.settings, self.retry)
+
+    def _call(self, operation: str, secrets: Sequence[str] = (), **params: Any) -> dict[str, Any]:
+        try:
+            return _invoke(self._client(), self.retry, operation, secrets, **params)
+        except _AwsFailure as failure:
+            raise _sink_error(failure, self.address) from failure.__cause__
+
+    def _metadata(self) -> dict[str, Any] | None:
+        return _describe(self._client(), self.retry, [self.name], self.address).get(self.name)
+
+    def _description(self, ownership: Ownership, version: int) -> str:
+        text = format_description(self.description, ownership, version)
+        if len(text) > MAX_DESCRIPTION_LENGTH:
+            raise ConfigError("Description too long",
+                              f"the description with tokendrop's ownership record is {len(text)} "
+                              f"characters; SSM allows {MAX_DESCRIPTION_LENGTH}. Shorten the description",
+                              attribute=("description",))
+        return text
+
+    def _check_value_size(self, value: str) -> None:
+        size = len(value.encode())
+        limit = STANDARD_VALUE_LIMIT if self.tier == "Standard" else ADVANCED_VALUE_LIMIT
+        if size > limit:
+            raise SinkError(f"The value for {self.address} is too large",
+                            f"{size} bytes; the {self.tier or 'Advanced'} tier allows {limit}")
+
+    def _check_tier(self, meta: Mapping[str, Any]) -> None:
+        if self.tier == "Standard" and meta.get("Tier") == "Advanced":
+            raise ConfigError("SSM parameters cannot move back to the Standard tier",
+                              f"{self.address} is an Advanced parameter and AWS never downgrades one. "
+                              'Set tier = "Advanced" (or "Intelligent-Tiering"), or delete the parameter '
+                              "so that it is created again as Standard", attribute=("tier",))
+
+    def _expiration_policies(self) -> str | None:
+        if self.expires_at is None or self.tier not in POLICY_TIERS:
+            return None
+        return json.dumps([{"Type": "Expiration", "Version": "1.0",
+                            "Attributes": {"Timestamp": expiration_timestamp(self.expires_at)}}])
+
+    def _desired_tags(self, issuer: str | None) -> dict[str, str]:
+        tags = {MANAGED_BY_TAG: MANAGED_BY_VALUE}
+        if issuer:
+            tags[ISSUER_TAG] = issuer
+        tags.update(self.tags)
+        return tags
+
+    def _put(self, value: str, description: str, *, overwrite: bool, payload: Payload,
+             policies: str | None, tags: dict[str, str] | None, tier: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"Name": self.name, "Value": value, "Type": "SecureString",
+                                  "Overwrite": overwrite, "Description": description}
+        if tags:
+            params["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+        if self.kms_key_id:
+            params["KeyId"] = self.kms_key_id
+        if tier:
+            params["Tier"] = tier
+        if policies:
+            params["Policies"] = policies
+        return _invoke(self._client(), self.retry, "PutParameter", _secret_texts(payload, value), **params)
+
+    def _owner_text(self, meta: Mapping[str, Any] | None) -> str:
+        if meta is None:
+            return ""
+        _, ownership = parse_description(meta.get("Description"))
+        if ownership is None:
+            return " It carries no tokendrop ownership record (it was written by something else)."
+        return (f" It holds {ownership.issuer} token {ownership.token_id}, written by tokendrop "
+                f"resource {ownership.owner}.")
+
+    # -- Sink API
+
+    def status(self) -> SinkStatus:
+        return _status(self._metadata())
+
+    def create(self, payload: Payload, ownership: Ownership) -> int:
+        self.warnings = []
+        value = _render(payload)
+        self._check_value_size(value)
+        try:
+            result = self._put(value, self._description(ownership, 1), overwrite=False, payload=payload,
+                               policies=self._expiration_policies(),
+                               tags=self._desired_tags(ownership.issuer), tier=self.tier)
+        except _AwsFailure as failure:
+            if failure.code != "ParameterAlreadyExists":
+                raise _sink_error(failure, self.address) from failure.__cause__
+            meta = self._metadata()
+            current = _status(meta)
+            own = current.ownership
+            if (current.ownership_current and own is not None and own.token_id == ownership.token_id
+                    and own.owner == ownership.owner and current.version == 1):
+                return 1  # our own earlier attempt landed (e.g. a retried call): nothing to do
+            raise SinkConflict(f"{self.address} already exists",
+                               "tokendrop creates the parameter and will not overwrite one it did not "
+                               f"write.{self._owner_text(meta)} Delete it, choose another name, or "
+                               "adopt it (adopt_existing = true)", attribute=("name",)) from None
+        if self.expiration_ignored_reason:
+            self.warnings.append(self.expiration_ignored_reason)
+        return int(result["Version"])
+
+    def replace(self, payload: Payload, ownership: Ownership, expected_version: int) -> int:
+        self.warnings = []
+        value = _render(payload)
+        self._check_value_size(value)
+        meta = self._metadata()
+        if meta is None:
+            raise SinkConflict(f"{self.address} does not exist",
+                               f"expected version {expected_version}; it was deleted outside tokendrop")
+        current = int(meta["Version"])
+        if current != expected_version:
+            raise SinkConflict(f"{self.address} changed outside tokendrop",
+                               f"expected version {expected_version}, found {current}."
+                               f"{self._owner_text(meta)}")
+        self._check_tier(meta)
+        policies = self._expiration_policies()
+        if policies is None and meta.get("Policies"):
+            # New policies replace old ones, and the old Expiration would delete the new token.
+            policies = "[{}]"
+        # Tier unset: keep the parameter's own, rather than let the account default attempt a downgrade.
+        tier = self.tier or meta.get("Tier")
+        try:
+            result = self._put(value, self._description(ownership, expected_version + 1), overwrite=True,
+                               payload=payload, policies=policies, tags=None, tier=tier)
+        except _AwsFailure as failure:
+            raise _sink_error(failure, self.address) from failure.__cause__
+        written = int(result["Version"])
+        if written != expected_version + 1:
+            self.warnings.append(f"{self.address} was written concurrently by someone else: "
+                                 f"wrote version {written}, expected {expected_version + 1}")
+        try:
+            self._reconcile_tags(ownership.issuer)
+        except SinkError as exc:  # the value is in place: a tag failure must not undo the rotation
+            self.warnings.append(f"tags of {self.address} were not updated: {exc}")
+        if self.expiration_ignored_reason:
+            self.warnings.append(self.expiration_ignored_reason)
+        return written
+
+    def delete(self, expected_token_id: str | None) -> bool:
+        meta = self._metadata()
+        if meta is None:
+            return False
+        if expected_token_id is not None:
+            current = _status(meta)
+            own = current.ownership
+            if own is None or own.token_id != expected_token_id:
+                return False  # someone else's value is never deleted
+            if own.version is not None and current.version is not None and current.version > own.version:
+                return False  # overwritten after our write (record kept by SSM): not ours any more
+        try:
+            self._call("DeleteParameter", Name=self.name)
+        except SinkNotFound:
+            return False
+        return True
+
+    def reconcile_settings(self) -> None:
+        """Tags only (no new version); refuses a tier downgrade. See `pending_changes()`."""
+        self.warnings = []
+        meta = self._metadata()
+        if meta is None:
+            raise SinkNotFound(f"{self.address} does not exist", "nothing to reconcile")
+        self._check_tier(meta)
+        _, ownership = parse_description(meta.get("Description"))
+        self._reconcile_tags(ownership.issuer if ownership else None)
+        self.warnings.extend(f"{change} (applied at the next rotation)"
+                             for change in self._pending_changes(meta))
+
+    def current_settings(self) -> dict[str, object]:
+        """The parameter's configurable settings in `deliver_to.ssm`'s shape, defaults as None
+        (import fills the configuration's view of the sink from this)."""
+        meta = self._metadata()
+        if meta is None:
+            return {}
+        listed = self._call("ListTagsForResource", ResourceType="Parameter", ResourceId=self.name)
+        tags = {t["Key"]: t.get("Value", "") for t in listed.get("TagList", [])
+                if t["Key"] != MANAGED_BY_TAG and not t["Key"].startswith(("aws:", RESERVED_TAG_PREFIX))}
+        key_id = meta.get("KeyId")
+        tier = meta.get("Tier")
+        user_description, _ = parse_description(meta.get("Description"))
+        return {
+            "kms_key_id": None if key_id in (None, "alias/aws/ssm") else key_id,
+            "tier": None if tier in (None, "Standard") else tier,
+            "description": user_description or None,
+            "tags": tags or None,
+        }
+
+    def pending_changes(self) -> list[str]:
+        """Configured settings that differ from the parameter and need a new version to change
+        (PutParameter always carries the value): they are applied by the next `replace()`."""
+        meta = self._metadata()
+        return [] if meta is None else self._pending_changes(meta)
+
+    def _pending_changes(self, meta: Mapping[str, Any]) -> list[str]:
+        changes = []
+        user_description, _ = parse_description(meta.get("Description"))
+        if user_description != self.description:
+            changes.append(f"description of {self.address} differs")
+        if self.tier == "Advanced" and meta.get("Tier") == "Standard":
+            changes.append(f"{self.address} is Standard and configured as Advanced")
+        if self.kms_key_id and meta.get("KeyId") != self.kms_key_id:
+            changes.append(f"{self.address} is encrypted with {meta.get('KeyId')!r}, "
+                           f"configured {self.kms_key_id!r}")
+        return changes
+
+    def _reconcile_tags(self, issuer: str | None) -> None:
+        listed = self._call("ListTagsForResource", ResourceType="Parameter", ResourceId=self.name)
+        current = {t["Key"]: t.get("Value", "") for t in listed.get("TagList", [])}
+        desired = self._desired_tags(issuer)
+        to_add = [{"Key": k, "Value": v} for k, v in desired.items() if current.get(k) != v]
+        # Tags are authoritative, except AWS's own and tokendrop's (which we only ever set).
+        to_remove = [k for k in current if k not in desired
+                     and not k.startswith(("aws:", RESERVED_TAG_PREFIX))]
+        if to_add:
+            self._call("AddTagsToResource", ResourceType="Parameter", ResourceId=self.name, Tags=to_add)
+        if to_remove:
+            self._call("RemoveTagsFromResource", ResourceType="Parameter", ResourceId=self.name,
+                       TagKeys=to_remove)

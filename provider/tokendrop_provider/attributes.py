@@ -118,7 +118,8 @@ def exactly_one_of(parent: tuple[str, ...], names: Sequence[str]) -> Check:
         if not present:
             return [(parent, f"set exactly one sink: {choices}")]
         if len(present) > 1:
-            return [((*parent, present[1]), f"set exactly one sink, not both {' and '.join(f'`{n}`' for n in present)}")]
+            both = " and ".join(f"`{n}`" for n in present)
+            return [((*parent, present[1]), f"set exactly one sink, not both {both}")]
         return []
 
     return Check(fn, f"exactly one of {', '.join(names)} under {'.'.join(parent)}")

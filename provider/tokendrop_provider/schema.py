@@ -88,7 +88,8 @@ SSM_SINK = Attr(
                                   f"at most {ssm_rules.MAX_USER_DESCRIPTION_LENGTH} characters"),)),
         Attr("tags", MapOf(STRING), "Tags on the parameter (besides tokendrop's own). Updated in place.",
              optional=True, on_change="update",
-             rules=(from_function(ssm_rules.validate_tags, f"at most {ssm_rules.MAX_USER_TAGS} tags; keys 1–128, values ≤ 256 characters"),)),
+             rules=(from_function(ssm_rules.validate_tags, f"at most {ssm_rules.MAX_USER_TAGS} tags; keys 1–128, "
+                                  "values ≤ 256 characters"),)),
     ),
 )
 

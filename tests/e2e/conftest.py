@@ -3,7 +3,6 @@ that go straight to the servers, bypassing tokendrop, to check what was really d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import boto3
@@ -78,7 +77,7 @@ class Sandbox:
 
 @pytest.fixture
 def sandbox(fresh_tfe_emulator: TfeEmulator, clean_moto: MotoServer, openbao_server: OpenBaoServer,
-            ) -> Iterator[Sandbox]:
+            ) -> Sandbox:
     box = Sandbox(fresh_tfe_emulator, clean_moto, openbao_server,
                   frozenset(m["id"] for m in fresh_tfe_emulator.minted()))
     client = box.vault()
@@ -88,7 +87,7 @@ def sandbox(fresh_tfe_emulator: TfeEmulator, clean_moto: MotoServer, openbao_ser
         keys = []
     for key in keys:
         _delete_tree(client, key)
-    yield box
+    return box
 
 
 def _delete_tree(client: hvac.Client, key: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from fixtures.terraform import scan
 
 pytestmark = pytest.mark.e2e

@@ -77,7 +77,7 @@ class Sink(abc.ABC):
         there was nothing of ours to delete."""
 
     # Non-fatal problems of the last call (the value was written, so they are reported, not raised).
-    warnings: list[str] = []  # noqa: RUF012 - instances assign their own list
+    warnings: list[str] = []
 
     def current_settings(self) -> dict[str, object]:
         """The sink's configurable settings as it has them now, in the shape of its `deliver_to`

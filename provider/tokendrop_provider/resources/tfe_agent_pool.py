@@ -62,15 +62,15 @@ class TfeAgentPool(Resource):
         self.client(ctx).delete_agent_pool(str(prior["id"]))
 
     def import_state(self, ctx: Context, import_id: str) -> State:
+        organization, _, name = import_id.partition("/")
+        if not import_id.startswith("apool-") and not (organization and name):
+            raise ConfigError("Invalid import id",
+                              f"Expected an agent pool id (apool-…) or <organization>/<pool name>, got {import_id!r}.")
         client = self.client(ctx)
         if import_id.startswith("apool-"):
             pool = client.get_agent_pool(import_id)
-        elif "/" in import_id:
-            organization, _, name = import_id.partition("/")
-            pool = client.get_agent_pool_by_name(organization, name)
         else:
-            raise ConfigError("Invalid import id",
-                              f"Expected an agent pool id (apool-…) or <organization>/<pool name>, got {import_id!r}.")
+            pool = client.get_agent_pool_by_name(organization, name)
         if pool is None:
             raise ConfigError("Cannot import", f"No agent pool {import_id!r} is visible to this TFE token.")
         empty: State = {"allowed_workspace_ids": None, "allowed_project_ids": None, "excluded_workspace_ids": None}

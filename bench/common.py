@@ -1,0 +1,71 @@
+"""Shared pieces of the benchmarks: a sandbox in this process, a Terraform working directory, timing."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tokendrop_provider.install import install
+from tokendrop_provider.sandbox import servers
+from tokendrop_provider.sandbox.tfe import TfeEmulator
+
+HEADER = """terraform {
+  required_providers {
+    tokendrop = { source = "tokendrop/tokendrop" }
+  }
+}
+provider "tokendrop" {}
+"""
+
+
+@dataclass
+class BenchSandbox:
+    root: Path
+    tfe: TfeEmulator
+    moto: servers.MotoServer
+    bao: servers.OpenBaoServer
+    cli_config: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def sandbox(rate_limits: bool = False) -> Iterator[BenchSandbox]:
+    root = Path(tempfile.mkdtemp(prefix="tokendrop-bench-"))
+    tfe = TfeEmulator(rate_limit_enabled=rate_limits).start()
+    moto = servers.start_moto(root / "logs", faults=False)
+    bao = servers.start_openbao(root / "logs")
+    try:
+        installed = install(root / "mirror")
+        cli_config = root / "cli.tfrc"
+        cli_config.write_text(installed.cli_config())
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_LOG", "TOKENDROP_LOG"))}
+        env.update({"TF_CLI_CONFIG_FILE": str(cli_config), "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1",
+                    "TFE_ADDRESS": tfe.url, "TFE_TOKEN": tfe.sandbox_token, **moto.env(), **bao.env()})
+        yield BenchSandbox(root, tfe, moto, bao, cli_config, env)
+    finally:
+        tfe.stop()
+        moto.stop()
+        bao.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def terraform(directory: Path, env: Mapping[str, str], *args: str) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(["terraform", *args], cwd=directory, env=dict(env), capture_output=True, text=True,
+                          check=False)
+    elapsed = time.perf_counter() - started
+    if proc.returncode not in (0, 2):
+        raise RuntimeError(f"terraform {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def median_of(runs: int, fn) -> float:  # type: ignore[no-untyped-def]
+    return statistics.median(fn() for _ in range(runs))

@@ -244,6 +244,9 @@ class Delivery:
             target.issuer.revoke(target.scope, token_id)
             self.listings.note_revoked(token_id)
             log.info("revoked %s after the sink write failed", token_id)
+            if isinstance(err, TokendropError):
+                err.detail += (f"\n\nThe token minted for this delivery ({token_id}) was revoked again: "
+                               "nothing was left behind.")
         except Exception as revoke_err:
             log.error("could not revoke %s after the sink write failed: %s", token_id, revoke_err)
             if isinstance(err, TokendropError):

@@ -133,6 +133,7 @@ def test_vault_403_revokes_the_minted_token(sandbox, make_workspace):
     result = ws.apply(check=False)
     assert result.returncode == 1
     assert "secret/ci/token" in result.stderr and "denied" in result.stderr.lower()
+    assert "was revoked again: nothing was left behind" in " ".join(result.stderr.split())
     minted = [m for m in sandbox.minted() if m["scope"] != ""]
     assert len(minted) == 1 and minted[0]["revoked"], "the token minted for the failed write is revoked"
     assert "tokendrop_tfe_agent_token.t" not in ws.resources()
@@ -149,6 +150,7 @@ def test_ssm_throttled_past_retries_revokes_the_minted_token(sandbox, make_works
     sandbox.moto.reset_counters()
     assert result.returncode == 1
     assert "throttl" in result.stderr.lower() and "/ci/token" in result.stderr
+    assert "was revoked again: nothing was left behind" in " ".join(result.stderr.split())
     minted = sandbox.minted()
     assert len(minted) == 1 and minted[0]["revoked"]
     assert sandbox.ssm_value("/ci/token") is None

@@ -82,6 +82,9 @@ class Target:
     adopt_existing: bool = False
     # How a minted token becomes the sink payload (the AppRole grant also delivers its role id).
     payload: Callable[[MintedToken], Payload] = lambda minted: minted.value
+    # False where the issuer edits descriptions in place (Buildkite): the sink's ownership record,
+    # written with the value, must stay ours after such an edit.
+    description_in_fingerprint: bool = True
 
     @property
     def marker(self) -> str:
@@ -89,7 +92,8 @@ class Target:
 
     @property
     def fingerprint(self) -> str:
-        return owner_fingerprint(self.resource_type, self.scope, self.sink.address, self.description)
+        return owner_fingerprint(self.resource_type, self.scope, self.sink.address,
+                                 self.description if self.description_in_fingerprint else None)
 
     def ownership(self, token_id: str) -> Ownership:
         return Ownership(token_id=token_id, issuer=self.issuer.kind, owner=self.fingerprint)
@@ -137,7 +141,7 @@ class Listings:
     def lookup(self, issuer: TokenIssuer, scope: str, token_id: str) -> IssuedToken | None:
         if token_id in self.revoked_here:
             return None
-        if not self.enabled or token_id in self.minted_here:
+        if not self.enabled or token_id in self.minted_here or not issuer.lookups_by_listing:
             return issuer.lookup(scope, token_id)
         found = self.tokens(issuer, scope).get(token_id)
         if found is not None and _expired(found):
@@ -262,6 +266,8 @@ class Delivery:
         it for `keep_previous_for`). The sink is ours per state, so it is overwritten even if someone
         else wrote it since."""
         status = target.sink.status()
+        if target.issuer.rotates_in_place:
+            return self._rekey_and_write(target, current_id, status)
         keep = {current_id} if keep_previous_for else set()
         delivered = self._mint_and_write(target, status, keep=keep)
         if older_previous and older_previous != current_id:
@@ -272,6 +278,29 @@ class Delivery:
         else:
             self._revoke(target, current_id, delivered)
         return delivered
+
+    def _rekey_and_write(self, target: Target, token_id: str, status: SinkStatus) -> Delivered:
+        """Rotation for issuers that replace the key of one object (Token Vault's rotate-key): the id
+        stays and the old key is dead once the call returns, so there is nothing to revoke or keep,
+        and a failed sink write cannot be undone. The error says so; the state is not updated, so the
+        next plan rotates again (and refresh notices the dead key, see resources/tokenvault_agent.py)."""
+        minted = target.issuer.rekey(target.scope, token_id)
+        self.listings.note_minted(token_id)
+        log.info("rotated the key of %s in %s", token_id, target.scope)
+        try:
+            payload = target.payload(minted)
+            ownership = target.ownership(minted.token.id)
+            if status.version is not None:
+                version = target.sink.replace(payload, ownership, expected_version=status.version)
+            else:
+                version = target.sink.create(payload, ownership)
+        except TokendropError as err:
+            err.detail += (f"\n\nThe key of {token_id} was already rotated, and rotating invalidates the previous "
+                           f"key at once: {target.sink.address} still holds that previous, now invalid key. Fix "
+                           "the sink and apply again; the next apply rotates the key again and delivers it.")
+            raise
+        log.info("delivered the new key of %s to %s version %s", token_id, target.sink.address, version)
+        return Delivered(minted.token, version, revoked=self.sweep(target, keep={token_id}))
 
     def _revoke(self, target: Target, token_id: str, delivered: Delivered) -> None:
         if token_id in delivered.revoked:
@@ -341,9 +370,11 @@ class Delivery:
             # take the newer token into state and schedule the older one for revocation.
             newer = self.listings.lookup(target.issuer, target.scope, own.token_id)
             if newer is not None and split_description(newer.description)[1] == target.marker:
-                recovered = Delivered(newer, status.version or 0, adopted=True,
-                                      previous_token_id=token_id if token is not None else None,
-                                      previous_revoke_after=rfc3339(datetime.datetime.now(datetime.UTC)))
+                # The older token, if still alive, is revoked by the next apply (its grace is over).
+                recovered = Delivered(newer, status.version or 0, adopted=True)
+                if token is not None:
+                    recovered.previous_token_id = token_id
+                    recovered.previous_revoke_after = rfc3339(datetime.datetime.now(datetime.UTC))
                 return Health(newer, "delivered", status.version, recovered=recovered)
         who = f"token {own.token_id}" if own is not None and status.ownership_current else "an unknown value"
         return Health(token, "overwritten", status.version,

@@ -10,6 +10,7 @@ import hvac
 import pytest
 import requests
 
+from tokendrop_provider.sandbox.buildkite import BuildkiteEmulator
 from tokendrop_provider.sandbox.servers import MotoServer, OpenBaoServer
 from tokendrop_provider.sandbox.tfe import TfeEmulator
 
@@ -20,10 +21,13 @@ class Sandbox:
     moto: MotoServer
     bao: OpenBaoServer
     baseline: frozenset[str] = frozenset()  # token ids minted before this test (the emulator is shared)
+    buildkite: BuildkiteEmulator | None = None  # set by tests that use Buildkite (tests/e2e/test_buildkite.py)
 
     @property
     def env(self) -> dict[str, str]:
-        return {"TFE_ADDRESS": self.tfe.url, "TFE_TOKEN": self.tfe.sandbox_token, **self.moto.env(), **self.bao.env()}
+        buildkite = {} if self.buildkite is None else self.buildkite.ready_info()["env"]
+        return {"TFE_ADDRESS": self.tfe.url, "TFE_TOKEN": self.tfe.sandbox_token, **buildkite, **self.moto.env(),
+                **self.bao.env()}
 
     def ssm(self):  # type: ignore[no-untyped-def]
         return boto3.client("ssm", endpoint_url=self.moto.url, region_name="us-east-1",

@@ -8,8 +8,8 @@ import datetime
 import json
 
 import pytest
-from fixtures.terraform import scan
 
+from fixtures.terraform import scan
 from tokendrop_provider.sandbox.servers import create_policy_token
 
 pytestmark = pytest.mark.e2e

@@ -113,6 +113,14 @@ class PluginServer:
     def request_shutdown(self) -> None:
         self._shutdown.set()
 
+    def _watch_parent(self, parent: int) -> None:
+        # If Terraform dies without asking us to shut down (SIGKILL, OOM), nobody ever will: exit
+        # instead of lingering. Calls in flight still get the grace period below.
+        while not self._shutdown.wait(1.0):
+            if os.getppid() != parent:
+                log.warning("terraform (pid %s) is gone; shutting down", parent)
+                self._shutdown.set()
+
     def serve(self) -> int:
         if os.environ.get(MAGIC_COOKIE_KEY) != MAGIC_COOKIE_VALUE:
             sys.stderr.write(REFUSAL)
@@ -144,6 +152,8 @@ class PluginServer:
             sys.stdout.write(handshake_line(socket_path, cert_der) + "\n")
             sys.stdout.flush()
             log.debug("serving on %s", socket_path)
+            threading.Thread(target=self._watch_parent, args=(os.getppid(),), daemon=True,
+                             name="parent-watch").start()
             self._shutdown.wait()
             log.debug("shutting down")
             # Calls in flight get time to finish; Terraform only asks for shutdown once it is done.

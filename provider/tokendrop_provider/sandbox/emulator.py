@@ -162,6 +162,9 @@ class SignalHook:
     pid: int
     signum: int
     count: int = 1
+    # In-process tests may run a function instead (e.g. find and kill the provider process, or write
+    # to a sink behind the provider's back); it receives the event's data.
+    callback: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass
@@ -395,6 +398,12 @@ class Emulator:
         with self.lock:
             self._signals.append(SignalHook(event, pid, int(signum), count))
 
+    def on_event_call(self, event: str, callback: Callable[[dict[str, Any]], None], count: int = 1) -> None:
+        """When `event` next happens (`count` times), call `callback(event data)` in the request
+        thread, after the state change and before the response is written (in-process tests)."""
+        with self.lock:
+            self._signals.append(SignalHook(event, 0, 0, count, callback))
+
     def clear_signals(self) -> None:
         with self.lock:
             self._signals.clear()
@@ -409,6 +418,9 @@ class Emulator:
                     hook.count -= 1
                     fire.append(hook)
         for hook in fire:
+            if hook.callback is not None:
+                hook.callback({"event": event, **data})
+                continue
             try:
                 os.kill(hook.pid, hook.signum)
             except OSError as exc:

@@ -442,8 +442,10 @@ class TfeEmulator(Emulator):
                 # Ties broken by id, in the same direction.
                 tokens.sort(key=lambda t: (t.created_at, t.id), reverse=sort.startswith("-"))
             page, links, pagination = self._paginate(req, tokens)
-            return Response.json(200, {"data": [self._token_doc(t) for t in page], "links": links,
-                                       "meta": {"pagination": pagination}}, JSONAPI)
+            response = Response.json(200, {"data": [self._token_doc(t) for t in page], "links": links,
+                                           "meta": {"pagination": pagination}}, JSONAPI)
+        self.emit("tokens.listed", pool=pool.id)
+        return response
 
     def _create_token(self, req: Request) -> Response:
         with self.lock:
@@ -469,6 +471,10 @@ class TfeEmulator(Emulator):
             return Response.json(200, {"data": self._token_doc(token)}, JSONAPI)
 
     def _delete_token(self, req: Request) -> Response:
+        with self.lock:
+            token = self._visible_token(req, req.params["token_id"])
+        # Before anything changes: crash tests kill the client "after the sink write, before the revoke".
+        self.emit("token.revoking", id=token.id, pool=token.pool_id)
         with self.lock:
             token = self._visible_token(req, req.params["token_id"])
             del self.tokens[token.id]

@@ -1,0 +1,234 @@
+"""Crash safety: SIGKILL the provider (or terraform itself) at each step of a create and of a rotation —
+after the mint, after the sink write, before state is saved — then apply again. After every case:
+exactly one live token for the sink at the issuer, the sink holds that token, no orphan carries our
+marker, state names that token. And Ctrl-C during an apply lets in-flight creates finish and be saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from fixtures.terraform import TERRAFORM, scan
+
+pytestmark = pytest.mark.e2e
+
+HEADER = """
+terraform {
+  required_providers {
+    tokendrop = { source = "tokendrop/tokendrop" }
+  }
+}
+provider "tokendrop" {}
+resource "tokendrop_tfe_agent_pool" "ci" {
+  organization = "acme"
+  name         = "ci"
+}
+"""
+
+SINKS = {
+    "ssm": ('{ ssm = { name = "/ci/%s" } }', lambda box, name: box.ssm_value(f"/ci/{name}")),
+    "vault": ('{ vault_kv = { path = "ci/%s" } }', lambda box, name: box.vault_value(f"ci/{name}")),
+}
+
+
+def config(sink: str, names: list[str], epoch: str = "1", chain: bool = False) -> str:
+    template = SINKS[sink][0]
+    out = [HEADER]
+    previous = None
+    for name in names:
+        depends = f"  depends_on = [tokendrop_tfe_agent_token.{previous}]\n" if chain and previous else ""
+        out.append(f'resource "tokendrop_tfe_agent_token" "{name}" {{\n'
+                   f"  agent_pool_id = tokendrop_tfe_agent_pool.ci.id\n"
+                   f"  deliver_to    = {template % name}\n"
+                   f'  rotate_on     = {{ epoch = "{epoch}" }}\n{depends}}}\n')
+        previous = name
+    return "".join(out)
+
+
+def processes_with(marker: str, needle: str) -> list[int]:
+    """Pids of processes started for this test (environment marker) whose command line has `needle`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"TOKENDROP_CRASH_TEST={marker}".encode() in environ.split(b"\0") and needle.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def killer(marker: str, needle: str, on_call: int = 1):
+    """An event callback that SIGKILLs this test's processes matching `needle`, on its `on_call`-th call."""
+    calls = []
+
+    def kill(_event: dict) -> None:
+        calls.append(1)
+        if len(calls) != on_call:
+            return
+        for pid in processes_with(marker, needle):
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)  # let the kill land before the emulator answers
+
+    return kill
+
+
+def assert_converged(box, ws, sink: str, names: list[str]) -> None:
+    resources = ws.resources()
+    pool = resources["tokendrop_tfe_agent_pool.ci"]["id"]
+    ids = []
+    for name in names:
+        state = resources[f"tokendrop_tfe_agent_token.{name}"]
+        ids.append(state["id"])
+        value = SINKS[sink][1](box, name)
+        assert value is not None, f"sink of {name} is missing"
+        held = value[0]["token"] if isinstance(value[0], dict) else value[0]
+        assert held == box.token_value(state["id"]), f"sink of {name} holds the token in state"
+        assert value[1] == state["sink_version"]
+    assert sorted(box.live_tokens(pool)) == sorted(ids), "exactly one live token per sink, no orphans"
+    assert ws.plan_exitcode().returncode == 0, ws.results[-1]
+
+
+@pytest.fixture
+def crash_workspace(sandbox, make_workspace):
+    marker = uuid.uuid4().hex
+    ws = make_workspace({**sandbox.env, "TOKENDROP_CRASH_TEST": marker})
+    ws.marker = marker
+    yield ws
+    sandbox.tfe.clear_signals()
+    assert scan(sandbox.minted_values(), ws.artifacts()) == []
+
+
+@pytest.mark.parametrize("sink", sorted(SINKS))
+@pytest.mark.parametrize("step", ["after-mint", "after-sink-write"])
+def test_create_survives_a_provider_kill(step, sink, sandbox, crash_workspace):
+    ws = crash_workspace
+    ws.write(config(sink, ["t"]))
+    ws.init()
+    ws.apply("-target=tokendrop_tfe_agent_pool.ci")
+    event = "token.created" if step == "after-mint" else "tokens.listed"
+    sandbox.tfe.on_event_call(event, killer(ws.marker, "terraform-provider-tokendrop"))
+    result = ws.apply(check=False)
+    assert result.returncode != 0, "the provider was killed"
+    assert "tokendrop_tfe_agent_token.t" not in ws.resources()
+    # The crash really happened at that step: a token was minted and nothing recorded it...
+    pool = ws.resources()["tokendrop_tfe_agent_pool.ci"]["id"]
+    assert len(sandbox.live_tokens(pool)) == 1
+    delivered = SINKS[sink][1](sandbox, "t")
+    # ...and the sink was (or was not yet) written.
+    assert (delivered is not None) == (step == "after-sink-write")
+    ws.apply()
+    assert_converged(sandbox, ws, sink, ["t"])
+
+
+@pytest.mark.parametrize("sink", sorted(SINKS))
+@pytest.mark.parametrize("step", ["after-mint", "after-sink-write"])
+def test_rotation_survives_a_provider_kill(step, sink, sandbox, crash_workspace):
+    ws = crash_workspace
+    ws.write(config(sink, ["t"], epoch="1"))
+    ws.init()
+    ws.apply()
+    ws.write(config(sink, ["t"], epoch="2"))
+    before = ws.resources()["tokendrop_tfe_agent_token.t"]
+    # A rotation writes the sink and then revokes the old token.
+    event = "token.created" if step == "after-mint" else "token.revoking"
+    sandbox.tfe.on_event_call(event, killer(ws.marker, "terraform-provider-tokendrop"))
+    result = ws.apply(check=False)
+    assert result.returncode != 0
+    assert ws.resources()["tokendrop_tfe_agent_token.t"]["id"] == before["id"], "state still has the old token"
+    pool = ws.resources()["tokendrop_tfe_agent_pool.ci"]["id"]
+    assert len(sandbox.live_tokens(pool)) == 2, "old and newly minted tokens are both alive"
+    version = SINKS[sink][1](sandbox, "t")[1]
+    assert version == (2 if step == "after-sink-write" else 1)
+    ws.apply()
+    assert_converged(sandbox, ws, sink, ["t"])
+
+
+@pytest.mark.parametrize("sink", sorted(SINKS))
+@pytest.mark.parametrize("operation", ["create", "rotation"])
+def test_state_lost_after_the_provider_finished(operation, sink, sandbox, crash_workspace):
+    """The provider delivered, but the state never recorded it (Terraform died between the answer and
+    its state write): simulated exactly by pushing back the state from before the apply."""
+    ws = crash_workspace
+    ws.write(config(sink, ["t"], epoch="1"))
+    ws.init()
+    if operation == "create":
+        ws.apply("-target=tokendrop_tfe_agent_pool.ci")
+    else:
+        ws.apply()
+    before = ws.state()
+    if operation == "rotation":
+        ws.write(config(sink, ["t"], epoch="2"))
+    ws.apply()
+    delivered = ws.resources()["tokendrop_tfe_agent_token.t"]
+    minted = len(sandbox.minted())
+
+    before["serial"] = ws.state()["serial"] + 1
+    (ws.directory / "lost.tfstate").write_text(json.dumps(before))
+    ws.run("state", "push", "-force", "lost.tfstate")
+    (ws.directory / "lost.tfstate").unlink()
+
+    ws.apply()
+    if operation == "create":
+        assert ws.resources()["tokendrop_tfe_agent_token.t"]["id"] == delivered["id"], "the token is adopted"
+        assert len(sandbox.minted()) == minted, "nothing new was minted"
+    else:
+        # Refresh takes the delivered token into state, but the state's rotate_on is the old one, so the
+        # rotation is carried out once more: one extra token, and the intermediate one is revoked.
+        assert len(sandbox.minted()) == minted + 1
+    assert_converged(sandbox, ws, sink, ["t"])
+
+
+@pytest.mark.parametrize("sink", sorted(SINKS))
+def test_terraform_killed_mid_apply(sink, sandbox, crash_workspace):
+    """Terraform and its provider die while `b` is being minted, after `a` was delivered."""
+    ws = crash_workspace
+    names = ["a", "b"]
+    ws.write(config(sink, names, chain=True))
+    ws.init()
+    ws.apply("-target=tokendrop_tfe_agent_pool.ci")
+    # The second mint is b's: `a` has been delivered by then.
+    sandbox.tfe.on_event_call("token.created", killer(ws.marker, "terraform", on_call=2), count=2)
+    result = ws.apply(check=False)
+    assert result.returncode != 0
+    assert SINKS[sink][1](sandbox, "a") is not None and SINKS[sink][1](sandbox, "b") is None
+    ws.apply()
+    assert_converged(sandbox, ws, sink, names)
+
+
+def test_ctrl_c_lets_in_flight_creates_finish_and_be_saved(sandbox, crash_workspace):
+    ws = crash_workspace
+    names = [f"t{i}" for i in range(6)]
+    ws.write(config("vault", names))
+    ws.init()
+    ws.apply("-target=tokendrop_tfe_agent_pool.ci")
+    sandbox.tfe.set_latency(0.6)
+    env = {**ws.env, "TF_LOG": ""}
+    proc = subprocess.Popen([TERRAFORM, "apply", "-auto-approve", "-no-color", "-parallelism=3"], cwd=ws.directory,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not any(e["event"] == "token.created" for e in sandbox.tfe.events()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    output, _ = proc.communicate(timeout=120)
+    sandbox.tfe.set_latency(0)
+    text = output.decode()
+    assert "Interrupt received" in text or "Gracefully shutting down" in text, text
+    resources = ws.resources()
+    pool = resources["tokendrop_tfe_agent_pool.ci"]["id"]
+    saved = {r["id"] for a, r in resources.items() if a.startswith("tokendrop_tfe_agent_token.")}
+    assert saved, "at least the in-flight creates were saved"
+    assert set(sandbox.live_tokens(pool)) == saved, "every live token is in state: nothing orphaned"
+    ws.apply()
+    assert_converged(sandbox, ws, "vault", names)

@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from .secret import Secret
 
 
+def batching_enabled() -> bool:
+    """Batched refresh (one listing per pool / parameter path) is on unless TOKENDROP_BATCH_READS=0.
+    Off, every token is read with its own calls, as other providers do (the benchmark's baseline)."""
+    return os.environ.get("TOKENDROP_BATCH_READS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def _env(env: Mapping[str, str], *names: str) -> str | None:
     for name in names:
         value = env.get(name)

@@ -25,13 +25,13 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, SinkNotFound
 from ..secret import Secret
-from ..settings import AwsSettings
+from ..settings import AwsSettings, batching_enabled
 from .base import Ownership, Payload, Sink, SinkStatus
 from .ssm_rules import (
     ISSUER_TAG,
@@ -148,9 +148,10 @@ def ssm_client(settings: AwsSettings, retry: SsmRetryPolicy = DEFAULT_RETRY) -> 
 
 
 def clear_client_cache() -> None:
-    """Forget cached clients (tests; or after credentials were rotated in-process)."""
+    """Forget cached clients and listings (tests; or after credentials were rotated in-process)."""
     with _clients_lock:
         _clients.clear()
+    _SIBLINGS.clear()
 
 
 # --- calls, retries and error mapping -----------------------------------------------------------
@@ -280,6 +281,86 @@ def _describe(client: BaseClient, retry: SsmRetryPolicy, names: Sequence[str],
             if not token:
                 break
     return found
+
+
+# Refreshing many tokens reads many parameters, usually siblings under one path. One DescribeParameters
+# listing of the parent path (50 per page, metadata only) answers all of them, instead of a call each.
+# A parent holding more than this many pages of parameters is not "ours": those names are described
+# one by one instead.
+SIBLING_PAGE_LIMIT = 20
+
+
+class _SiblingCache:
+    """Per-process cache of `Path OneLevel` listings, shared by concurrent refreshes. Each parent is
+    listed once (concurrent callers wait for the first); our own writes drop the names they touch."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[int, str], _SiblingListing] = {}
+
+    def metadata(self, client: BaseClient, retry: SsmRetryPolicy, name: str,
+                 address: str) -> tuple[bool, dict[str, Any] | None]:
+        """(answered, metadata). Not answered when the name has no parent path or the parent is too big."""
+        parent, _, leaf = name.rpartition("/")
+        if not name.startswith("/") or not leaf or not batching_enabled():
+            return False, None
+        with self._lock:
+            entry = self._entries.setdefault((id(client), parent or "/"), _SiblingListing())
+        listing = entry.get(lambda: _list_path(client, retry, parent or "/", address))
+        if listing is None or name in entry.forgotten:
+            return False, None
+        return True, listing.get(name)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def forget(self, client: BaseClient, name: str) -> None:
+        parent = name.rpartition("/")[0] or "/"
+        with self._lock:
+            entry = self._entries.get((id(client), parent))
+        if entry is not None:
+            entry.forgotten.add(name)
+
+
+class _SiblingListing:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fetched = False
+        self._value: dict[str, dict[str, Any]] | None = None
+        self.forgotten: set[str] = set()
+
+    def get(self, fetch: Callable[[], dict[str, dict[str, Any]] | None]) -> dict[str, dict[str, Any]] | None:
+        with self._lock:
+            if not self._fetched:
+                self._value = fetch()
+                self._fetched = True
+            return self._value
+
+
+def _list_path(client: BaseClient, retry: SsmRetryPolicy, parent: str,
+               address: str) -> dict[str, dict[str, Any]] | None:
+    """Metadata of the parameters directly under `parent`, or None if there are too many."""
+    found: dict[str, dict[str, Any]] = {}
+    token: str | None = None
+    for _ in range(SIBLING_PAGE_LIMIT):
+        params: dict[str, Any] = {"ParameterFilters": [{"Key": "Path", "Option": "OneLevel", "Values": [parent]}],
+                                  "MaxResults": DESCRIBE_BATCH}
+        if token:
+            params["NextToken"] = token
+        try:
+            page = _invoke(client, retry, "DescribeParameters", **params)
+        except _AwsFailure as failure:
+            raise _sink_error(failure, address) from failure.__cause__
+        for meta in page.get("Parameters", []):
+            found[meta.get("Name", "")] = meta
+        token = page.get("NextToken")
+        if not token:
+            return found
+    return None
+
+
+_SIBLINGS = _SiblingCache()
 
 
 def _status(meta: Mapping[str, Any] | None) -> SinkStatus:
@@ -448,6 +529,7 @@ class SsmSink(Sink):
             params["Tier"] = tier
         if policies:
             params["Policies"] = policies
+        _SIBLINGS.forget(self._client(), self.name)  # our own write: later reads ask SSM afresh
         return _invoke(self._client(), self.retry, "PutParameter", _secret_texts(payload, value), **params)
 
     def _owner_text(self, meta: Mapping[str, Any] | None) -> str:
@@ -462,7 +544,8 @@ class SsmSink(Sink):
     # -- Sink API
 
     def status(self) -> SinkStatus:
-        return _status(self._metadata())
+        answered, meta = _SIBLINGS.metadata(self._client(), self.retry, self.name, self.address)
+        return _status(meta if answered else self._metadata())
 
     def create(self, payload: Payload, ownership: Ownership) -> int:
         self.warnings = []
@@ -537,6 +620,7 @@ class SsmSink(Sink):
                 return False  # someone else's value is never deleted
             if own.version is not None and current.version is not None and current.version > own.version:
                 return False  # overwritten after our write (record kept by SSM): not ours any more
+        _SIBLINGS.forget(self._client(), self.name)
         try:
             self._call("DeleteParameter", Name=self.name)
         except SinkNotFound:

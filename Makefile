@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed
 export CHECKPOINT_DISABLE := 1
 export TF_CLI_CONFIG_FILE ?= /dev/null
 
-.PHONY: help test lint proto demo sandbox bench clean
+.PHONY: help test lint proto demo sandbox bench clean venv
 
 help:
 	@echo "make demo   deploy the example stacks against the local sandbox, then clean up"
@@ -24,9 +24,25 @@ $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 
 venv: $(STAMP)
 
+# cdktf-cli from package-lock.json; skipped while node_modules is newer than both package files.
+$(NODE_STAMP): $(wildcard package.json package-lock.json)
+	@test -f package.json -a -f package-lock.json || { echo "package.json and package-lock.json are needed to install cdktf-cli" >&2; exit 1; }
+	@if [ -x node_modules/.bin/cdktf ] && [ node_modules/.package-lock.json -nt package-lock.json ] \
+		&& [ node_modules/.package-lock.json -nt package.json ]; then :; \
+	else npm ci --no-audit --no-fund --loglevel=error; fi
+	@touch $@
+
+# Deploy every stack of cdktf.json against a throwaway sandbox, print what happened, clean up.
+demo: $(STAMP) $(NODE_STAMP)
+	$(PY) scripts/demo.py
+
+# The sandbox in the foreground (Ctrl-C stops it); `tokendrop sandbox up --detach` for the background.
+sandbox: $(STAMP)
+	$(VENV)/bin/tokendrop sandbox up
+
 lint: $(STAMP)
 	$(PY) scripts/gen_proto.py --check
-	$(VENV)/bin/ruff check constructs provider stacks examples tests scripts
+	$(VENV)/bin/ruff check constructs provider stacks examples tests scripts bench
 
 test: $(STAMP)
 	$(MAKE) --no-print-directory lint
@@ -37,3 +53,6 @@ proto: $(STAMP)
 
 clean:
 	rm -rf $(VENV) node_modules cdktf.out .tokendrop
+
+bench: $(STAMP)
+	cd bench && ../$(PY) scale.py 10 100 1000

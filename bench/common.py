@@ -40,7 +40,7 @@ class BenchSandbox:
 def sandbox(rate_limits: bool = False) -> Iterator[BenchSandbox]:
     root = Path(tempfile.mkdtemp(prefix="tokendrop-bench-"))
     tfe = TfeEmulator(rate_limit_enabled=rate_limits).start()
-    moto = servers.start_moto(root / "logs", faults=False)
+    moto = servers.start_moto(root / "logs", faults=True)
     bao = servers.start_openbao(root / "logs")
     try:
         installed = install(root / "mirror")

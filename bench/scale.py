@@ -1,0 +1,176 @@
+"""Scale benchmark: N tokens spread over 10 TFE agent pools (SSM sinks), against the sandbox with 50 ms
+of latency per issuer request and the real rate limits switched on. Prints one table.
+
+For each N: `terraform apply` (create) wall time next to the rate-limit floor of that work (issuer calls
+÷ allowed rate), `terraform plan` (refresh) wall time with the number of issuer and sink calls, the same
+plan with batching switched off (one call per token, as other providers do), a `terraform_data` plan of
+N resources as the floor, and the provider's peak RSS during the plan.
+
+Usage: python bench/scale.py [N ...] [--latency SECONDS] [--pools P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import HEADER, BenchSandbox, sandbox, terraform
+
+TFE_RATE = 30.0  # requests per second per user (HCP Terraform's documented limit)
+
+
+@dataclass
+class Row:
+    n: int
+    apply_s: float = 0.0
+    apply_tfe_calls: int = 0
+    apply_ssm_calls: int = 0
+    apply_429: int = 0
+    floor_s: float = 0.0
+    plan_s: float = 0.0
+    plan_tfe_calls: int = 0
+    plan_ssm_calls: int = 0
+    unbatched_plan_s: float = 0.0
+    unbatched_tfe_calls: int = 0
+    unbatched_ssm_calls: int = 0
+    data_plan_s: float = 0.0
+    peak_rss_mib: float = 0.0
+
+
+def tokens_config(n: int, pools: int) -> str:
+    body = [HEADER]
+    for p in range(pools):
+        body.append(f'resource "tokendrop_tfe_agent_pool" "p{p}" {{\n'
+                    f'  organization = "acme"\n  name = "bench-{p}"\n}}\n')
+    for i in range(n):
+        p = i % pools
+        body.append(f'resource "tokendrop_tfe_agent_token" "t{i}" {{\n'
+                    f"  agent_pool_id = tokendrop_tfe_agent_pool.p{p}.id\n"
+                    f'  deliver_to = {{ ssm = {{ name = "/bench/p{p}/t{i}" }} }}\n}}\n')
+    return "".join(body)
+
+
+def data_config(n: int) -> str:
+    return "".join(f'resource "terraform_data" "d{i}" {{\n  input = "{i}"\n}}\n' for i in range(n))
+
+
+def rss_launcher(box: BenchSandbox) -> Path:
+    """A mirror entry that runs the provider under bench/rss_wrapper.py, recording its peak RSS."""
+    import sys
+
+    from tokendrop_provider.install import install, provider_executable
+
+    wrapper = box.root / "rss-provider.sh"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / 'rss_wrapper.py'} "
+                       f"{provider_executable()} \"$@\"\n")
+    wrapper.chmod(0o755)
+    mirror = box.root / "rss-mirror"
+    installed = install(mirror, executable=wrapper)
+    config = box.root / "rss.tfrc"
+    config.write_text(installed.cli_config())
+    return config
+
+
+def calls(box: BenchSandbox) -> tuple[int, int, int]:
+    """(TFE calls, SSM calls, TFE 429 answers) since the last reset."""
+    requests = box.tfe.requests()
+    return (len(requests), sum(box.moto.calls().values()), sum(1 for r in requests if r["status"] == 429))
+
+
+def reset_counts(box: BenchSandbox) -> None:
+    box.tfe.clear_requests()
+    box.moto.reset_counters()
+
+
+def run(n: int, pools: int, latency: float) -> Row:
+    row = Row(n)
+    with sandbox(rate_limits=True) as box:
+        box.tfe.set_latency(latency)
+        work = Path(tempfile.mkdtemp(dir=box.root))
+        (work / "main.tf").write_text(tokens_config(n, pools))
+        env = dict(box.env)
+        terraform(work, env, "init", "-input=false")
+
+        reset_counts(box)
+        row.apply_s = terraform(work, env, "apply", "-auto-approve", "-input=false")
+        row.apply_tfe_calls, row.apply_ssm_calls, row.apply_429 = calls(box)
+        row.floor_s = row.apply_tfe_calls / TFE_RATE
+
+        reset_counts(box)
+        row.plan_s = terraform(work, env, "plan", "-input=false", "-detailed-exitcode")
+        row.plan_tfe_calls, row.plan_ssm_calls, _ = calls(box)
+
+        reset_counts(box)
+        row.unbatched_plan_s = terraform(work, {**env, "TOKENDROP_BATCH_READS": "0"}, "plan", "-input=false",
+                                         "-detailed-exitcode")
+        row.unbatched_tfe_calls, row.unbatched_ssm_calls, _ = calls(box)
+
+        rss_file = box.root / "rss.txt"
+        rss_env = {**env, "TF_CLI_CONFIG_FILE": str(rss_launcher(box)), "TOKENDROP_BENCH_RSS_FILE": str(rss_file)}
+        (work / ".terraform.lock.hcl").unlink()
+        terraform(work, rss_env, "init", "-input=false", "-upgrade")
+        terraform(work, rss_env, "plan", "-input=false", "-detailed-exitcode")
+        values = [int(line) for line in rss_file.read_text().split()] if rss_file.exists() else [0]
+        row.peak_rss_mib = max(values) / 1024
+
+        box.tfe.set_latency(0)
+        (work / ".terraform.lock.hcl").unlink()
+        terraform(work, env, "init", "-input=false", "-upgrade")
+        terraform(work, env, "destroy", "-auto-approve", "-input=false")
+
+        floor_dir = Path(tempfile.mkdtemp(dir=box.root))
+        (floor_dir / "main.tf").write_text(data_config(n))
+        terraform(floor_dir, env, "init", "-input=false")
+        terraform(floor_dir, env, "apply", "-auto-approve", "-input=false")
+        row.data_plan_s = statistics.median(terraform(floor_dir, env, "plan", "-input=false") for _ in range(3))
+    return row
+
+
+def print_table(rows: list[Row], latency: float, pools: int, handshake_ms: float | None) -> None:
+    print(f"tokendrop scale benchmark: {pools} TFE agent pools, SSM sinks, {latency * 1000:.0f} ms per issuer "
+          f"request, TFE rate limit {TFE_RATE:.0f} req/s on")
+    if handshake_ms is not None:
+        print(f"provider start-up to handshake: median {handshake_ms:.0f} ms over 20 launches")
+    header = ["N", "apply s", "floor s", "apply/floor", "apply calls TFE+SSM", "429s", "plan s",
+              "plan calls TFE+SSM", "unbatched plan s", "unbatched calls TFE+SSM", "terraform_data plan s",
+              "peak RSS MiB"]
+    lines = [[str(r.n), f"{r.apply_s:.1f}", f"{r.floor_s:.1f}",
+              f"{r.apply_s / r.floor_s:.2f}" if r.floor_s else "-",
+              f"{r.apply_tfe_calls}+{r.apply_ssm_calls}", str(r.apply_429), f"{r.plan_s:.1f}",
+              f"{r.plan_tfe_calls}+{r.plan_ssm_calls}", f"{r.unbatched_plan_s:.1f}",
+              f"{r.unbatched_tfe_calls}+{r.unbatched_ssm_calls}", f"{r.data_plan_s:.2f}",
+              f"{r.peak_rss_mib:.0f}"] for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    print(" | ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+    print("-+-".join("-" * w for w in widths))
+    for line in lines:
+        print(" | ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[10, 100, 1000])
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--pools", type=int, default=10)
+    parser.add_argument("--no-handshake", action="store_true")
+    args = parser.parse_args()
+    handshake_ms = None
+    if not args.no_handshake:
+        from handshake import measure
+
+        handshake_ms = statistics.median(measure(20)) * 1000
+    rows = []
+    for n in args.sizes:
+        started = time.monotonic()
+        rows.append(run(n, args.pools, args.latency))
+        print(f"  (N={n} done in {time.monotonic() - started:.0f} s)", flush=True)
+    print_table(rows, args.latency, args.pools, handshake_ms)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""The benchmark itself works (at a tiny N): it is the tool that measures the performance targets, so it
+must not rot. No timing is asserted here — the machines are shared and noisy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+pytestmark = pytest.mark.e2e
+
+
+def test_scale_benchmark_prints_its_table():
+    proc = subprocess.run([sys.executable, "scale.py", "4", "--pools", "2", "--latency", "0", "--no-handshake"],
+                          cwd=BENCH, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("N |"))
+    row = [cell.strip() for cell in lines[header + 2].split("|")]
+    assert row[0] == "4"
+    tfe, ssm = (int(x) for x in row[7].split("+"))
+    assert tfe > 0 and ssm > 0, "the batched plan made issuer and sink calls, and the benchmark counted them"
+    assert row[5] == "0", "no call was refused with 429"
+
+
+def test_handshake_benchmark_runs():
+    proc = subprocess.run([sys.executable, "handshake.py", "3"], cwd=BENCH, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("handshake over 3 launches: median ")

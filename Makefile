@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed
 export CHECKPOINT_DISABLE := 1
 export TF_CLI_CONFIG_FILE ?= /dev/null
 
-.PHONY: help test lint proto demo sandbox bench clean venv
+.PHONY: help test lint proto docs demo sandbox bench clean venv
 
 help:
 	@echo "make demo   deploy the example stacks against the local sandbox, then clean up"
@@ -42,6 +42,7 @@ sandbox: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) scripts/gen_proto.py --check
+	$(PY) scripts/gen_docs.py --check
 	$(VENV)/bin/ruff check constructs provider stacks examples tests scripts bench
 
 test: $(STAMP)
@@ -50,6 +51,9 @@ test: $(STAMP)
 
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py
+
+docs: $(STAMP)
+	$(PY) scripts/gen_docs.py
 
 clean:
 	rm -rf $(VENV) node_modules cdktf.out .tokendrop

@@ -1,0 +1,129 @@
+"""Generate the reference pages in docs/resources/ (and docs/provider.md) from schema.py.
+
+Usage: python scripts/gen_docs.py [--check]   (--check: fail if the committed pages are stale)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tokendrop_provider import schema
+from tokendrop_provider.attributes import Attr, ResourceSchema
+from tokendrop_provider.types import CtyType, ListOf, MapOf, ObjectOf, Primitive, SetOf
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+EXAMPLES = ROOT / "examples" / "resources"
+
+
+def type_name(t: CtyType) -> str:
+    if isinstance(t, Primitive):
+        return t.name
+    if isinstance(t, ListOf):
+        return f"list of {type_name(t.element)}"
+    if isinstance(t, SetOf):
+        return f"set of {type_name(t.element)}"
+    if isinstance(t, MapOf):
+        return f"map of {type_name(t.element)}"
+    if isinstance(t, ObjectOf):
+        return "object"
+    return str(t)
+
+
+def kind(attr: Attr) -> str:
+    if attr.required:
+        return "Required"
+    if attr.optional:
+        return "Optional"
+    return "Read-only"
+
+
+def describe(attr: Attr) -> str:
+    parts = [attr.description.strip()]
+    if attr.default is not None:
+        default = str(attr.default).lower() if isinstance(attr.default, bool) else f"`{attr.default}`"
+        parts.append(f"Default: {default}.")
+    if attr.rules:
+        parts.append("Must be " + "; ".join(rule.doc for rule in attr.rules) + ".")
+    said = attr.description.lower()
+    if attr.is_argument and attr.on_change == "replace" and "replace" not in said:
+        parts.append("Changing it replaces the resource.")
+    elif attr.is_argument and attr.on_change == "rotate" and "rotate" not in said:
+        parts.append("Changing it rotates the token.")
+    if attr.sensitive:
+        parts.append("Sensitive.")
+    return " ".join(p for p in parts if p)
+
+
+def attribute_lines(attrs: tuple[Attr, ...], arguments: bool, depth: int = 0) -> list[str]:
+    lines: list[str] = []
+    indent = "  " * depth
+    for attr in attrs:
+        if arguments != attr.is_argument and depth == 0:
+            continue
+        shape = "object" if attr.nested is not None and getattr(attr, "nesting", "single") == "single" else (
+            "list of objects" if attr.nested is not None else type_name(attr.type))  # type: ignore[arg-type]
+        lines.append(f"{indent}- `{attr.name}` ({kind(attr)}, {shape}) {describe(attr)}")
+        if attr.nested is not None:
+            lines.extend(attribute_lines(attr.nested, arguments, depth + 1))
+    return lines
+
+
+def resource_page(res: ResourceSchema) -> str:
+    short = res.type_name.removeprefix("tokendrop_")
+    out = [f"# {res.type_name}", "", res.description, ""]
+    example = EXAMPLES / res.type_name / "resource.tf"
+    if example.exists():
+        out += ["## Example", "", "```hcl", example.read_text().rstrip(), "```", ""]
+    out += ["## Arguments", "", *attribute_lines(res.attributes, arguments=True), ""]
+    if res.checks:
+        out += ["Also checked at plan time:", "", *(f"- {c.doc}" for c in res.checks), ""]
+    out += ["## Attributes", "", *attribute_lines(res.attributes, arguments=False), ""]
+    out += ["## What lands in state", "", f"{res.in_state[0].upper()}{res.in_state[1:]}" if res.in_state else "", ""]
+    if res.secret_delivered:
+        out += ["## What is delivered", "",
+                f"The value of {res.secret_delivered}, written to the sink named by `deliver_to` in the call that "
+                "mints it. See [the lifecycle guide](../lifecycle.md) for rotation, drift and failure handling.", ""]
+    out += ["## Import", "", res.import_id or "Not supported.", "", "```sh",
+            f"terraform import {res.type_name}.{short} '<id>'", "```", ""]
+    return "\n".join(out)
+
+
+def provider_page() -> str:
+    out = ["# Provider: tokendrop", "", schema.PROVIDER.description, "",
+           f"Source address: `{schema.PROVIDER_SOURCE}` (short: `tokendrop/tokendrop`). Install it offline with "
+           "`tokendrop provider install`.", "", "## Settings", "",
+           *attribute_lines(schema.PROVIDER.attributes, arguments=True), "", "## Resources", ""]
+    out += [f"- [{name}](resources/{name.removeprefix('tokendrop_')}.md)" for name in sorted(schema.RESOURCES)]
+    return "\n".join(out) + "\n"
+
+
+def pages() -> dict[Path, str]:
+    result = {DOCS / "provider.md": provider_page()}
+    for name, res in sorted(schema.RESOURCES.items()):
+        result[DOCS / "resources" / f"{name.removeprefix('tokendrop_')}.md"] = resource_page(res)
+    return result
+
+
+def main() -> int:
+    wanted = pages()
+    if "--check" in sys.argv:
+        stale = [str(p.relative_to(ROOT)) for p, text in wanted.items() if not p.exists() or p.read_text() != text]
+        extra = [str(p.relative_to(ROOT)) for p in (DOCS / "resources").glob("*.md") if p not in wanted]
+        if stale or extra:
+            print("reference docs are stale:", ", ".join(stale + extra), "- run: make docs")
+            return 1
+        return 0
+    (DOCS / "resources").mkdir(parents=True, exist_ok=True)
+    for path in (DOCS / "resources").glob("*.md"):
+        if path not in wanted:
+            path.unlink()
+    for path, text in wanted.items():
+        path.write_text(text)
+    print(f"wrote {len(wanted)} pages")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

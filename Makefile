@@ -45,7 +45,7 @@ lint: $(STAMP)
 	$(PY) scripts/gen_docs.py --check
 	$(VENV)/bin/ruff check constructs provider stacks examples tests scripts bench
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 

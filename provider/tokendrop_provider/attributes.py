@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .errors import ConfigError
-from .types import BOOL, CtyType, ObjectOf, Unknown, is_known
+from .types import BOOL, CtyType, ListOf, ObjectOf, Unknown, is_known
 from .validation import Rule
 
 # How a change to an argument is carried out:
@@ -33,7 +33,9 @@ class Attr:
     default: object = None  # planned when the configuration leaves an optional+computed value null
     rules: tuple[Rule, ...] = ()
     on_change: OnChange = "update"
-    nested: tuple[Attr, ...] | None = None  # a single nested object (protocol 6 nested attributes)
+    nested: tuple[Attr, ...] | None = None  # nested attributes (protocol 6): one object, or see `nesting`
+    # "single": one nested object; "list": a list of them (e.g. a Token Vault agent's grants).
+    nesting: Literal["single", "list"] = "single"
 
     def __post_init__(self) -> None:
         if (self.type is None) == (self.nested is None):
@@ -44,7 +46,7 @@ class Attr:
     @property
     def cty_type(self) -> CtyType:
         if self.nested is not None:
-            return object_type(self.nested)
+            return ListOf(object_type(self.nested)) if self.nesting == "list" else object_type(self.nested)
         assert self.type is not None
         return self.type
 
@@ -144,7 +146,11 @@ def validate_config(attrs: Sequence[Attr], config: Mapping[str, object] | None,
         if not attr.is_argument:
             continue
         if attr.nested is not None:
-            if isinstance(value, Mapping):
+            if attr.nesting == "list" and isinstance(value, list | tuple):
+                for i, element in enumerate(value):
+                    if isinstance(element, Mapping):
+                        errors.extend(validate_config(attr.nested, element, (), (*path, i)))
+            elif isinstance(value, Mapping):
                 errors.extend(validate_config(attr.nested, value, (), path))
             continue
         if attr.type == BOOL or not is_known(value):

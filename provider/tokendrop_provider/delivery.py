@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 
 from .errors import SinkConflict, TokendropError
 from .issuers.base import IssuedToken, MintedToken, TokenIssuer
+from .settings import batching_enabled
 from .sinks.base import Ownership, Payload, Sink, SinkStatus
 
 log = logging.getLogger("tokendrop.delivery")
@@ -85,6 +87,11 @@ class Target:
     # False where the issuer edits descriptions in place (Buildkite): the sink's ownership record,
     # written with the value, must stay ours after such an edit.
     description_in_fingerprint: bool = True
+    # The configured properties a token is minted with that the issuer cannot change afterwards (a
+    # Buildkite expiry). A live token is adopted only if it was minted with the same ones; a token of
+    # the same owner minted with others is overwritten, never adopted (e.g. the replacement of an
+    # expiry under create_before_destroy).
+    spec: dict[str, object] = field(default_factory=dict)
 
     @property
     def marker(self) -> str:
@@ -95,8 +102,20 @@ class Target:
         return owner_fingerprint(self.resource_type, self.scope, self.sink.address,
                                  self.description if self.description_in_fingerprint else None)
 
+    @property
+    def owner_record(self) -> str:
+        """What the sink records as owner: the fingerprint, and the spec's digest when there is one."""
+        if not self.spec:
+            return self.fingerprint
+        digest = hashlib.sha256(json.dumps(self.spec, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        return f"{self.fingerprint}-{digest}"
+
+    def owns(self, own: Ownership) -> bool:
+        """The record was written by this resource (whatever token spec)."""
+        return own.owner.split("-", 1)[0] == self.fingerprint
+
     def ownership(self, token_id: str) -> Ownership:
-        return Ownership(token_id=token_id, issuer=self.issuer.kind, owner=self.fingerprint)
+        return Ownership(token_id=token_id, issuer=self.issuer.kind, owner=self.owner_record)
 
 
 @dataclass
@@ -131,7 +150,7 @@ class Listings:
         self._scopes: dict[tuple[str, str], _ScopeListing] = {}
         self.minted_here: set[str] = set()
         self.revoked_here: set[str] = set()
-        self.enabled = True
+        self.enabled = batching_enabled()
 
     def tokens(self, issuer: TokenIssuer, scope: str) -> dict[str, IssuedToken]:
         with self._lock:
@@ -199,7 +218,7 @@ class Delivery:
         own = status.ownership
         if not (status.exists and status.ownership_current and own is not None):
             return None
-        if own.owner != target.fingerprint or own.issuer != target.issuer.kind:
+        if own.owner != target.owner_record or own.issuer != target.issuer.kind:
             return None
         live = self.listings.lookup(target.issuer, target.scope, own.token_id)
         if live is None or split_description(live.description)[1] != target.marker:
@@ -210,7 +229,7 @@ class Delivery:
         if not status.exists or target.adopt_existing:
             return
         own = status.ownership
-        if own is not None and own.owner == target.fingerprint:
+        if own is not None and target.owns(own):
             return  # ours: a token that has since died; overwrite it
         if own is None:
             who = "a value that tokendrop did not write"
@@ -232,6 +251,7 @@ class Delivery:
         try:
             payload = target.payload(minted)
             ownership = target.ownership(minted.token.id)
+            target.sink.note_expiry(minted.token.expires_at)
             if status.version is not None:  # exists, or a deleted/destroyed version is still current
                 version = target.sink.replace(payload, ownership, expected_version=status.version)
             else:
@@ -290,6 +310,7 @@ class Delivery:
         try:
             payload = target.payload(minted)
             ownership = target.ownership(minted.token.id)
+            target.sink.note_expiry(minted.token.expires_at)
             if status.version is not None:
                 version = target.sink.replace(payload, ownership, expected_version=status.version)
             else:
@@ -350,7 +371,10 @@ class Delivery:
         for tid in (token_id, previous_token_id):
             if tid:
                 self.revoke(target, tid)
-        self.sweep(target, keep=set())
+        # Orphans go too, but never the token the sink now holds for someone else (a replacement
+        # created before this destroy, under create_before_destroy, delivers to the same sink).
+        keep = {own.token_id} if own is not None and own.token_id != token_id and status.exists else set()
+        self.sweep(target, keep=keep)
         return notes
 
     # --- read -----------------------------------------------------------------------------------
@@ -364,7 +388,7 @@ class Delivery:
         if status.version == sink_version:
             return Health(token, "delivered", status.version)
         own = status.ownership
-        if (own is not None and status.ownership_current and own.owner == target.fingerprint
+        if (own is not None and status.ownership_current and own.owner == target.owner_record
                 and own.token_id != token_id):
             # Our own later write whose state was lost (a crash after the sink write of a rotation):
             # take the newer token into state and schedule the older one for revocation.

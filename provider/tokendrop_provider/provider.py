@@ -16,15 +16,21 @@ from .delivery import Delivery, Listings
 from .errors import ConfigError
 from .resources.base import Resource
 from .settings import AwsSettings, Settings
+from .types import Unknown
 
 T = TypeVar("T")
 
 
 def all_resources() -> dict[str, Resource]:
+    from .resources.buildkite_cluster import BuildkiteCluster
+    from .resources.buildkite_cluster_token import BuildkiteClusterToken
     from .resources.tfe_agent_pool import TfeAgentPool
     from .resources.tfe_agent_token import TfeAgentToken
+    from .resources.tokenvault_agent import TokenVaultAgent
+    from .resources.vault_approle_secret_id import VaultAppRoleSecretId
 
-    return {r.schema.type_name: r for r in (TfeAgentPool(), TfeAgentToken())}
+    return {r.schema.type_name: r for r in (TfeAgentPool(), TfeAgentToken(), BuildkiteCluster(),
+                                             BuildkiteClusterToken(), TokenVaultAgent(), VaultAppRoleSecretId())}
 
 
 class ProviderCore:
@@ -69,6 +75,44 @@ class ProviderCore:
                               "Set tfe_token in the provider block or the TFE_TOKEN environment variable.",
                               ("tfe_token",))
 
+    def check_buildkite_settings(self, organization: object = None) -> str | None:
+        """The API token is set, and an organization slug is known: `organization` (a resource's
+        own), else the provider's. Returns the slug; None while the resource's value is unknown."""
+        settings = self.require_configured().buildkite
+        if settings.api_token is None:
+            raise ConfigError("Missing Buildkite API token",
+                              "Set buildkite_api_token in the provider block or the BUILDKITE_API_TOKEN "
+                              "environment variable.", ("buildkite_api_token",))
+        if isinstance(organization, Unknown):
+            return None
+        slug = organization if isinstance(organization, str) and organization else settings.organization
+        if not slug:
+            raise ConfigError("Missing Buildkite organization",
+                              "Set organization on the resource, or buildkite_organization in the provider block "
+                              "(or the BUILDKITE_ORGANIZATION_SLUG environment variable).", ("organization",))
+        problem = schema.BUILDKITE_ORGANIZATION_RULE(slug)
+        if problem:
+            raise ConfigError("Invalid Buildkite organization", f"organization {slug!r} {problem}.",
+                              ("organization",))
+        return slug
+
+    def check_tokenvault_settings(self) -> None:
+        if self.require_configured().tokenvault.api_key is None:
+            raise ConfigError("Missing Token Vault API key",
+                              "Set tokenvault_api_key in the provider block or the TOKENVAULT_API_KEY environment "
+                              "variable.", ("tokenvault_api_key",))
+
+    def check_vault_settings(self, what: str) -> None:
+        """Vault address and credentials are set; `what` says who needs them (for the message)."""
+        vault = self.require_configured().vault
+        if not vault.address:
+            raise ConfigError("Vault address is not configured",
+                              f"{what} needs vault_address in the provider block or VAULT_ADDR.", ("vault_address",))
+        if vault.token is None and not (vault.approle_role_id and vault.approle_secret_id):
+            raise ConfigError("Vault credentials are not configured",
+                              f"{what} needs vault_token (or VAULT_TOKEN), or vault_approle_role_id and "
+                              "vault_approle_secret_id for an AppRole login.", ("vault_token",))
+
     def check_sink_settings(self, deliver_to: Mapping[str, object]) -> None:
         settings = self.require_configured()
         if isinstance(deliver_to.get("ssm"), Mapping) and not self.memo(("aws-region", settings.aws.profile),
@@ -98,6 +142,26 @@ class ProviderCore:
 
         settings = self.require_configured().tfe
         return self.client(("tfe", settings.address), lambda: TfeClient(settings, cancel=self.cancel))
+
+    def buildkite(self):  # type: ignore[no-untyped-def]
+        from .issuers.buildkite import BuildkiteClient
+
+        settings = self.require_configured().buildkite
+        return self.client(("buildkite", settings.rest_url),
+                           lambda: BuildkiteClient(settings, cancel=self.cancel))
+
+    def tokenvault(self):  # type: ignore[no-untyped-def]
+        from .issuers.tokenvault import TokenVaultClient
+
+        settings = self.require_configured().tokenvault
+        return self.client(("tokenvault", settings.api_url), lambda: TokenVaultClient(settings, cancel=self.cancel))
+
+    def vault_approle(self):  # type: ignore[no-untyped-def]
+        # hvac calls cannot be cancelled; each is short and bounded by the client's timeout.
+        from .issuers.vault_approle import VaultAppRoleIssuer
+
+        settings = self.require_configured().vault
+        return self.client(("vault-approle", settings.address), lambda: VaultAppRoleIssuer(settings))
 
     def sink(self, deliver_to: Mapping[str, object]):  # type: ignore[no-untyped-def]
         """Build the sink a `deliver_to` object names (exactly one kind is set; validation saw to it)."""

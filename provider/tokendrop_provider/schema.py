@@ -8,19 +8,25 @@ reference docs are generated from it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from .attributes import Attr, Check, ProviderSchema, ResourceSchema, exactly_one_of
 from .sinks import ssm_rules, vault_rules
-from .types import BOOL, NUMBER, STRING, MapOf, SetOf, Unknown
+from .types import BOOL, NUMBER, STRING, ListOf, MapOf, SetOf, Unknown
 from .validation import (
+    Rule,
+    cidr,
     duration,
     each,
+    format_duration,
     from_function,
     length,
     max_items,
     one_of,
+    parse_duration,
     pattern,
+    rfc3339,
+    unique,
 )
 
 PROVIDER_SOURCE = "registry.terraform.io/tokendrop/tokendrop"
@@ -138,6 +144,12 @@ LIFECYCLE_ARGUMENTS = (
          "resource or stack, instead of failing.", optional=True, computed=True, default=False),
 )
 
+# For tokens with an issuer-side expiry (Buildkite `expires_at`, Token Vault grants, AppRole TTLs).
+ROTATE_BEFORE_EXPIRY = Attr(
+    "rotate_before_expiry", STRING, "Rotate this long before the live token expires at the issuer, e.g. `7d`. "
+    "The plan shows the rotation and its reason; the new token gets a fresh expiry.", optional=True,
+    rules=(duration(),))
+
 DELIVERY_STATE = (
     Attr("id", STRING, "The issuer's id of the live token.", computed=True),
     Attr("sink_address", STRING, "Where the value was delivered, e.g. `ssm:/ci/tfc-agent/token`.", computed=True),
@@ -221,6 +233,360 @@ TFE_AGENT_TOKEN = ResourceSchema(
     in_state=TOKEN_IN_STATE,
 )
 
+# --- Buildkite ------------------------------------------------------------------------------------
+
+BUILDKITE_MIN_EXPIRY = timedelta(minutes=10)  # Buildkite refuses an `expires_at` closer than this
+
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+BUILDKITE_ORGANIZATION_RULE = pattern(r"[A-Za-z0-9][A-Za-z0-9_.-]*", "is not an organization slug (e.g. `acme-inc`)",
+                                      "an organization slug such as `acme-inc`")
+
+
+def _not_blank(what: str) -> Rule:
+    def check(value: object) -> str | None:
+        return None if isinstance(value, str) and value.strip() else "must not be empty"
+
+    return Rule(check, f"a non-empty {what}")
+
+
+_AT_LEAST_ONE_CIDR = Rule(lambda value: None if len(value) else  # type: ignore[arg-type]
+                          "must hold at least one CIDR block (leave it unset to allow any address)",
+                          "at least one CIDR block")
+_EMOJI_SYNTAX = pattern(r"(?::[A-Za-z0-9_+-]+:)+", "is not in the :name: syntax")
+
+
+def _emoji(value: object) -> str | None:
+    # Buildkite's `:name:` syntax (one or more), or literal emoji characters.
+    text = value if isinstance(value, str) else ""
+    if _EMOJI_SYNTAX(text) is None or (text and all(ord(c) > 0x7F for c in text)):
+        return None
+    return "is not an emoji: use Buildkite's `:name:` syntax, e.g. `:penguin:`"
+
+
+def buildkite_organization_fallback(attr_doc: str) -> Attr:
+    """`organization` of the Buildkite resources: optional, the provider's organization when unset."""
+    return Attr("organization", STRING, f"{attr_doc} The provider's `buildkite_organization` "
+                "(`BUILDKITE_ORGANIZATION_SLUG`) when unset. Changing it replaces the resource.",
+                optional=True, computed=True, on_change="replace", rules=(BUILDKITE_ORGANIZATION_RULE,))
+
+
+def buildkite_expiry_problem(expires_at: str, now: datetime) -> str | None:
+    """Why a token cannot be minted with this `expires_at` at `now` (Buildkite wants it at least 10
+    minutes ahead), or None. The provider checks at plan time; the constructs may at synth time."""
+    try:
+        moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None  # the rfc3339 rule reports malformed values
+    if moment.tzinfo is None:
+        return None
+    if moment <= now:
+        return f"is in the past ({expires_at}); Buildkite wants an expiry at least 10 minutes ahead"
+    if moment - now < BUILDKITE_MIN_EXPIRY:
+        left = int((moment - now).total_seconds())
+        return (f"is only {left // 60}m{left % 60:02d}s from now; Buildkite wants an expiry at least 10 minutes "
+                "ahead (use expires_in for a relative expiry)")
+    return None
+
+
+def _known(value: object) -> bool:
+    return value is not None and not isinstance(value, Unknown)
+
+
+def _buildkite_expiry_check(config: Mapping[str, object]) -> list[tuple[tuple[str | int, ...], str]]:
+    expires_in, expires_at = config.get("expires_in"), config.get("expires_at")
+    before = config.get("rotate_before_expiry")
+    if _known(expires_in) and _known(expires_at):
+        return [(("expires_at",), "set expires_in or expires_at, not both")]
+    if not _known(before) or isinstance(expires_in, Unknown) or isinstance(expires_at, Unknown):
+        return []
+    if _known(expires_at):
+        return [(("rotate_before_expiry",), "rotate_before_expiry needs expires_in: with a fixed expires_at "
+                 "every new token would expire at the same moment")]
+    if expires_in is None:
+        return [(("rotate_before_expiry",), "rotate_before_expiry needs expires_in (without an expiry the "
+                 "token never expires)")]
+    try:
+        if parse_duration(str(before)) >= parse_duration(str(expires_in)):
+            return [(("rotate_before_expiry",), f"rotate_before_expiry ({before}) must be shorter than "
+                     f"expires_in ({expires_in}), or every plan would rotate the token")]
+    except ValueError:
+        return []  # the duration rules report malformed values
+    return []
+
+
+BUILDKITE_CLUSTER = ResourceSchema(
+    type_name="tokendrop_buildkite_cluster",
+    description="A Buildkite cluster: the home of agent queues and cluster agent tokens.",
+    attributes=(
+        Attr("id", STRING, "Cluster UUID, the `cluster_id` of its tokens.", computed=True),
+        buildkite_organization_fallback("Organization slug."),
+        Attr("name", STRING, "Cluster name.", required=True, rules=(_not_blank("name"),)),
+        Attr("description", STRING, "Cluster description.", optional=True),
+        Attr("emoji", STRING, "Emoji shown with the cluster, in Buildkite's syntax, e.g. `:penguin:`.",
+             optional=True, rules=(Rule(_emoji, "Buildkite's `:name:` emoji syntax, e.g. `:penguin:`"),)),
+        Attr("color", STRING, "Color shown with the cluster, as hex `#RRGGBB`.", optional=True,
+             rules=(pattern(r"#[0-9A-Fa-f]{6}", "is not a hex color (#RRGGBB, e.g. #FF9900)",
+                            "a hex color `#RRGGBB`"),)),
+        Attr("graphql_id", STRING, "The cluster's GraphQL id.", computed=True),
+        Attr("default_queue_id", STRING, "The cluster's default queue, once one is set (managed outside "
+             "this resource).", computed=True),
+        Attr("created_at", STRING, "When the cluster was created (RFC 3339).", computed=True),
+    ),
+    import_id="The cluster UUID (organization from the provider), or `<organization>/<cluster uuid>`.",
+    in_state="the cluster's ids, name, description, emoji, color and timestamps.",
+)
+
+BUILDKITE_CLUSTER_TOKEN = ResourceSchema(
+    type_name="tokendrop_buildkite_cluster_token",
+    description="A Buildkite cluster agent token, delivered into SSM or Vault (the Elastic CI Stack reads it "
+    "from `BuildkiteAgentTokenParameterStorePath`). The value is written to the sink in the call that mints "
+    "it and never reaches Terraform. Description and allowed IPs are edited in place, keeping the token; "
+    "Buildkite cannot change a token's expiry, so changing it replaces the token.",
+    attributes=(
+        buildkite_organization_fallback("Organization slug of the cluster."),
+        Attr("cluster_id", STRING, "The cluster's UUID (`tokendrop_buildkite_cluster.<name>.id`).", required=True,
+             on_change="replace", rules=(pattern(_UUID, "is not a cluster UUID", "a cluster UUID"),)),
+        Attr("description", STRING, "Token description (Buildkite requires one). Edited in place: the token is "
+             "kept. tokendrop appends a short marker naming the sink.", required=True, on_change="update",
+             rules=(_not_blank("description"),)),
+        Attr("allowed_ip_addresses", ListOf(STRING), "CIDR blocks agents may connect from with this token, "
+             "e.g. `[\"10.0.0.0/8\", \"192.0.2.7/32\"]`. Unset: any address (Buildkite's `0.0.0.0/0`). Edited in "
+             "place: the token is kept.", optional=True, on_change="update",
+             rules=(_AT_LEAST_ONE_CIDR, each(cidr()), unique())),
+        Attr("expires_in", STRING, "The token expires this long after it is minted, e.g. `90d` (at least 10m; "
+             "under 11m it is minted as 11m, as Buildkite checks the minimum on its own clock). Each rotation "
+             "mints a token with a fresh expiry. Changing it replaces the token.", optional=True,
+             on_change="replace", rules=(duration(minimum=BUILDKITE_MIN_EXPIRY),)),
+        Attr("expires_at", STRING, "A fixed expiry (RFC 3339, at least 10 minutes ahead when the token is "
+             "minted); with `expires_in`, the computed expiry of the live token. Buildkite cannot change an "
+             "expiry, so changing it replaces the token.", optional=True, computed=True, on_change="replace",
+             rules=(rfc3339(),)),
+        ROTATE_BEFORE_EXPIRY,
+        DELIVER_TO,
+        *LIFECYCLE_ARGUMENTS,
+        *(a for a in DELIVERY_STATE if a.name != "expires_at"),  # expires_at is an argument here
+    ),
+    checks=(DELIVER_TO_CHECK, Check(_buildkite_expiry_check, "expires_in and expires_at are mutually exclusive; "
+                                    f"rotate_before_expiry needs expires_in and must be shorter than it "
+                                    f"(minimum expiry {format_duration(BUILDKITE_MIN_EXPIRY)})")),
+    import_id="`<cluster uuid>/<sink address>` or `<cluster uuid>/<token uuid>/<sink address>`, optionally "
+    "prefixed with `<organization>/` (e.g. `acme/0189…/ssm:/buildkite/agent-token`), for a token whose sink "
+    "already holds it; the sink comes from the configuration. Set `expires_at` to the token's expiry, if it "
+    "has one, or the plan replaces it.",
+    secret_delivered="the cluster agent token (`BUILDKITE_AGENT_TOKEN`)",
+    in_state=TOKEN_IN_STATE,
+)
+
+# --- Token Vault (tokenvault.uk) agents -----------------------------------------------------------
+
+TOKENVAULT_MIN_GRANT = timedelta(hours=1)  # the dashboard's range: 1 hour to 30 days, or until revoked
+TOKENVAULT_MAX_GRANT = timedelta(days=30)
+
+
+def _text(what: str) -> Rule:
+    def check(value: object) -> str | None:
+        if not isinstance(value, str) or not value.strip():
+            return "must not be empty"
+        return None if value == value.strip() else "must not start or end with whitespace"
+
+    return Rule(check, f"a non-empty {what} without surrounding whitespace")
+
+
+def _whole_hours(value: object) -> str | None:
+    try:
+        seconds = parse_duration(str(value)).total_seconds()
+    except ValueError:
+        return None  # the duration rule reports malformed values
+    if seconds % 3600 == 0:
+        return None
+    return f"must be a whole number of hours (got {value}): Token Vault grants expire after whole hours"
+
+
+def _no_previous_key(value: object) -> str | None:
+    return ("is not supported for a Token Vault agent: rotate-key invalidates the previous key at once, so no "
+            "previous key can stay valid. Remove keep_previous_for")
+
+
+def _unique_services(config: Mapping[str, object]) -> list[tuple[tuple[str | int, ...], str]]:
+    grants = config.get("grants")
+    if not isinstance(grants, list):
+        return []
+    first: dict[str, int] = {}
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for i, grant in enumerate(grants):
+        service = grant.get("service") if isinstance(grant, Mapping) else None
+        if not isinstance(service, str):
+            continue  # unknown until apply, or missing (reported as required)
+        if service in first:
+            problems.append((("grants", i, "service"), f"grants[{i}].service: {service!r} is already granted by "
+                             f"grants[{first[service]}]; an agent holds one grant per service, so list each "
+                             "service once"))
+        else:
+            first[service] = i
+    return problems
+
+
+TOKENVAULT_GRANT = (
+    Attr("service", STRING, "The vault token (service) the agent may use, e.g. `github`.", required=True,
+         rules=(_text("service name"), length(1, 200),
+                pattern(r"[^/]+", "must not contain / (it is a path segment of Token Vault's API)"))),
+    Attr("expires_in", STRING, "How long the grant lasts once granted: 1h to 30d in whole hours, e.g. `12h` or "
+         "`7d`. Unset: until revoked. Changing it grants the service again with a fresh expiry; an expired grant "
+         "is granted again by the next apply (remove it from the configuration to let it lapse).", optional=True,
+         rules=(duration(minimum=TOKENVAULT_MIN_GRANT, maximum=TOKENVAULT_MAX_GRANT),
+                Rule(_whole_hours, "a whole number of hours"))),
+    Attr("auto_refresh", BOOL, "Let Token Vault refresh the service's OAuth token when it runs out. Changing it "
+         "grants the service again.", optional=True, computed=True, default=False),
+    Attr("expires_at", STRING, "When the grant expires at Token Vault (RFC 3339); null while it lasts until "
+         "revoked.", computed=True),
+)
+
+_AGENT_STATE = {a.name: a for a in (
+    Attr("created_at", STRING, "When the agent's live key was issued (RFC 3339), as Token Vault reports it; "
+         "refresh compares it with the agent to notice a key that was rotated but never delivered.", computed=True),
+    Attr("sink_status", STRING, "`delivered`, or what refresh found wrong: the sink is `missing` or `overwritten`, "
+         "or `stale` (the agent's key is newer than the one delivered, so the sink holds a dead key); anything but "
+         "`delivered` plans a rotation.", computed=True),
+)}
+
+TOKENVAULT_AGENT = ResourceSchema(
+    type_name="tokendrop_tokenvault_agent",
+    description="A Token Vault (tokenvault.uk) agent with its per-service grants. The agent's API key "
+    "(`tvagent_…`, shown by Token Vault once) is written to the sink in the call that creates it and never "
+    "reaches Terraform. Grants change in place without touching the key; a rotation calls rotate-key, which "
+    "keeps the agent (and its id and grants) and invalidates the old key at once, and writes the new key as the "
+    "next sink version.",
+    attributes=(
+        Attr("id", STRING, "The agent id. Rotating the key keeps the agent, so the id never changes.", computed=True),
+        Attr("name", STRING, "Agent name, as shown in the dashboard. Token Vault cannot rename an agent, so "
+             "changing it replaces the agent (new id, new key).", required=True, on_change="replace",
+             rules=(_text("agent name"), length(1, 100))),
+        Attr("description", STRING, "Agent description. Token Vault cannot edit it, so changing it replaces the "
+             "agent. tokendrop appends a short marker naming the sink.", optional=True, on_change="replace",
+             rules=(length(0, 500),)),
+        Attr("grants", description="The services the agent may use. Added, removed and changed in place; the "
+             "key is kept. Each service may appear once.", optional=True, nested=TOKENVAULT_GRANT,
+             nesting="list"),
+        DELIVER_TO,
+        *(Attr("keep_previous_for", STRING, "Not supported (must be left unset): Token Vault's rotate-key "
+               "invalidates the previous key at once.", optional=True,
+               rules=(Rule(_no_previous_key, "left unset"),))
+          if a.name == "keep_previous_for" else a for a in LIFECYCLE_ARGUMENTS),
+        Attr("status", STRING, "`active`, or `suspended` when someone suspended the agent in the dashboard "
+             "(its key is refused until it is resumed).", computed=True),
+        *(_AGENT_STATE.get(a.name, a) for a in DELIVERY_STATE if a.name != "id"),
+    ),
+    checks=(DELIVER_TO_CHECK, Check(_unique_services, "each service is granted once")),
+    import_id="`<agent id>/<sink address>` (e.g. `agt_123/ssm:/agents/triage/key`) for an agent whose key the "
+    "sink already holds; the sink comes from the configuration and the grants are read from the agent.",
+    secret_delivered="the agent's API key (`tvagent_…`)",
+    in_state="the agent id, name, description, grants with their expiry timestamps, the sink address and "
+    "version, and timestamps: never the key, never a hash of it.",
+)
+
+# --- HashiCorp Vault / OpenBao AppRole secret ids -------------------------------------------------
+
+APPROLE_MARKER_KEY = "tokendrop_marker"  # secret-id metadata key holding tokendrop's orphan-sweep marker
+
+
+def _ttl(value: object) -> str | None:
+    text = str(value).strip()
+    if text.startswith("-"):
+        return "must not be negative (use \"0\" for a secret id that never expires)"
+    if text == "0":
+        return None
+    try:
+        parse_duration(text)
+    except ValueError as err:
+        return f"{err}; or \"0\" for no expiry"
+    return None
+
+
+def _count(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be a number"
+    if value < 0:
+        return "must not be negative (0 means unlimited uses)"
+    return None if float(value).is_integer() else "must be a whole number"
+
+
+def _approle_metadata(value: object) -> str | None:
+    if not isinstance(value, Mapping):
+        return None
+    for key in value:
+        if not str(key).strip():
+            return "has an empty key"
+        if key == APPROLE_MARKER_KEY:
+            return f"must not use the key {APPROLE_MARKER_KEY!r}: tokendrop keeps its marker there"
+    return None
+
+
+def _approle_expiry_check(config: Mapping[str, object]) -> list[tuple[tuple[str | int, ...], str]]:
+    ttl, before = config.get("ttl"), config.get("rotate_before_expiry")
+    if before is None or isinstance(before, Unknown) or isinstance(ttl, Unknown):
+        return []
+    if ttl is None or str(ttl).strip() == "0":
+        return [(("rotate_before_expiry",), "rotate_before_expiry needs a ttl: without one the secret id never "
+                 "expires (the role's secret_id_ttl is not known at plan time)")]
+    try:
+        if parse_duration(str(before)) >= parse_duration(str(ttl)):
+            return [(("rotate_before_expiry",), f"rotate_before_expiry ({before}) must be shorter than ttl "
+                     f"({ttl}), or every plan would rotate the secret id")]
+    except ValueError:
+        return []  # the duration rules report malformed values
+    return []
+
+
+_CIDRS = (each(cidr()), unique())
+
+VAULT_APPROLE_SECRET_ID = ResourceSchema(
+    type_name="tokendrop_vault_approle_secret_id",
+    description="A HashiCorp Vault (or OpenBao) AppRole secret id, minted through the provider's Vault "
+    "settings and delivered with its role id: as the keys `role_id` and `secret_id` of a Vault KV secret (the "
+    "`field` setting does not apply), or as the JSON object `{\"role_id\": …, \"secret_id\": …}` in an SSM "
+    "parameter. State keeps the secret id's accessor, never the secret id. Changing the ttl, CIDRs, use count or "
+    "metadata mints a new secret id (a rotation).",
+    attributes=(
+        Attr("id", STRING, "The secret id's accessor (not the secret id: the accessor cannot log in).",
+             computed=True),
+        Attr("role_name", STRING, "The AppRole role, e.g. `ci`. Changing it replaces the secret id.",
+             required=True, on_change="replace",
+             rules=(pattern(r"[\w][\w.@-]*", "is not an AppRole role name (letters, digits, _ . @ -)",
+                            "letters, digits and `_ . @ -`"), length(1, 128))),
+        Attr("mount", STRING, "Mount path of the AppRole auth method (under `auth/`).", optional=True,
+             computed=True, default="approle", on_change="replace",
+             rules=(from_function(vault_rules.validate_mount, "a mount path without leading or trailing /"),)),
+        Attr("ttl", STRING, "Lifetime of the secret id, e.g. `24h`; at most the role's `secret_id_ttl`. "
+             "`\"0\"`: no expiry (only for a role whose `secret_id_ttl` is 0). Unset: the role's `secret_id_ttl`.",
+             optional=True, on_change="rotate",
+             rules=(Rule(_ttl, "a duration such as `24h`, or `\"0\"` for no expiry"),)),
+        Attr("cidr_list", ListOf(STRING), "CIDR blocks that may log in with this secret id.", optional=True,
+             on_change="rotate", rules=_CIDRS),
+        Attr("token_bound_cidrs", ListOf(STRING), "CIDR blocks the tokens issued by a login with this secret id "
+             "may be used from.", optional=True, on_change="rotate", rules=_CIDRS),
+        Attr("num_uses", NUMBER, "How many logins the secret id allows; 0 (the default) means unlimited. A "
+             "used-up secret id is gone, and the next plan mints a new one.", optional=True, on_change="rotate",
+             rules=(Rule(_count, "a whole number, 0 or more"),)),
+        Attr("metadata", MapOf(STRING), "Metadata attached to the secret id and to the tokens its logins get. "
+             "Vault stores it in plaintext, returns it on lookup and writes it unhashed into audit logs: never "
+             "put a secret here.", optional=True, on_change="rotate",
+             rules=(Rule(_approle_metadata, f"string values; the key `{APPROLE_MARKER_KEY}` is reserved"),)),
+        ROTATE_BEFORE_EXPIRY,
+        DELIVER_TO,
+        *LIFECYCLE_ARGUMENTS,
+        *(a for a in DELIVERY_STATE if a.name != "id"),
+    ),
+    checks=(DELIVER_TO_CHECK, Check(_approle_expiry_check, "rotate_before_expiry needs a ttl and must be "
+                                    "shorter than it")),
+    import_id="`<mount>/<role name>/<sink address>` for a secret id whose sink carries tokendrop's record, or "
+    "`<mount>/<role name>/<accessor>/<sink address>` (e.g. `approle/ci/9f1c…/ssm:/ci/vault/secret-id`); the sink "
+    "comes from the configuration.",
+    secret_delivered="the secret id, with the role id (`role_id`, `secret_id`)",
+    in_state="the accessor, role and mount, the sink address and version, and timestamps: never the secret id "
+    "or the role id, never a hash of them.",
+)
+
 RESOURCES: dict[str, ResourceSchema] = {
-    s.type_name: s for s in (TFE_AGENT_POOL, TFE_AGENT_TOKEN)
+    s.type_name: s for s in (TFE_AGENT_POOL, TFE_AGENT_TOKEN, BUILDKITE_CLUSTER, BUILDKITE_CLUSTER_TOKEN,
+                             TOKENVAULT_AGENT, VAULT_APPROLE_SECRET_ID)
 }

@@ -13,6 +13,7 @@ import requests
 from tokendrop_provider.sandbox.buildkite import BuildkiteEmulator
 from tokendrop_provider.sandbox.servers import MotoServer, OpenBaoServer
 from tokendrop_provider.sandbox.tfe import TfeEmulator
+from tokendrop_provider.sandbox.tokenvault import TokenVaultEmulator
 
 
 @dataclass
@@ -22,12 +23,14 @@ class Sandbox:
     bao: OpenBaoServer
     baseline: frozenset[str] = frozenset()  # token ids minted before this test (the emulator is shared)
     buildkite: BuildkiteEmulator | None = None  # set by tests that use Buildkite (tests/e2e/test_buildkite.py)
+    tokenvault: TokenVaultEmulator | None = None  # set by tests that use Token Vault (tests/e2e/test_tokenvault.py)
 
     @property
     def env(self) -> dict[str, str]:
         buildkite = {} if self.buildkite is None else self.buildkite.ready_info()["env"]
-        return {"TFE_ADDRESS": self.tfe.url, "TFE_TOKEN": self.tfe.sandbox_token, **buildkite, **self.moto.env(),
-                **self.bao.env()}
+        tokenvault = {} if self.tokenvault is None else self.tokenvault.ready_info()["env"]
+        return {"TFE_ADDRESS": self.tfe.url, "TFE_TOKEN": self.tfe.sandbox_token, **buildkite, **tokenvault,
+                **self.moto.env(), **self.bao.env()}
 
     def ssm(self):  # type: ignore[no-untyped-def]
         return boto3.client("ssm", endpoint_url=self.moto.url, region_name="us-east-1",

@@ -6,6 +6,7 @@ marker, state names that token. And Ctrl-C during an apply lets in-flight create
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -69,8 +70,14 @@ def processes_with(marker: str, needle: str) -> list[int]:
     return found
 
 
-def killer(marker: str, needle: str, on_call: int = 1):
-    """An event callback that SIGKILLs this test's processes matching `needle`, on its `on_call`-th call."""
+class ClientGone(Exception):
+    """Raised in the emulator after the kill: the request dies with its client and changes nothing more
+    (the emulator answers 500 to nobody)."""
+
+
+def killer(marker: str, needle: str, on_call: int = 1, abort: bool = True):
+    """An event callback that SIGKILLs this test's processes matching `needle`, on its `on_call`-th call.
+    With `abort`, the request that fired the event goes no further (a revoke never happens)."""
     calls = []
 
     def kill(_event: dict) -> None:
@@ -78,8 +85,10 @@ def killer(marker: str, needle: str, on_call: int = 1):
         if len(calls) != on_call:
             return
         for pid in processes_with(marker, needle):
-            os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)  # let the kill land before the emulator answers
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if abort:
+            raise ClientGone
 
     return kill
 
@@ -151,6 +160,26 @@ def test_rotation_survives_a_provider_kill(step, sink, sandbox, crash_workspace)
     assert len(sandbox.live_tokens(pool)) == 2, "old and newly minted tokens are both alive"
     version = SINKS[sink][1](sandbox, "t")[1]
     assert version == (2 if step == "after-sink-write" else 1)
+    ws.apply()
+    assert_converged(sandbox, ws, sink, ["t"])
+
+
+@pytest.mark.parametrize("sink", sorted(SINKS))
+def test_rotation_killed_while_the_issuer_completes_the_revoke(sink, sandbox, crash_workspace):
+    """The provider dies while its revoke of the old token is in flight, and the issuer carries the revoke
+    out anyway: state names a dead token, the sink holds the new one."""
+    ws = crash_workspace
+    ws.write(config(sink, ["t"], epoch="1"))
+    ws.init()
+    ws.apply()
+    before = ws.resources()["tokendrop_tfe_agent_token.t"]
+    ws.write(config(sink, ["t"], epoch="2"))
+    sandbox.tfe.on_event_call("token.revoking", killer(ws.marker, "terraform-provider-tokendrop", abort=False))
+    assert ws.apply(check=False).returncode != 0
+    deadline = time.monotonic() + 30
+    while not any(e["event"] == "token.revoked" and e["id"] == before["id"] for e in sandbox.tfe.events()):
+        assert time.monotonic() < deadline, "the issuer finished the revoke"
+        time.sleep(0.05)
     ws.apply()
     assert_converged(sandbox, ws, sink, ["t"])
 

@@ -34,6 +34,12 @@ class TokenIssuer(abc.ABC):
     `tokendrop_provider.errors` (IssuerNotFound, IssuerAuthError, IssuerValidationError, ...)."""
 
     kind: str
+    # True where a rotation replaces the key of one long-lived object instead of minting a second
+    # token (Token Vault's rotate-key): the id stays, the old value dies with the call. See `rekey`.
+    rotates_in_place: bool = False
+    # True where one listing of a scope (Listings) is the cheap way to answer many lookups; False
+    # where listing costs a call per token anyway (Vault AppRole) or a lookup is one call (Token Vault).
+    lookups_by_listing: bool = True
 
     @abc.abstractmethod
     def mint(self, scope: str, description: str, **options: object) -> MintedToken: ...
@@ -49,3 +55,14 @@ class TokenIssuer(abc.ABC):
     @abc.abstractmethod
     def revoke(self, scope: str, token_id: str) -> bool:
         """Revoke; False if it was already gone. Idempotent."""
+
+    def update(self, scope: str, token_id: str, description: str, **options: object) -> IssuedToken:
+        """Edit a live token in place (description and issuer-specific options), keeping its value.
+        Only issuers whose tokens are editable implement it (Buildkite); token resources call it for
+        the arguments they list in `issuer_updatable`."""
+        raise NotImplementedError(f"{self.kind} tokens cannot be edited in place")
+
+    def rekey(self, scope: str, token_id: str) -> MintedToken:
+        """Replace the value of a live token, keeping its id; the old value is invalid at once. Only
+        issuers with `rotates_in_place` implement it."""
+        raise NotImplementedError(f"{self.kind} tokens cannot be rotated in place")

@@ -25,7 +25,8 @@ def attribute_pb(attr: Attr) -> pb.Schema.Attribute:
     if attr.nested is not None:
         message.nested_type.CopyFrom(pb.Schema.Object(
             attributes=[attribute_pb(a) for a in attr.nested],
-            nesting=pb.Schema.Object.NestingMode.SINGLE,
+            nesting=(pb.Schema.Object.NestingMode.LIST if attr.nesting == "list"
+                     else pb.Schema.Object.NestingMode.SINGLE),
         ))
     else:
         assert attr.type is not None

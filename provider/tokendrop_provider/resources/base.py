@@ -144,6 +144,9 @@ def apply_defaults(attrs: Sequence[Attr], proposed: Mapping[str, object], config
         if attr.nested is not None and isinstance(value, Mapping):
             nested_config = configured if isinstance(configured, Mapping) else {}
             planned[attr.name] = apply_defaults(attr.nested, value, nested_config)
+        elif attr.nested is not None and isinstance(value, list):
+            planned[attr.name] = [apply_defaults(attr.nested, v, _element(configured, i)) if isinstance(v, Mapping)
+                                  else v for i, v in enumerate(value)]
         elif attr.default is not None and attr.optional and attr.computed and configured is None:
             planned[attr.name] = attr.default
     return planned
@@ -159,16 +162,31 @@ def unknown_computed(attrs: Sequence[Attr], planned: Mapping[str, object], confi
             if isinstance(value, Mapping):
                 out[attr.name] = unknown_computed(attr.nested, value,
                                                   configured if isinstance(configured, Mapping) else {})
+            elif isinstance(value, list):
+                out[attr.name] = [unknown_computed(attr.nested, v, _element(configured, i))
+                                  if isinstance(v, Mapping) else v for i, v in enumerate(value)]
             continue
         if attr.computed and configured is None and value is None and attr.default is None:
             out[attr.name] = UNKNOWN
     return out
 
 
+def _element(config: object, index: int) -> Mapping[str, object]:
+    """The configuration of element `index` of a list-nested attribute ({} when absent)."""
+    if isinstance(config, list) and index < len(config) and isinstance(config[index], Mapping):
+        return config[index]
+    return {}
+
+
 def _lookup(value: object, path: Path) -> tuple[bool, object]:
     for step in path:
         if isinstance(value, Unknown):
             return True, UNKNOWN
+        if isinstance(step, int):
+            if not isinstance(value, list) or step >= len(value):
+                return False, None
+            value = value[step]
+            continue
         if not isinstance(value, Mapping) or step not in value:
             return False, None
         value = value[step]
@@ -183,6 +201,12 @@ def changed_paths(attrs: Sequence[Attr], prior: Mapping[str, object], planned: M
     found: list[Path] = []
     for attr in attrs:
         path = (*prefix, attr.name)
+        if attr.nested is not None and attr.nesting == "list":
+            # Element by element; while the planned list is unknown, any prior element may change.
+            lengths = [len(v) for v in (_lookup(prior, path)[1], _lookup(planned, path)[1]) if isinstance(v, list)]
+            for i in range(max(lengths, default=0)):
+                found.extend(changed_paths(attr.nested, prior, planned, on_change, (*path, i)))
+            continue
         if attr.nested is not None:
             found.extend(changed_paths(attr.nested, prior, planned, on_change, path))
             continue

@@ -12,7 +12,7 @@ import datetime
 from collections.abc import Mapping
 
 from ..attributes import dotted
-from ..delivery import Delivered, Delivery, Target, parse_time, rfc3339, split_description
+from ..delivery import Delivered, Delivery, Target, issuer_description, parse_time, rfc3339, split_description
 from ..errors import ConfigError, IssuerNotFound
 from ..issuers.base import IssuedToken, TokenIssuer
 from ..types import UNKNOWN, Unknown
@@ -59,12 +59,27 @@ def deliver_to_from_address(address: str) -> dict[str, object]:
 class TokenResource(Resource, abc.ABC):
     scope_attribute: str  # the attribute holding the pool / cluster / agent the token belongs to
     expiring: bool = False  # the issuer sets an expiry on the token
+    # Arguments the issuer can change on a live token (`on_change="update"`): a change is sent with
+    # `TokenIssuer.update`, keeping the token and its sink version.
+    issuer_updatable: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def issuer(self, ctx: Context) -> TokenIssuer: ...
 
     def mint_options(self, ctx: Context, state: Mapping[str, object]) -> dict[str, object]:
         return {}
+
+    def update_options(self, ctx: Context, state: Mapping[str, object]) -> dict[str, object]:
+        """Issuer-specific options of an in-place update (besides the description)."""
+        return {}
+
+    def scope_of(self, state: Mapping[str, object]) -> str:
+        """The issuer scope of the token, as the `TokenIssuer` methods take it."""
+        return str(state[self.scope_attribute])
+
+    def scope_state(self, scope: str) -> State:
+        """The attributes that name `scope` (the inverse of `scope_of`, for import)."""
+        return {self.scope_attribute: scope}
 
     def delivery(self, ctx: Context) -> Delivery:
         return ctx.provider.delivery
@@ -76,12 +91,18 @@ class TokenResource(Resource, abc.ABC):
         return Target(
             resource_type=self.schema.type_name,
             issuer=self.issuer(ctx),
-            scope=str(state[self.scope_attribute]),
+            scope=self.scope_of(state),
             description=state.get("description"),  # type: ignore[arg-type]
             sink=ctx.provider.sink(deliver_to),
             mint_options=self.mint_options(ctx, state),
             adopt_existing=bool(state.get("adopt_existing")),
+            description_in_fingerprint="description" not in self.issuer_updatable,
+            spec=self.token_spec(state),
         )
+
+    def token_spec(self, state: Mapping[str, object]) -> dict[str, object]:
+        """Configured properties fixed at mint time (see `Target.spec`). Default: none."""
+        return {}
 
     # --- plan -----------------------------------------------------------------------------------
 
@@ -177,7 +198,8 @@ class TokenResource(Resource, abc.ABC):
     def update(self, ctx: Context, prior: State, planned: State) -> State:
         target = self.target(ctx, planned)
         state = dict(planned)
-        if isinstance(planned.get("id"), Unknown):
+        # A rotation: a new token (unknown id), or a new value for the same id (rotates_in_place).
+        if isinstance(planned.get("id"), Unknown) or isinstance(planned.get("sink_version"), Unknown):
             keep = planned.get("keep_previous_for")
             delivered = self.delivery(ctx).rotate(
                 target, str(prior["id"]), parse_duration(keep) if isinstance(keep, str) else None, ctx.now(),
@@ -186,6 +208,10 @@ class TokenResource(Resource, abc.ABC):
             return self._state_after(planned, target.sink.address, delivered)
         if prior.get("previous_token_id") and planned.get("previous_token_id") is None:
             self.delivery(ctx).revoke(target, str(prior["previous_token_id"]))
+        if any(prior.get(name) != planned.get(name) for name in self.issuer_updatable):
+            # Edited at the issuer; the marker stays in the description so orphan sweeps still work.
+            target.issuer.update(target.scope, str(prior["id"]), issuer_description(target.description, target.marker),
+                                 **self.update_options(ctx, planned))
         target.sink.reconcile_settings()
         self._sink_warnings(ctx, target)
         return state
@@ -198,7 +224,7 @@ class TokenResource(Resource, abc.ABC):
             sink_version=delivered.sink_version,
             sink_status="delivered",
             created_at=delivered.token.created_at or rfc3339(datetime.datetime.now(datetime.UTC)),
-            expires_at=delivered.token.expires_at if self.expiring else None,
+            expires_at=same_instant(planned.get("expires_at"), delivered.token.expires_at) if self.expiring else None,
             previous_token_id=delivered.previous_token_id,
             previous_revoke_after=delivered.previous_revoke_after,
         )
@@ -229,15 +255,21 @@ class TokenResource(Resource, abc.ABC):
             ctx.warn(f"Sink drift: {target.sink.address}", health.detail + " The next apply mints a new "
                      "token, writes it to the sink and revokes " + str(state["id"]) + ".")
         if self.expiring:
-            new["expires_at"] = health.token.expires_at
+            new["expires_at"] = same_instant(state.get("expires_at"), health.token.expires_at)
+        new.update(self.refreshed_attributes(health.token, state))
         return new
+
+    def refreshed_attributes(self, token: IssuedToken, state: State) -> State:
+        """Arguments as the issuer now has them (drift of `issuer_updatable` arguments edited outside
+        Terraform): the plan then shows the update that puts them back."""
+        return {}
 
     # --- import ---------------------------------------------------------------------------------
 
     def import_state(self, ctx: Context, import_id: str) -> State:
         scope, token_id, address = self.parse_import_id(import_id)
         state: State = {a.name: None for a in self.schema.attributes}
-        state.update({self.scope_attribute: scope, "deliver_to": deliver_to_from_address(address),
+        state.update({**self.scope_state(scope), "deliver_to": deliver_to_from_address(address),
                       "adopt_existing": False})
         target = self.target(ctx, state)
         kind = next(k for k, v in state["deliver_to"].items() if v is not None)  # type: ignore[union-attr]
@@ -276,6 +308,18 @@ class TokenResource(Resource, abc.ABC):
                           f"Expected <{self.scope_attribute}>/<sink address> or "
                           f"<{self.scope_attribute}>/<token id>/<sink address>, got {import_id!r}. "
                           "Sink addresses look like ssm:/ci/token or vault_kv:secret/ci/token#token.")
+
+
+def same_instant(known: object, reported: str | None) -> str | None:
+    """`reported` (the issuer's timestamp), or `known` when both name the same moment: a configured
+    `expires_at` keeps the user's spelling, so Terraform sees no difference."""
+    if isinstance(known, str) and reported:
+        try:
+            if parse_time(known) == parse_time(reported):
+                return known
+        except ValueError:
+            pass
+    return reported
 
 
 def _int(value: object) -> int | None:

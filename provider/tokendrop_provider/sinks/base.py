@@ -79,6 +79,10 @@ class Sink(abc.ABC):
     # Non-fatal problems of the last call (the value was written, so they are reported, not raised).
     warnings: list[str] = []
 
+    def note_expiry(self, expires_at: str | None) -> None:  # noqa: B027 - optional hook
+        """The token about to be written expires at this time (RFC 3339), or never. Sinks that can
+        age a value out (SSM Expiration policies) use it; the default ignores it."""
+
     def current_settings(self) -> dict[str, object]:
         """The sink's configurable settings as it has them now, in the shape of its `deliver_to`
         block (used by import). Default: none besides the location."""

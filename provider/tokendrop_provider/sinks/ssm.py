@@ -639,6 +639,12 @@ class SsmSink(Sink):
         self.warnings.extend(f"{change} (applied at the next rotation)"
                              for change in self._pending_changes(meta))
 
+    def note_expiry(self, expires_at: str | None) -> None:
+        # The parameter should not outlive the token it holds: an Expiration policy where the tier
+        # allows one (Standard parameters cannot carry policies; that is not worth a warning each time).
+        if self.tier in POLICY_TIERS:
+            self.expires_at = expires_at
+
     def current_settings(self) -> dict[str, object]:
         """The parameter's configurable settings in `deliver_to.ssm`'s shape, defaults as None
         (import fills the configuration's view of the sink from this)."""

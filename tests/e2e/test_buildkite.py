@@ -410,7 +410,8 @@ def test_an_expiring_token_gives_its_advanced_ssm_parameter_an_expiration_policy
     expiry becomes the parameter's Expiration policy (and is replaced at each rotation)."""
     ws = make_workspace(sandbox.env)
     ws.write(HEADER + CLUSTER + SSM_TOKEN.format(description="elastic stack", ips="null", expires_in="2h")
-             .replace('name = "/buildkite/linux/agent-token"', 'name = "/buildkite/linux/agent-token", tier = "Advanced"'))
+             .replace('name = "/buildkite/linux/agent-token"',
+                      'name = "/buildkite/linux/agent-token", tier = "Advanced"'))
     ws.init()
     ws.apply()
     token = ws.resources()[ELASTIC]

@@ -59,6 +59,9 @@ class Cdktf:
                               timeout=timeout, check=False)
         output = done.stdout + done.stderr
         (self.logs / f"{n:02d}-cdktf-{args[0]}.txt").write_text(output)
+        plan = self.project / "cdktf.out" / "stacks" / STACK / "plan"
+        if plan.exists():  # each command overwrites the saved plan: keep every one for the scan
+            shutil.copy(plan, self.logs / f"{n:02d}-plan")
         self.outputs.append((f"cdktf {' '.join(args)}", output))
         if check:
             assert done.returncode == 0, f"cdktf {' '.join(args)} -> {done.returncode}\n{output[-6000:]}"
@@ -172,7 +175,7 @@ def test_ci_agents_stack_through_cdktf(sandbox, project):
     names = {name for name, _ in artifacts}
     assert any(n.endswith("-trace.log") for n in names) and any("terraform.ci-agents.tfstate" in n for n in names)
     assert any("cdktf.out/stacks/ci-agents/cdk.tf.json" in n for n in names)
-    assert any(n.startswith("plan!") for n in names), "the saved plan was not scanned"
+    assert sum(n.startswith("02-plan!") or n.startswith("04-plan!") for n in names) >= 2, "saved plans unscanned"
     assert scan(values, artifacts) == []
     credentials = [sandbox.env["TFE_TOKEN"], sandbox.env["VAULT_TOKEN"]]
     assert scan(credentials, [(n, t) for n, t in artifacts if not n.startswith("logs/")]) == []

@@ -1,0 +1,145 @@
+"""Where a token is delivered: plain value objects (not constructs) for a resource's `deliver_to`.
+
+Each sink knows its `deliver_to` shape (the nested attribute of `schema.DELIVER_TO`), its address as
+the provider reports it in `sink_address`, and the policy a consumer needs to read what was delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from tokendrop_provider import schema
+
+from ._values import is_unresolved
+
+
+class Sink:
+    """A `deliver_to` target. Pass one to a token construct; pass a list to get the 'two sinks' error."""
+
+    kind: ClassVar[str]  # the nested attribute under deliver_to: "ssm" | "vault_kv"
+
+    def to_config(self) -> dict[str, Any]:
+        """The `deliver_to` object, e.g. `{"ssm": {"name": "/ci/token"}}` (unset fields left out)."""
+        raise NotImplementedError
+
+    @property
+    def address(self) -> str:
+        """The address the provider reports as `sink_address` once the token is delivered."""
+        raise NotImplementedError
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class SsmParameter(Sink):
+    """An AWS SSM Parameter Store `SecureString` parameter (created by tokendrop, never by you).
+
+    `tags` are kept on the parameter besides tokendrop's own `managed-by` and `tokendrop:issuer`.
+    """
+
+    name: str
+    kms_key_id: str | None = None
+    tier: str | None = None
+    description: str | None = None
+    tags: Mapping[str, str] | None = field(default=None, hash=False)
+
+    kind: ClassVar[str] = schema.SSM_SINK.name
+
+    def to_config(self) -> dict[str, Any]:
+        return {self.kind: _drop_none({
+            "name": self.name, "kms_key_id": self.kms_key_id, "tier": self.tier,
+            "description": self.description, "tags": dict(self.tags) if self.tags is not None else None,
+        })}
+
+    @property
+    def address(self) -> str:
+        return f"ssm:{self.name}"
+
+    def arn(self, region: str = "*", account: str = "*", partition: str = "aws") -> str:
+        """The parameter's ARN (wildcards by default), e.g. for an ECS container's `valueFrom`."""
+        # A hierarchical name keeps its leading slash in the name but not in the ARN.
+        return f"arn:{partition}:ssm:{region}:{account}:parameter/{self.name.removeprefix('/')}"
+
+    def read_policy(self, region: str = "*", account: str = "*", partition: str = "aws") -> dict[str, Any]:
+        """The IAM policy document a consumer needs to read the delivered token: `ssm:GetParameter` on
+        this parameter and, when a customer managed KMS key is set, `kms:Decrypt` on that key limited
+        to this parameter's encryption context. (The default `alias/aws/ssm` key needs no grant: its
+        key policy lets every principal of the account decrypt through SSM.)"""
+        parameter_arn = self.arn(region, account, partition)
+        statements: list[dict[str, Any]] = [{
+            "Sid": "ReadTokendropParameter",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+            "Resource": parameter_arn,
+        }]
+        if self.kms_key_id:
+            statements.append(_kms_decrypt_statement(self.kms_key_id, parameter_arn, region, account, partition))
+        return {"Version": "2012-10-17", "Statement": statements}
+
+    def read_policy_json(self, region: str = "*", account: str = "*", partition: str = "aws") -> str:
+        return json.dumps(self.read_policy(region, account, partition), indent=2, sort_keys=False)
+
+
+_KMS_ARN = re.compile(r"arn:(?P<partition>[^:]+):kms:(?P<region>[^:]*):(?P<account>[^:]*):(?P<resource>.+)")
+
+
+def _kms_decrypt_statement(key: str, parameter_arn: str, region: str, account: str,
+                           partition: str) -> dict[str, Any]:
+    # SSM encrypts every SecureString with the encryption context PARAMETER_ARN=<parameter ARN>, so the
+    # grant can be narrowed to this one parameter even when the key is shared.
+    condition: dict[str, Any] = {"StringLike": {"kms:EncryptionContext:PARAMETER_ARN": parameter_arn}}
+    statement: dict[str, Any] = {"Sid": "DecryptTokendropParameter", "Effect": "Allow", "Action": "kms:Decrypt"}
+    match = _KMS_ARN.fullmatch(key) if not is_unresolved(key) else None
+    if match:
+        partition, region, account, resource = match.group("partition", "region", "account", "resource")
+    else:
+        resource = key
+    if resource.startswith("alias/"):
+        # IAM cannot name a key by alias: grant on any key that carries the alias.
+        statement["Resource"] = f"arn:{partition}:kms:{region}:{account}:key/*"
+        condition["ForAnyValue:StringEquals"] = {"kms:ResourceAliases": resource}
+    elif match:
+        statement["Resource"] = key
+    else:
+        statement["Resource"] = f"arn:{partition}:kms:{region}:{account}:key/{resource.removeprefix('key/')}"
+    statement["Condition"] = condition
+    return statement
+
+
+@dataclass(frozen=True)
+class VaultSecret(Sink):
+    """A HashiCorp Vault (or OpenBao) KV version 2 secret; the token is stored under `field`."""
+
+    path: str
+    mount: str = "secret"
+    field: str = "token"
+
+    kind: ClassVar[str] = schema.VAULT_KV_SINK.name
+
+    def to_config(self) -> dict[str, Any]:
+        return {self.kind: {"mount": self.mount, "path": self.path, "field": self.field}}
+
+    @property
+    def address(self) -> str:
+        return f"vault_kv:{self.mount}/{self.path}#{self.field}"
+
+    @property
+    def api_path(self) -> str:
+        """The KV v2 read path, as `vault kv get -mount` and agent templates spell it: `<mount>/data/<path>`."""
+        return f"{self.mount}/data/{self.path}"
+
+    def read_policy(self) -> str:
+        """The Vault policy (HCL) a consumer needs to read the delivered token. One line, so that it
+        survives cdktf's HCL rendering of outputs (which cannot write multi-line strings)."""
+        return f'path "{self.api_path}" {{ capabilities = ["read"] }}'
+
+    def agent_template(self, variable: str = "TFC_AGENT_TOKEN") -> str:
+        """A Vault Agent / consul-template template that renders `VARIABLE=<token>` (an env file)."""
+        return (f'{{{{ with secret "{self.api_path}" }}}}{variable}={{{{ index .Data.data "{self.field}" }}}}'
+                "{{ end }}\n")

@@ -28,6 +28,7 @@ cases need a step from you, and synthesis warns about the first:
 from __future__ import annotations
 
 from ._base import TokendropResource, TokenResource
+from .buildkite import BuildkiteCluster, BuildkiteClusterToken
 from .core import core_of
 from .errors import CoreMismatchError, Problem, TokendropValidationError
 from .provider import TokendropProvider
@@ -35,6 +36,8 @@ from .sinks import Sink, SsmParameter, VaultSecret
 from .tfe import TfeAgentPool, TfeAgentToken
 
 __all__ = [
+    "BuildkiteCluster",
+    "BuildkiteClusterToken",
     "CoreMismatchError",
     "Problem",
     "Sink",

@@ -134,7 +134,12 @@ class TokenResource(Resource, abc.ABC):
                 if name != "expires_at" or self.expiring:
                     planned[name] = UNKNOWN
             planned["sink_status"] = "delivered"
-            if planned.get("keep_previous_for"):
+            keep = planned.get("keep_previous_for")
+            # "0s" is no grace period, like unset: apply revokes at once, so the plan must say so.
+            grace = isinstance(keep, str) and parse_duration(keep).total_seconds() > 0
+            if isinstance(keep, Unknown):
+                planned["previous_token_id"] = planned["previous_revoke_after"] = UNKNOWN
+            elif grace:
                 planned["previous_token_id"] = prior.get("id")
                 planned["previous_revoke_after"] = UNKNOWN
             else:
@@ -143,8 +148,7 @@ class TokenResource(Resource, abc.ABC):
             ctx.warn(f"{self.schema.type_name} {prior.get('id')} will rotate",
                      "; ".join(reasons) + f". Apply mints a new token, writes it as the next version of "
                      f"{prior.get('sink_address')}, then " + (
-                         f"keeps {prior.get('id')} valid for {planned.get('keep_previous_for')}."
-                         if planned.get("keep_previous_for") else f"revokes {prior.get('id')}."))
+                         f"keeps {prior.get('id')} valid for {keep}." if grace else f"revokes {prior.get('id')}."))
             return
         deadline = parse_time(prior.get("previous_revoke_after"))  # type: ignore[arg-type]
         if prior.get("previous_token_id") and (deadline is None or deadline <= ctx.now()):

@@ -181,3 +181,17 @@ def test_changed_paths_compare_elements_by_index():
     assert changed_paths(ITEMS, prior, planned, "replace") == [("items", 0, "name"), ("items", 1, "name")]
     assert changed_paths(ITEMS, prior, {"items": UNKNOWN}, "replace") == [("items", 0, "name")], "may change"
     assert changed_paths(ITEMS, prior, prior, "replace") == []
+
+
+def test_keep_previous_for_zero_means_no_grace_period(service, openbao_server):
+    """"0s" revokes at once, like unset, so the plan must not promise a previous token (apply would then
+    return a different value and Terraform would reject the result)."""
+    setup_sample_approle(openbao_server, role="plan-unit")
+    prior = full(APPROLE, id="9f1c0000-0000-0000-0000-000000000000", role_name="plan-unit", mount="approle",
+                 deliver_to=SSM, adopt_existing=False, keep_previous_for="0s", rotate_on={"epoch": "1"},
+                 sink_address="ssm:/agents/key", sink_version=1, sink_status="delivered",
+                 created_at="2026-11-01T00:00:00Z")
+    planned, _ = plan(service, APPROLE, prior, dict(prior, rotate_on={"epoch": "2"}))
+    assert planned["previous_token_id"] is None and planned["previous_revoke_after"] is None
+    planned, _ = plan(service, APPROLE, prior, dict(prior, rotate_on={"epoch": "2"}, keep_previous_for="1h"))
+    assert planned["previous_token_id"] == prior["id"]

@@ -1,0 +1,197 @@
+"""TokenVaultClient against the Token Vault emulator: agents, grants and keys, the TokenIssuer contract
+(a token is an agent's key, rotated in place), error mapping and scrubbing, and retries that never
+repeat a create. Waits go through a recording sleep: no test waits for real."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tokendrop_provider.errors import (
+    ConfigError,
+    IssuerAuthError,
+    IssuerError,
+    IssuerNotFound,
+    IssuerValidationError,
+)
+from tokendrop_provider.issuers.tokenvault import TokenVaultClient, normalize_url
+from tokendrop_provider.ratelimit import RateLimiter
+from tokendrop_provider.sandbox.tokenvault import TokenVaultEmulator
+from tokendrop_provider.secret import Secret
+from tokendrop_provider.settings import TokenVaultSettings
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def __call__(self, seconds: float, cancel: threading.Event | None) -> bool:
+        self.slept.append(seconds)
+        return False
+
+
+@pytest.fixture
+def em(fresh_tokenvault_emulator: TokenVaultEmulator) -> TokenVaultEmulator:
+    return fresh_tokenvault_emulator
+
+
+def make_client(em: TokenVaultEmulator, key: str | None = None, **kw) -> TokenVaultClient:
+    sleeps = kw.pop("sleep", None) or Sleeps()
+    limiter = RateLimiter(1000, 1, name="test")
+    return TokenVaultClient(TokenVaultSettings(api_url=em.url, api_key=Secret(key or em.admin_key)),
+                            limiter=limiter, sleep=sleeps, **kw)
+
+
+@pytest.fixture
+def client(em: TokenVaultEmulator):
+    with make_client(em) as c:
+        yield c
+
+
+# -- construction ------------------------------------------------------------------------------------
+
+def test_missing_key_names_the_setting():
+    with pytest.raises(ConfigError) as err:
+        TokenVaultClient(TokenVaultSettings(api_url="https://api.tokenvault.uk", api_key=None))
+    assert err.value.attribute == ("tokenvault_api_key",) and "TOKENVAULT_API_KEY" in err.value.detail
+
+
+def test_url_must_be_https_unless_loopback():
+    assert normalize_url("api.tokenvault.uk/") == "https://api.tokenvault.uk"
+    assert normalize_url("http://127.0.0.1:8080") == "http://127.0.0.1:8080"
+    for bad in ("http://api.tokenvault.uk", "ftp://x", "https://user:pw@api.tokenvault.uk", "https://x/?q=1"):
+        with pytest.raises(ConfigError) as err:
+            normalize_url(bad)
+        assert err.value.attribute == ("tokenvault_api_url",)
+
+
+# -- agents and grants -------------------------------------------------------------------------------
+
+def test_agents_round_trip(client, em):
+    agent, key = client.create_agent("triage", "issue triage")
+    assert isinstance(key, Secret) and key.reveal() == em.current_key(agent.id) and "tvagent" not in repr(key)
+    assert (agent.name, agent.description, agent.status, agent.grants) == ("triage", "issue triage", "active", ())
+    assert agent.key_created_at
+    [summary] = client.list_agents()
+    assert (summary.id, summary.name, summary.grant_count) == (agent.id, "triage", 0)
+
+    grant = client.add_grant(agent.id, "github", expires_in_hours=12, auto_refresh=True)
+    assert grant.service == "github" and grant.auto_refresh and grant.expires_at
+    forever = client.add_grant(agent.id, "linear")
+    assert forever.expires_at is None and not forever.auto_refresh
+    assert client.list_agents()[0].grant_count == 2, "grantCount arrives as a float"
+    assert {g.service for g in client.get_agent(agent.id).grants} == {"github", "linear"}
+
+    em.expire_grant(agent.id, "github")  # still listed, with a past grantExpiresAt: it no longer counts
+    assert [g.service for g in client.get_agent(agent.id).grants] == ["linear"]
+
+    assert client.remove_grant(agent.id, "linear") and not client.remove_grant(agent.id, "linear")
+    client.set_status(agent.id, "suspended")
+    assert client.get_agent(agent.id).status == "suspended"
+    assert client.delete_agent(agent.id) and not client.delete_agent(agent.id)
+    assert client.get_agent(agent.id) is None
+
+
+def test_grant_expiry_is_checked_before_any_call(client, em):
+    agent, _ = client.create_agent("bot")
+    em.clear_requests()
+    for hours in (0, 721):
+        with pytest.raises(ConfigError) as err:
+            client.add_grant(agent.id, "github", expires_in_hours=hours)
+        assert err.value.attribute == ("grants",)
+    assert em.requests() == []
+
+
+def test_rotate_key_keeps_the_agent(client, em):
+    agent, key = client.create_agent("bot")
+    rotated, new_key = client.rotate_key(agent.id)
+    assert rotated.id == agent.id and new_key != key and new_key.reveal() == em.current_key(agent.id)
+    assert rotated.key_created_at and rotated.key_created_at >= agent.key_created_at
+
+
+# -- the TokenIssuer contract -------------------------------------------------------------------------
+
+def test_issuer_contract(client, em):
+    assert client.rotates_in_place and not client.lookups_by_listing
+    minted = client.mint("triage", "issue triage [td:0123456789ab]")
+    token = minted.token
+    assert token.scope == "triage" and token.description == "issue triage [td:0123456789ab]"
+    assert token.created_at and token.expires_at is None and token.extra["grants"] == ()
+    other = client.mint("someone-else", "[td:ffffffffffff]")
+
+    assert client.lookup("triage", token.id).id == token.id
+    assert [t.id for t in client.list_tokens("triage")] == [token.id], "only the agents of that name"
+
+    rekeyed = client.rekey("triage", token.id)
+    assert rekeyed.token.id == token.id and rekeyed.value != minted.value
+    assert em.current_key(token.id) == rekeyed.value.reveal()
+
+    assert client.revoke("triage", token.id) and not client.revoke("triage", token.id)
+    assert client.lookup("triage", token.id) is None
+    assert [t.id for t in client.list_tokens("someone-else")] == [other.token.id]
+    with pytest.raises(ConfigError):
+        client.mint("x", "y", expires_in=3)
+
+
+# -- errors -------------------------------------------------------------------------------------------
+
+def test_a_wrong_key_is_an_auth_error_naming_the_setting(em):
+    with make_client(em, key="tvkey_wrong") as client, pytest.raises(IssuerAuthError) as err:
+        client.list_agents()
+    assert err.value.status == 401 and err.value.attribute == ("tokenvault_api_key",)
+    assert "tvkey_wrong" not in str(err.value)
+
+
+def test_validation_errors_name_the_attribute(client, em):
+    agent, _ = client.create_agent("bot")
+    client.add_grant(agent.id, "github")
+    with pytest.raises(IssuerValidationError) as duplicate:
+        client.add_grant(agent.id, "github")
+    assert duplicate.value.status == 409 and duplicate.value.attribute == ("grants",)
+    assert "GRANT_EXISTS" in duplicate.value.detail
+    with pytest.raises(IssuerNotFound) as unknown:
+        client.add_grant(agent.id, "no-such-service")
+    assert unknown.value.attribute == ("grants",) and "SERVICE_NOT_FOUND" in unknown.value.detail
+    em.add_fault(r"/api/agents$", method="POST", status=422,
+                 body={"detail": [{"loc": ["body", "name"], "msg": "name is taken", "input": "x"}]})
+    with pytest.raises(IssuerValidationError) as invalid:
+        client.create_agent("bot")
+    assert invalid.value.attribute == ("name",) and "name: name is taken" in invalid.value.detail
+
+
+def test_a_locked_vault_says_so(client, em):
+    em.add_fault("/api/agents", status=423, body={"detail": {"code": "VAULT_LOCKED", "message": "locked"}})
+    with pytest.raises(IssuerError) as err:
+        client.list_agents()
+    assert err.value.summary == "Token Vault is locked"
+
+
+def test_keys_are_scrubbed_from_errors(client, em):
+    leaked = "tvagent_" + "A" * 40
+    em.add_fault("/api/agents", status=400, body={"detail": f"bad key {leaked}"})
+    with pytest.raises(IssuerValidationError) as err:
+        client.list_agents()
+    assert leaked not in str(err.value) and "***" in err.value.detail
+
+
+def test_a_create_that_may_have_happened_is_never_repeated(em):
+    sleeps = Sleeps()
+    with make_client(em, sleep=sleeps) as client:
+        em.add_fault(r"/api/agents$", method="POST", when="after", action="disconnect")
+        with pytest.raises(IssuerError) as err:
+            client.create_agent("bot")
+        assert "not retried" in err.value.detail
+        assert len(em.agent_ids("bot")) == 1, "created once, by the one request"
+        # Reads are retried.
+        em.add_fault("/api/agents", method="GET", status=503, count=2)
+        assert len(client.list_agents()) == 1
+        assert len(sleeps.slept) == 2
+
+
+def test_a_failed_read_after_create_does_not_lose_the_key(em):
+    with make_client(em, max_retries=0) as client:
+        em.add_fault(r"/api/agents/[^/]+$", method="GET", status=500)
+        agent, key = client.create_agent("bot", "d")
+        assert key.reveal() == em.current_key(agent.id)
+        assert agent.key_created_at is None and agent.description == "d"

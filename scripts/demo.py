@@ -645,6 +645,9 @@ def _describe_token(res: Resource) -> str:
     sink = Sink.of(a)
     where = sink.describe() if sink else str(a.get("sink_address"))
     label = KIND_LABELS.get(res.type, "token")
+    if res.type == "tokendrop_vault_approle_secret_id":
+        return (f"AppRole secret id for role {a.get('role_name')} (accessor {a.get('id')}) + role id -> {where}, "
+                f"version {a.get('sink_version')}")
     if label == "token":
         return f"token {a.get('id')} -> {where}, version {a.get('sink_version')}"
     # A resource that delivers its own key (a Token Vault agent): name it, then where its key went.

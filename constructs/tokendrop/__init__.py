@@ -34,6 +34,7 @@ from .errors import CoreMismatchError, Problem, TokendropValidationError
 from .provider import TokendropProvider
 from .sinks import Sink, SsmParameter, VaultSecret
 from .tfe import TfeAgentPool, TfeAgentToken
+from .vault_grants import TokenVaultAgent, VaultAppRoleSecretId
 
 __all__ = [
     "BuildkiteCluster",
@@ -45,9 +46,11 @@ __all__ = [
     "TfeAgentPool",
     "TfeAgentToken",
     "TokenResource",
+    "TokenVaultAgent",
     "TokendropProvider",
     "TokendropResource",
     "TokendropValidationError",
+    "VaultAppRoleSecretId",
     "VaultSecret",
     "core_of",
 ]

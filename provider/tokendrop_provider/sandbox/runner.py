@@ -415,9 +415,17 @@ class Sandbox:
                                  {**handle.env(), **AWS_ENV})
 
     def _start_openbao(self) -> _Started:
+        from .approle import SAMPLE_MOUNT, SAMPLE_ROLE, setup_sample_approle
+
         handle = start_openbao(self.log_dir, timeout=self.timeout)
-        return self._from_handle(handle, "store", "Vault API (OpenBao dev server, KV v2 at secret/)",
-                                 f"{handle.url}/v1/sys/health", handle.env())
+        try:  # an AppRole mount and a sample role `ci`, for tokendrop_vault_approle_secret_id
+            setup_sample_approle(handle)
+        except Exception:
+            handle.stop()
+            raise
+        return self._from_handle(handle, "store", f"Vault API (OpenBao dev server, KV v2 at secret/, AppRole "
+                                 f"role {SAMPLE_ROLE} at auth/{SAMPLE_MOUNT})", f"{handle.url}/v1/sys/health",
+                                 handle.env())
 
     def _from_handle(self, handle: ServerHandle, kind: str, title: str, health_url: str,
                      env: dict[str, str]) -> _Started:

@@ -1,0 +1,71 @@
+"""Vault grants: Token Vault agents with scoped, time-limited grants (their `tvagent_` key delivered to a
+sink), and HashiCorp Vault AppRole secret ids (delivered with their role id)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tokendrop_provider import schema
+
+from ._base import TokenResource, configure
+from .tfe import Duration, SinkArgument
+
+
+class TokenVaultAgent(TokenResource):
+    """A Token Vault agent whose API key (`tvagent_…`, shown once by Token Vault) is written straight into
+    `deliver_key_to`. Grants are added with `grant()` and change in place without touching the key;
+    rotating the key (rotate_every, rotate_on) writes the new key as the next sink version. The old key
+    dies with the rotation, so there is no keep_previous_for."""
+
+    schema = schema.TOKENVAULT_AGENT
+
+    def __init__(self, scope: Any, id: str, *, name: str, deliver_key_to: SinkArgument,
+                 description: str | None = None, grants: Sequence[Mapping[str, Any]] | None = None,
+                 rotate_every: Duration | None = None, rotate_on: Mapping[str, str] | None = None,
+                 adopt_existing: bool | None = None, **meta: Any) -> None:
+        super().__init__(scope, id, name=name, description=description, grants=list(grants or []) or None,
+                         deliver_to=deliver_key_to, rotate_every=rotate_every, rotate_on=rotate_on,
+                         adopt_existing=adopt_existing, **meta)
+
+    @property
+    def agent_id(self) -> str:
+        """The agent's id (stable across key rotations), a reference for outputs."""
+        return self.get_string_attribute("id")
+
+    def grant(self, service: str, *, expires_in: Duration | None = None, auto_refresh: bool = False) -> None:
+        """Let the agent use `service` for `expires_in` (1 hour to 30 days), or until revoked when None;
+        `auto_refresh` keeps OAuth tokens fresh. Validated at once: a duplicate service or an expiry out
+        of range raises here, naming the grant."""
+        grants = [*(self._tokendrop_arguments.get("grants") or []),
+                  {"service": service, "expires_in": expires_in, "auto_refresh": auto_refresh}]
+        arguments = {**self._tokendrop_arguments, "grants": grants}
+        self._tokendrop_config = configure(self.node.path, self.schema.attributes, self.schema.checks,
+                                           arguments, type(self).__name__)
+        self._tokendrop_arguments = arguments
+
+
+class VaultAppRoleSecretId(TokenResource):
+    """A Vault AppRole secret id, minted and written, with the role id, straight into `deliver_to` (Vault KV:
+    keys `role_id` and `secret_id`; SSM: the two as a JSON object). State keeps the secret id's accessor,
+    never the secret id. `metadata` is visible in Vault's audit log: keep secrets out of it."""
+
+    schema = schema.VAULT_APPROLE_SECRET_ID
+
+    def __init__(self, scope: Any, id: str, *, role_name: str, deliver_to: SinkArgument, mount: str | None = None,
+                 ttl: Duration | None = None, cidr_list: Sequence[str] | None = None,
+                 token_bound_cidrs: Sequence[str] | None = None, num_uses: int | None = None,
+                 metadata: Mapping[str, str] | None = None, rotate_before_expiry: Duration | None = None,
+                 rotate_every: Duration | None = None, rotate_on: Mapping[str, str] | None = None,
+                 keep_previous_for: Duration | None = None, adopt_existing: bool | None = None,
+                 **meta: Any) -> None:
+        super().__init__(scope, id, role_name=role_name, mount=mount, ttl=ttl, cidr_list=cidr_list,
+                         token_bound_cidrs=token_bound_cidrs, num_uses=num_uses, metadata=metadata,
+                         rotate_before_expiry=rotate_before_expiry, deliver_to=deliver_to,
+                         rotate_every=rotate_every, rotate_on=rotate_on, keep_previous_for=keep_previous_for,
+                         adopt_existing=adopt_existing, **meta)
+
+    @property
+    def accessor(self) -> str:
+        """The secret id's accessor (the resource's id): safe to log and to look the secret id up by."""
+        return self.get_string_attribute("id")

@@ -1,0 +1,73 @@
+"""The "agents" stack: credentials for AI and CI agents that are not build runners.
+
+- A Token Vault agent for an issue-triage bot, with two grants (GitHub for 12 hours with OAuth
+  auto-refresh, Linear until revoked); its `tvagent_` key is delivered to SSM, where the bot's runtime
+  reads it, and rotated every 30 days.
+- A Vault AppRole secret id for the deploy pipeline's Vault login, delivered with its role id to SSM;
+  it lives 24 hours, is bound to the runners' network and is rotated 2 hours before it expires.
+
+Settings (environment, else cdktf context key, else the sandbox default):
+
+| environment                  | context            | default    |
+|------------------------------|--------------------|------------|
+| TOKENDROP_AGENT_NAME         | agent_name         | triage-bot |
+| TOKENDROP_APPROLE_MOUNT      | approle_mount      | approle    |
+| TOKENDROP_APPROLE_ROLE       | approle_role       | ci         |
+| TOKENDROP_APPROLE_CIDRS      | approle_cidrs      | 10.0.0.0/8, 127.0.0.0/8 |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from tokendrop import SsmParameter, TokendropProvider, TokenVaultAgent, VaultAppRoleSecretId, core_of
+
+from . import settings
+
+NAME = "agents"
+
+
+@dataclass(frozen=True)
+class AgentsSettings:
+    agent_name: str = "triage-bot"
+    approle_mount: str = "approle"
+    approle_role: str = "ci"
+    approle_cidrs: list[str] = field(default_factory=lambda: ["10.0.0.0/8", "127.0.0.0/8"])
+
+    @classmethod
+    def from_scope(cls, scope: Any) -> AgentsSettings:
+        d = cls()
+        return cls(
+            agent_name=settings.text(scope, "agent_name", "TOKENDROP_AGENT_NAME", d.agent_name),
+            approle_mount=settings.text(scope, "approle_mount", "TOKENDROP_APPROLE_MOUNT", d.approle_mount),
+            approle_role=settings.text(scope, "approle_role", "TOKENDROP_APPROLE_ROLE", d.approle_role),
+            approle_cidrs=settings.text_list(scope, "approle_cidrs", "TOKENDROP_APPROLE_CIDRS", d.approle_cidrs),
+        )
+
+
+def define(stack: Any, config: AgentsSettings | None = None) -> dict[str, Any]:
+    """Add the Token Vault agent, the AppRole secret id and their outputs to `stack`."""
+    config = config or AgentsSettings.from_scope(stack)
+    cdk = core_of(stack)
+    TokendropProvider(stack, "tokendrop")
+
+    bot = TokenVaultAgent(stack, "triage", name=config.agent_name, description="issue triage",
+                          deliver_key_to=SsmParameter(f"/agents/{config.agent_name}/tvagent-key"),
+                          rotate_every=timedelta(days=30))
+    bot.grant("github", expires_in=timedelta(hours=12), auto_refresh=True)
+    bot.grant("linear")  # until revoked
+
+    login = VaultAppRoleSecretId(stack, "ci-login", role_name=config.approle_role, mount=config.approle_mount,
+                                 ttl=timedelta(hours=24), rotate_before_expiry=timedelta(hours=2),
+                                 cidr_list=config.approle_cidrs, num_uses=0, metadata={"pipeline": "deploy"},
+                                 deliver_to=SsmParameter("/ci/vault/secret-id"))
+
+    cdk.TerraformOutput(stack, "agent_id", value=bot.agent_id)
+    cdk.TerraformOutput(stack, "agent_key_sink_address", value=bot.sink_address)
+    cdk.TerraformOutput(stack, "agent_key_sink_version", value=bot.sink_version)
+    cdk.TerraformOutput(stack, "approle_secret_id_accessor", value=login.accessor)
+    cdk.TerraformOutput(stack, "approle_sink_address", value=login.sink_address)
+    cdk.TerraformOutput(stack, "approle_expires_at", value=login.expires_at)
+    return {"triage": bot, "ci-login": login}

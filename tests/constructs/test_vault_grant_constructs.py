@@ -1,0 +1,93 @@
+"""The vault-grant constructs: the issue's API verbatim (TokenVaultAgent + grant(), VaultAppRoleSecretId),
+grants validated as they are added, and the agents stack. Runs on cdktf and cdktn."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tokendrop import (
+    SsmParameter,
+    TokendropProvider,
+    TokendropValidationError,
+    TokenVaultAgent,
+    VaultAppRoleSecretId,
+    VaultSecret,
+)
+from tokendrop_provider import schema
+
+AGENT = schema.TOKENVAULT_AGENT.type_name
+APPROLE = schema.VAULT_APPROLE_SECRET_ID.type_name
+
+
+def test_the_issue_example_synthesizes(core, stack, synth):
+    TokendropProvider(stack, "tokendrop")
+    bot = TokenVaultAgent(stack, "triage", name="triage-bot", description="issue triage",
+                          deliver_key_to=SsmParameter("/agents/triage/tvagent-key"))
+    bot.grant("github", expires_in=timedelta(hours=12), auto_refresh=True)
+    bot.grant("linear")
+    VaultAppRoleSecretId(stack, "ci-login", role_name="ci", mount="approle", ttl=timedelta(hours=24),
+                         cidr_list=["10.0.0.0/8"], num_uses=0, metadata={"pipeline": "deploy"},
+                         deliver_to=SsmParameter("/ci/vault/secret-id"))
+    assert synth.one(stack, AGENT) == {
+        "name": "triage-bot", "description": "issue triage",
+        "deliver_to": {"ssm": {"name": "/agents/triage/tvagent-key"}},
+        "grants": [{"service": "github", "expires_in": "12h", "auto_refresh": True},
+                   {"service": "linear", "auto_refresh": False}],
+    }
+    assert synth.one(stack, APPROLE) == {
+        "role_name": "ci", "mount": "approle", "ttl": "1d", "cidr_list": ["10.0.0.0/8"], "num_uses": 0,
+        "metadata": {"pipeline": "deploy"}, "deliver_to": {"ssm": {"name": "/ci/vault/secret-id"}},
+    }
+
+
+@pytest.mark.parametrize(("service", "expires_in", "message"), [
+    ("github", timedelta(minutes=30), "grants[1].expires_in"),
+    ("github", timedelta(days=31), "grants[1].expires_in"),
+    ("linear", None, "grants"),  # a duplicate service
+    ("", None, "grants[1].service"),
+])
+def test_a_bad_grant_fails_when_it_is_added(core, stack, service, expires_in, message):
+    TokendropProvider(stack, "tokendrop")
+    bot = TokenVaultAgent(stack, "triage", name="triage-bot", deliver_key_to=VaultSecret(path="agents/triage"))
+    bot.grant("linear")
+    with pytest.raises(TokendropValidationError) as raised:
+        bot.grant(service, expires_in=expires_in)
+    assert "triage" in str(raised.value) and message in str(raised.value)
+    assert len(bot.arguments["grants"]) == 1, "a refused grant is not kept"
+
+
+@pytest.mark.parametrize(("arguments", "attribute"), [
+    ({"name": ""}, "name"),
+    ({"deliver_key_to": None}, "deliver_to"),
+])
+def test_bad_agent_input_fails_at_synth(core, stack, arguments, attribute):
+    TokendropProvider(stack, "tokendrop")
+    kwargs = {"name": "bot", "deliver_key_to": SsmParameter("/agents/bot/key"), **arguments}
+    with pytest.raises(TokendropValidationError) as raised:
+        TokenVaultAgent(stack, "bot", **kwargs)
+    assert attribute in str(raised.value)
+
+
+@pytest.mark.parametrize(("arguments", "attribute"), [
+    ({"ttl": "-1h"}, "ttl"),
+    ({"num_uses": -1}, "num_uses"),
+    ({"cidr_list": ["10.0.0.300/8"]}, "cidr_list"),
+    ({"token_bound_cidrs": ["not a cidr"]}, "token_bound_cidrs"),
+])
+def test_bad_approle_input_fails_at_synth(core, stack, arguments, attribute):
+    TokendropProvider(stack, "tokendrop")
+    kwargs = {"role_name": "ci", "deliver_to": SsmParameter("/ci/vault/secret-id"), **arguments}
+    with pytest.raises(TokendropValidationError) as raised:
+        VaultAppRoleSecretId(stack, "login", **kwargs)
+    assert "login" in str(raised.value) and attribute in str(raised.value)
+
+
+def test_the_agents_stack(core, stack, synth):
+    from stacks import agents
+
+    made = agents.define(stack)
+    assert set(made) == {"triage", "ci-login"}
+    assert [g["service"] for g in synth.one(stack, AGENT)["grants"]] == ["github", "linear"]
+    assert synth.one(stack, APPROLE)["rotate_before_expiry"] == "2h"

@@ -26,6 +26,8 @@ TFE_RATE = 30.0  # requests per second per user (HCP Terraform's documented limi
 @dataclass
 class Row:
     n: int
+    synth_s: float = 0.0
+    bare_synth_s: float = 0.0
     apply_s: float = 0.0
     apply_tfe_calls: int = 0
     apply_ssm_calls: int = 0
@@ -86,8 +88,24 @@ def reset_counts(box: BenchSandbox) -> None:
     box.moto.reset_counters()
 
 
-def run(n: int, pools: int, latency: float) -> Row:
+def measure_synth(row: Row, repeat: int) -> None:
+    """`cdktf synth` of N tokens next to N bare cdktf resources (bench/synth.py), median of `repeat`."""
+    from synth import CDKTF, Case
+
+    if not CDKTF.exists():
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
+        ours, bare = Case("tokendrop", row.n, Path(tmp)), Case("baseline", row.n, Path(tmp))
+        for _ in range(repeat):  # interleaved, so that load changes hit both alike
+            ours.run()
+            bare.run()
+        row.synth_s, row.bare_synth_s = ours.median("wall"), bare.median("wall")
+
+
+def run(n: int, pools: int, latency: float, synth_repeat: int = 3) -> Row:
     row = Row(n)
+    if synth_repeat:
+        measure_synth(row, synth_repeat)
     with sandbox(rate_limits=True) as box:
         box.tfe.set_latency(latency)
         work = Path(tempfile.mkdtemp(dir=box.root))
@@ -135,10 +153,10 @@ def print_table(rows: list[Row], latency: float, pools: int, handshake_ms: float
           f"request, TFE rate limit {TFE_RATE:.0f} req/s on")
     if handshake_ms is not None:
         print(f"provider start-up to handshake: median {handshake_ms:.0f} ms over 20 launches")
-    header = ["N", "apply s", "floor s", "apply/floor", "apply calls TFE+SSM", "429s", "plan s",
-              "plan calls TFE+SSM", "unbatched plan s", "unbatched calls TFE+SSM", "terraform_data plan s",
+    header = ["N", "synth s", "bare synth s", "apply s", "floor s", "apply/floor", "apply calls TFE+SSM", "429s",
+              "plan s", "plan calls TFE+SSM", "unbatched plan s", "unbatched calls TFE+SSM", "terraform_data plan s",
               "peak RSS MiB"]
-    lines = [[str(r.n), f"{r.apply_s:.1f}", f"{r.floor_s:.1f}",
+    lines = [[str(r.n), f"{r.synth_s:.1f}", f"{r.bare_synth_s:.1f}", f"{r.apply_s:.1f}", f"{r.floor_s:.1f}",
               f"{r.apply_s / r.floor_s:.2f}" if r.floor_s else "-",
               f"{r.apply_tfe_calls}+{r.apply_ssm_calls}", str(r.apply_429), f"{r.plan_s:.1f}",
               f"{r.plan_tfe_calls}+{r.plan_ssm_calls}", f"{r.unbatched_plan_s:.1f}",
@@ -157,6 +175,7 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--pools", type=int, default=10)
     parser.add_argument("--no-handshake", action="store_true")
+    parser.add_argument("--synth-repeat", type=int, default=3, help="cdktf synth runs per N (0: skip)")
     args = parser.parse_args()
     handshake_ms = None
     if not args.no_handshake:
@@ -166,7 +185,7 @@ def main() -> int:
     rows = []
     for n in args.sizes:
         started = time.monotonic()
-        rows.append(run(n, args.pools, args.latency))
+        rows.append(run(n, args.pools, args.latency, args.synth_repeat))
         print(f"  (N={n} done in {time.monotonic() - started:.0f} s)", flush=True)
     print_table(rows, args.latency, args.pools, handshake_ms)
     return 0

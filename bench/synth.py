@@ -1,6 +1,6 @@
 """`cdktf synth` time of a stack of N tokendrop tokens next to N bare cdktf resources; prints one table.
 
-    .venv/bin/python scripts/bench_synth.py [--sizes 1 100 500] [--repeat 3]
+    .venv/bin/python bench/synth.py [--sizes 1 100 500] [--repeat 3]
 
 Each case is a throwaway cdktf project whose app is this script (`--app`), synthesized through the real
 cdktf-cli (node_modules/.bin/cdktf, so CLI start-up is included) and timed end to end; the app also

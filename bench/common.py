@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tokendrop_provider.install import install
 from tokendrop_provider.sandbox import servers
+from tokendrop_provider.sandbox.buildkite import BuildkiteEmulator
 from tokendrop_provider.sandbox.tfe import TfeEmulator
 
 HEADER = """terraform {
@@ -30,6 +31,7 @@ provider "tokendrop" {}
 class BenchSandbox:
     root: Path
     tfe: TfeEmulator
+    buildkite: BuildkiteEmulator
     moto: servers.MotoServer
     bao: servers.OpenBaoServer
     cli_config: Path
@@ -40,6 +42,7 @@ class BenchSandbox:
 def sandbox(rate_limits: bool = False) -> Iterator[BenchSandbox]:
     root = Path(tempfile.mkdtemp(prefix="tokendrop-bench-"))
     tfe = TfeEmulator(rate_limit_enabled=rate_limits).start()
+    buildkite = BuildkiteEmulator(rate_limit_enabled=rate_limits).start()
     moto = servers.start_moto(root / "logs", faults=True)
     bao = servers.start_openbao(root / "logs")
     try:
@@ -48,10 +51,13 @@ def sandbox(rate_limits: bool = False) -> Iterator[BenchSandbox]:
         cli_config.write_text(installed.cli_config())
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_LOG", "TOKENDROP_LOG"))}
         env.update({"TF_CLI_CONFIG_FILE": str(cli_config), "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1",
-                    "TFE_ADDRESS": tfe.url, "TFE_TOKEN": tfe.sandbox_token, **moto.env(), **bao.env()})
-        yield BenchSandbox(root, tfe, moto, bao, cli_config, env)
+                    "TFE_ADDRESS": tfe.url, "TFE_TOKEN": tfe.sandbox_token, **moto.env(), **bao.env(),
+                    "BUILDKITE_REST_URL": buildkite.url, "BUILDKITE_API_TOKEN": buildkite.sandbox_token,
+                    "BUILDKITE_ORGANIZATION_SLUG": "acme"})
+        yield BenchSandbox(root, tfe, buildkite, moto, bao, cli_config, env)
     finally:
         tfe.stop()
+        buildkite.stop()
         moto.stop()
         bao.stop()
         shutil.rmtree(root, ignore_errors=True)

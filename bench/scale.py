@@ -21,11 +21,13 @@ from pathlib import Path
 from common import HEADER, BenchSandbox, sandbox, terraform
 
 TFE_RATE = 30.0  # requests per second per user (HCP Terraform's documented limit)
+BUILDKITE_RATE = 50 / 60  # requests per second per user (Buildkite's stricter budget; 200/min per org)
 
 
 @dataclass
 class Row:
     n: int
+    issuer: str = "tfe"
     synth_s: float = 0.0
     bare_synth_s: float = 0.0
     apply_s: float = 0.0
@@ -56,6 +58,18 @@ def tokens_config(n: int, pools: int) -> str:
     return "".join(body)
 
 
+def buildkite_config(n: int, clusters: int) -> str:
+    body = [HEADER]
+    for c in range(clusters):
+        body.append(f'resource "tokendrop_buildkite_cluster" "c{c}" {{\n  name = "bench-{c}"\n}}\n')
+    for i in range(n):
+        c = i % clusters
+        body.append(f'resource "tokendrop_buildkite_cluster_token" "t{i}" {{\n'
+                    f"  cluster_id = tokendrop_buildkite_cluster.c{c}.id\n  description = \"bench {i}\"\n"
+                    f'  deliver_to = {{ ssm = {{ name = "/bench/c{c}/t{i}" }} }}\n}}\n')
+    return "".join(body)
+
+
 def data_config(n: int) -> str:
     return "".join(f'resource "terraform_data" "d{i}" {{\n  input = "{i}"\n}}\n' for i in range(n))
 
@@ -77,14 +91,19 @@ def rss_launcher(box: BenchSandbox) -> Path:
     return config
 
 
-def calls(box: BenchSandbox) -> tuple[int, int, int]:
-    """(TFE calls, SSM calls, TFE 429 answers) since the last reset."""
-    requests = box.tfe.requests()
+def issuer_of(box: BenchSandbox, issuer: str):  # type: ignore[no-untyped-def]
+    return box.tfe if issuer == "tfe" else box.buildkite
+
+
+def calls(box: BenchSandbox, issuer: str) -> tuple[int, int, int]:
+    """(issuer calls, SSM calls, issuer 429 answers) since the last reset."""
+    requests = issuer_of(box, issuer).requests()
     return (len(requests), sum(box.moto.calls().values()), sum(1 for r in requests if r["status"] == 429))
 
 
 def reset_counts(box: BenchSandbox) -> None:
     box.tfe.clear_requests()
+    box.buildkite.clear_requests()
     box.moto.reset_counters()
 
 
@@ -102,30 +121,31 @@ def measure_synth(row: Row, repeat: int) -> None:
         row.synth_s, row.bare_synth_s = ours.median("wall"), bare.median("wall")
 
 
-def run(n: int, pools: int, latency: float, synth_repeat: int = 3) -> Row:
-    row = Row(n)
-    if synth_repeat:
+def run(n: int, pools: int, latency: float, synth_repeat: int = 3, issuer: str = "tfe") -> Row:
+    row = Row(n, issuer)
+    if synth_repeat and issuer == "tfe":
         measure_synth(row, synth_repeat)
     with sandbox(rate_limits=True) as box:
-        box.tfe.set_latency(latency)
+        api = issuer_of(box, issuer)
+        api.set_latency(latency)
         work = Path(tempfile.mkdtemp(dir=box.root))
-        (work / "main.tf").write_text(tokens_config(n, pools))
+        (work / "main.tf").write_text(tokens_config(n, pools) if issuer == "tfe" else buildkite_config(n, pools))
         env = dict(box.env)
         terraform(work, env, "init", "-input=false")
 
         reset_counts(box)
         row.apply_s = terraform(work, env, "apply", "-auto-approve", "-input=false")
-        row.apply_tfe_calls, row.apply_ssm_calls, row.apply_429 = calls(box)
-        row.floor_s = row.apply_tfe_calls / TFE_RATE
+        row.apply_tfe_calls, row.apply_ssm_calls, row.apply_429 = calls(box, issuer)
+        row.floor_s = row.apply_tfe_calls / (TFE_RATE if issuer == "tfe" else BUILDKITE_RATE)
 
         reset_counts(box)
         row.plan_s = terraform(work, env, "plan", "-input=false", "-detailed-exitcode")
-        row.plan_tfe_calls, row.plan_ssm_calls, _ = calls(box)
+        row.plan_tfe_calls, row.plan_ssm_calls, _ = calls(box, issuer)
 
         reset_counts(box)
         row.unbatched_plan_s = terraform(work, {**env, "TOKENDROP_BATCH_READS": "0"}, "plan", "-input=false",
                                          "-detailed-exitcode")
-        row.unbatched_tfe_calls, row.unbatched_ssm_calls, _ = calls(box)
+        row.unbatched_tfe_calls, row.unbatched_ssm_calls, _ = calls(box, issuer)
 
         rss_file = box.root / "rss.txt"
         rss_env = {**env, "TF_CLI_CONFIG_FILE": str(rss_launcher(box)), "TOKENDROP_BENCH_RSS_FILE": str(rss_file)}
@@ -135,7 +155,7 @@ def run(n: int, pools: int, latency: float, synth_repeat: int = 3) -> Row:
         values = [int(line) for line in rss_file.read_text().split()] if rss_file.exists() else [0]
         row.peak_rss_mib = max(values) / 1024
 
-        box.tfe.set_latency(0)
+        api.set_latency(0)
         (work / ".terraform.lock.hcl").unlink()
         terraform(work, env, "init", "-input=false", "-upgrade")
         terraform(work, env, "destroy", "-auto-approve", "-input=false")
@@ -149,14 +169,15 @@ def run(n: int, pools: int, latency: float, synth_repeat: int = 3) -> Row:
 
 
 def print_table(rows: list[Row], latency: float, pools: int, handshake_ms: float | None) -> None:
-    print(f"tokendrop scale benchmark: {pools} TFE agent pools, SSM sinks, {latency * 1000:.0f} ms per issuer "
-          f"request, TFE rate limit {TFE_RATE:.0f} req/s on")
+    print(f"tokendrop scale benchmark: tokens spread over {pools} TFE agent pools / Buildkite clusters, SSM sinks, "
+          f"{latency * 1000:.0f} ms per issuer request, real rate limits on (TFE {TFE_RATE:.0f} req/s per user; "
+          "Buildkite 200/min per organization and 50/min per user); floor = issuer calls / allowed rate")
     if handshake_ms is not None:
         print(f"provider start-up to handshake: median {handshake_ms:.0f} ms over 20 launches")
-    header = ["N", "synth s", "bare synth s", "apply s", "floor s", "apply/floor", "apply calls TFE+SSM", "429s",
-              "plan s", "plan calls TFE+SSM", "unbatched plan s", "unbatched calls TFE+SSM", "terraform_data plan s",
-              "peak RSS MiB"]
-    lines = [[str(r.n), f"{r.synth_s:.1f}", f"{r.bare_synth_s:.1f}", f"{r.apply_s:.1f}", f"{r.floor_s:.1f}",
+    header = ["issuer", "N", "synth s", "bare synth s", "apply s", "floor s", "apply/floor", "apply calls API+SSM",
+              "429s", "plan s", "plan calls API+SSM", "unbatched plan s", "unbatched calls API+SSM",
+              "terraform_data plan s", "peak RSS MiB"]
+    lines = [[r.issuer, str(r.n), f"{r.synth_s:.1f}", f"{r.bare_synth_s:.1f}", f"{r.apply_s:.1f}", f"{r.floor_s:.1f}",
               f"{r.apply_s / r.floor_s:.2f}" if r.floor_s else "-",
               f"{r.apply_tfe_calls}+{r.apply_ssm_calls}", str(r.apply_429), f"{r.plan_s:.1f}",
               f"{r.plan_tfe_calls}+{r.plan_ssm_calls}", f"{r.unbatched_plan_s:.1f}",
@@ -176,6 +197,8 @@ def main() -> int:
     parser.add_argument("--pools", type=int, default=10)
     parser.add_argument("--no-handshake", action="store_true")
     parser.add_argument("--synth-repeat", type=int, default=3, help="cdktf synth runs per N (0: skip)")
+    parser.add_argument("--buildkite", type=int, nargs="*", default=[10, 100], metavar="N",
+                        help="Buildkite variant sizes (its 50 requests/min budget makes N=1000 take 20+ minutes)")
     args = parser.parse_args()
     handshake_ms = None
     if not args.no_handshake:
@@ -186,7 +209,11 @@ def main() -> int:
     for n in args.sizes:
         started = time.monotonic()
         rows.append(run(n, args.pools, args.latency, args.synth_repeat))
-        print(f"  (N={n} done in {time.monotonic() - started:.0f} s)", flush=True)
+        print(f"  (TFE N={n} done in {time.monotonic() - started:.0f} s)", flush=True)
+    for n in args.buildkite:
+        started = time.monotonic()
+        rows.append(run(n, args.pools, args.latency, 0, issuer="buildkite"))
+        print(f"  (Buildkite N={n} done in {time.monotonic() - started:.0f} s)", flush=True)
     print_table(rows, args.latency, args.pools, handshake_ms)
     return 0
 

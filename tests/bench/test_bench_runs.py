@@ -16,15 +16,17 @@ pytestmark = pytest.mark.e2e
 
 def test_scale_benchmark_prints_its_table():
     proc = subprocess.run([sys.executable, "scale.py", "4", "--pools", "2", "--latency", "0", "--no-handshake",
-                           "--synth-repeat", "1"],
+                           "--synth-repeat", "1", "--buildkite", "2"],
                           cwd=BENCH, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("N |"))
+    header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("issuer |"))
     row = [cell.strip() for cell in lines[header + 2].split("|")]
-    assert row[0] == "4"
+    assert row[:2] == ["tfe", "4"]
+    buildkite = [cell.strip() for cell in lines[header + 3].split("|")]
+    assert buildkite[:2] == ["buildkite", "2"] and int(buildkite[8].split("+")[0]) > 0
     cells = dict(zip([h.strip() for h in lines[header].split("|")], row, strict=True))
-    tfe, ssm = (int(x) for x in cells["plan calls TFE+SSM"].split("+"))
+    tfe, ssm = (int(x) for x in cells["plan calls API+SSM"].split("+"))
     assert tfe > 0 and ssm > 0, "the batched plan made issuer and sink calls, and the benchmark counted them"
     assert cells["429s"] == "0", "no call was refused with 429"
     assert float(cells["synth s"]) > 0 and float(cells["bare synth s"]) > 0

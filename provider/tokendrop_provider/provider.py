@@ -14,6 +14,7 @@ from . import schema
 from .attributes import ProviderSchema, validate_config
 from .delivery import Delivery, Listings
 from .errors import ConfigError
+from .lazy import IMPORT_LOCK
 from .resources.base import Resource
 from .settings import AwsSettings, Settings
 from .types import Unknown
@@ -59,13 +60,13 @@ class ProviderCore:
         return self.settings
 
     def client(self, key: object, build: Callable[[], T]) -> T:
-        """The shared client for `key`, built on first use."""
+        """The shared client (or memoized value) for `key`, built on first use. Concurrent callers of
+        one key wait for a single build; different keys build in parallel (a build may call the API)."""
         with self._lock:
-            existing = self._clients.get(key)
-            if existing is None:
-                existing = build()
-                self._clients[key] = existing
-            return existing  # type: ignore[return-value]
+            once = self._clients.get(key)
+            if once is None:
+                once = self._clients[key] = _Once()
+        return once.get(build)  # type: ignore[union-attr,return-value]
 
     # --- plan-time checks: missing settings fail the plan, before anything is created ----------
 
@@ -138,27 +139,31 @@ class ProviderCore:
     # --- issuers and sinks ----------------------------------------------------------------------
 
     def tfe(self):  # type: ignore[no-untyped-def]
-        from .issuers.tfe import TfeClient
+        with IMPORT_LOCK:
+            from .issuers.tfe import TfeClient
 
         settings = self.require_configured().tfe
         return self.client(("tfe", settings.address), lambda: TfeClient(settings, cancel=self.cancel))
 
     def buildkite(self):  # type: ignore[no-untyped-def]
-        from .issuers.buildkite import BuildkiteClient
+        with IMPORT_LOCK:
+            from .issuers.buildkite import BuildkiteClient
 
         settings = self.require_configured().buildkite
         return self.client(("buildkite", settings.rest_url),
                            lambda: BuildkiteClient(settings, cancel=self.cancel))
 
     def tokenvault(self):  # type: ignore[no-untyped-def]
-        from .issuers.tokenvault import TokenVaultClient
+        with IMPORT_LOCK:
+            from .issuers.tokenvault import TokenVaultClient
 
         settings = self.require_configured().tokenvault
         return self.client(("tokenvault", settings.api_url), lambda: TokenVaultClient(settings, cancel=self.cancel))
 
     def vault_approle(self):  # type: ignore[no-untyped-def]
         # hvac calls cannot be cancelled; each is short and bounded by the client's timeout.
-        from .issuers.vault_approle import VaultAppRoleIssuer
+        with IMPORT_LOCK:
+            from .issuers.vault_approle import VaultAppRoleIssuer
 
         settings = self.require_configured().vault
         return self.client(("vault-approle", settings.address), lambda: VaultAppRoleIssuer(settings))
@@ -168,7 +173,8 @@ class ProviderCore:
         settings = self.require_configured()
         ssm = deliver_to.get("ssm")
         if isinstance(ssm, Mapping):
-            from .sinks.ssm import SsmSink
+            with IMPORT_LOCK:
+                from .sinks.ssm import SsmSink
 
             return SsmSink(
                 name=str(ssm["name"]),
@@ -180,7 +186,8 @@ class ProviderCore:
             )
         vault = deliver_to.get("vault_kv")
         if isinstance(vault, Mapping):
-            from .sinks.vault_kv import VaultKvSink
+            with IMPORT_LOCK:
+                from .sinks.vault_kv import VaultKvSink
 
             return VaultKvSink(
                 mount=str(vault.get("mount") or "secret"),
@@ -191,11 +198,28 @@ class ProviderCore:
         raise ConfigError("No sink", "Set deliver_to.ssm or deliver_to.vault_kv.", ("deliver_to",))
 
 
+class _Once:
+    """A value computed by the first caller; a failed build is not kept, so the next caller retries."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = False
+        self._value: object = None
+
+    def get(self, build: Callable[[], T]) -> T:
+        with self._lock:
+            if not self._done:
+                self._value = build()
+                self._done = True
+            return self._value  # type: ignore[return-value]
+
+
 def _aws_region(aws: AwsSettings) -> str | None:
     """The region boto3 would use: the provider block / environment, else the shared config profile."""
     if aws.region:
         return aws.region
-    import botocore.session
+    with IMPORT_LOCK:
+        import botocore.session
 
     try:
         return botocore.session.Session(profile=aws.profile).get_config_variable("region")

@@ -36,6 +36,7 @@ from urllib.parse import quote
 
 from ..delivery import rfc3339, split_description
 from ..errors import ConfigError, IssuerAuthError, IssuerError, IssuerNotFound, IssuerValidationError
+from ..lazy import IMPORT_LOCK
 from ..schema import APPROLE_MARKER_KEY
 from ..secret import Secret
 from ..settings import VaultSettings
@@ -229,9 +230,10 @@ class VaultAppRoleIssuer(TokenIssuer):
             raise
 
     def _request(self, method: str, path: str, body: Any = None, *, capability: str | None = None) -> Any:
-        import requests
+        with IMPORT_LOCK:  # lazy: requests and hvac load only when AppRole is used
+            import requests
 
-        from ..sinks.vault_kv import vault_client  # lazy: hvac loads only when AppRole is used
+            from ..sinks.vault_kv import vault_client
 
         url = "/v1/" + quote(path, safe="/")
         try:

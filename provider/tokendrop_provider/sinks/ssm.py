@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, SinkNotFound
+from ..lazy import IMPORT_LOCK
 from ..secret import Secret
 from ..settings import AwsSettings, batching_enabled
 from .base import Ownership, Payload, Sink, SinkStatus
@@ -109,9 +110,10 @@ def ssm_client(settings: AwsSettings, retry: SsmRetryPolicy = DEFAULT_RETRY) -> 
         client = _clients.get(key)
         if client is not None:
             return client
-        import boto3  # lazy: a provider that never touches SSM never pays for boto3
-        from botocore.config import Config
-        from botocore.exceptions import BotoCoreError, ProfileNotFound
+        with IMPORT_LOCK:  # lazy: a provider that never touches SSM never pays for boto3
+            import boto3
+            from botocore.config import Config
+            from botocore.exceptions import BotoCoreError, ProfileNotFound
 
         _silence_botocore_debug()
         if bool(settings.access_key_id) != bool(settings.secret_access_key):

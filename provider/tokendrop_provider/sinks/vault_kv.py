@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError
+from ..lazy import IMPORT_LOCK
 from ..secret import Secret
 from ..settings import VaultSettings
 from .base import Ownership, Payload, Sink, SinkStatus
@@ -74,7 +75,8 @@ class _Connection:
 
     def _new_client(self) -> hvac.Client:
         s = self.settings
-        import hvac  # lazy: a provider that never touches Vault never pays for hvac
+        with IMPORT_LOCK:  # lazy: a provider that never touches Vault never pays for hvac
+            import hvac
 
         client = hvac.Client(url=s.address, token=s.token.reveal() if s.token else None,
                              namespace=s.namespace, verify=s.ca_cert or not s.skip_verify, timeout=30)

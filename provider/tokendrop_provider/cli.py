@@ -43,9 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "Terraform's implied local mirror)")
     install.set_defaults(handler=_provider_install)
 
+    from .package import add_command as add_package_command
+
+    add_package_command(provider_commands)
+
     from .sandbox import cli as sandbox_cli
 
     sandbox_cli.add_commands(commands)
+
+    from .audit import command as audit_command
+
+    audit_command.add_command(commands)
     return parser
 
 

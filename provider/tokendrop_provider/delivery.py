@@ -32,7 +32,7 @@ from .sinks.base import Ownership, Payload, Sink, SinkStatus
 
 log = logging.getLogger("tokendrop.delivery")
 
-_MARKER = re.compile(r"\s*\[td:([0-9a-f]{12})\]\s*$")
+_MARKER = re.compile(r"\s*\[td:([0-9a-f]{12})\]\s*\Z")
 
 
 def marker(issuer: str, scope: str, sink_address: str) -> str:

@@ -332,7 +332,7 @@ def _rate_limit_info(response: HttpResponse) -> Sequence[RateLimitInfo]:
 
 def _pool_body(name: str, organization_scoped: bool, allowed_workspace_ids: Sequence[str],
                allowed_project_ids: Sequence[str], excluded_workspace_ids: Sequence[str]) -> dict[str, Any]:
-    if not isinstance(name, str) or not POOL_NAME.match(name):
+    if not isinstance(name, str) or not POOL_NAME.fullmatch(name):
         raise ConfigError("Invalid agent pool name",
                           f"{name!r}: use letters, digits, '-' and '_' only", attribute=("name",))
     if not isinstance(organization_scoped, bool):

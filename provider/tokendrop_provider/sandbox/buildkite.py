@@ -447,7 +447,7 @@ class BuildkiteEmulator(Emulator):
             value = body[key]
             if value is not None and not isinstance(value, str):
                 raise self._invalid(f"{key.capitalize()} must be a string")
-            if key == "color" and value and not COLOR.match(value):
+            if key == "color" and value and not COLOR.fullmatch(value):
                 raise self._invalid("Color is not a valid hex color")
             out[key] = value or None
         return out

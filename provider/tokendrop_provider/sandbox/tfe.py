@@ -537,7 +537,7 @@ class TfeEmulator(Emulator):
     def _pool_name(self, org: Organization, name: Any, own_id: str | None) -> str:
         if not isinstance(name, str) or not name:
             raise self._invalid("/data/attributes/name", "Name can't be blank")
-        if not POOL_NAME.match(name):
+        if not POOL_NAME.fullmatch(name):
             raise self._invalid("/data/attributes/name",
                                 "Name can only include letters, numbers, -, and _.")
         if any(p.name == name and p.organization == org.name and p.id != own_id for p in self.pools.values()):

@@ -38,8 +38,8 @@ ISSUER_TAG = "tokendrop:issuer"
 RESERVED_TAG_PREFIX = "tokendrop:"
 MAX_USER_TAGS = MAX_TAGS_PER_RESOURCE - 2
 
-_NAME_CHARS = re.compile(r"^[a-zA-Z0-9_.\-/]+$")
-_KMS_KEY_CHARS = re.compile(r"^[a-zA-Z0-9:/_-]+$")
+_NAME_CHARS = re.compile(r"[a-zA-Z0-9_.\-/]+")
+_KMS_KEY_CHARS = re.compile(r"[a-zA-Z0-9:/_-]+")
 _TAG_PUNCTUATION = frozenset("_.:/=+-@")
 # ARN text before a name, for the longest partition and region: without a region we stay conservative.
 _WORST_CASE_ARN_PREFIX = "arn:aws-us-gov:ssm:us-gov-west-1:123456789012:parameter"
@@ -60,7 +60,7 @@ def validate_parameter_name(name: str, region: str | None = None) -> str | None:
     """AWS's parameter naming rules. `region` (when known) makes the length check exact."""
     if not isinstance(name, str) or not name:
         return "a parameter name must be a non-empty string"
-    if not _NAME_CHARS.match(name):
+    if not _NAME_CHARS.fullmatch(name):
         bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "_.-/"))})
         return (f"parameter name {name!r} contains characters SSM does not allow ({''.join(bad)!r}); "
                 "use only a-z, A-Z, 0-9, '_', '.', '-' and '/' for the hierarchy")
@@ -92,7 +92,7 @@ def validate_kms_key_id(key_id: str) -> str | None:
         return "kms_key_id must be a non-empty string (leave it unset for the account's default key)"
     if len(key_id) > MAX_KMS_KEY_ID_LENGTH:
         return f"kms_key_id is {len(key_id)} characters; SSM allows at most {MAX_KMS_KEY_ID_LENGTH}"
-    if not _KMS_KEY_CHARS.match(key_id):
+    if not _KMS_KEY_CHARS.fullmatch(key_id):
         return f"kms_key_id {key_id!r} may contain only a-z, A-Z, 0-9, ':', '/', '_' and '-'"
     if key_id.startswith("arn:"):
         parts = key_id.split(":", 5)

@@ -16,9 +16,9 @@ MAX_MOUNT_LENGTH = 128
 MAX_PATH_LENGTH = 512
 MAX_FIELD_LENGTH = 128
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9_.\-@=:,~]+$")
-_MOUNT_SEGMENT = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_FIELD = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_SEGMENT = re.compile(r"[A-Za-z0-9_.\-@=:,~]+")
+_MOUNT_SEGMENT = re.compile(r"[A-Za-z0-9_.\-]+")
+_FIELD = re.compile(r"[A-Za-z0-9_.\-]+")
 # Mount points Vault reserves for itself; a KV engine can never live there.
 _RESERVED_MOUNTS = ("sys", "auth", "identity", "cubbyhole")
 
@@ -33,7 +33,7 @@ def _segments_error(what: str, value: str, segment_re: re.Pattern[str], allowed:
             return f"{what} {value!r} must not contain '.' or '..' segments"
         if "*" in segment or "+" in segment:
             return f"{what} {value!r} must not contain '*' or '+' (they are globs in Vault policies)"
-        if not segment_re.match(segment):
+        if not segment_re.fullmatch(segment):
             return f"{what} {value!r} may contain only {allowed}, with '/' between segments"
     return None
 
@@ -75,6 +75,6 @@ def validate_field(field: str) -> str | None:
         return "field must be a non-empty string (e.g. \"token\")"
     if len(field) > MAX_FIELD_LENGTH:
         return f"field is {len(field)} characters; at most {MAX_FIELD_LENGTH} are allowed"
-    if not _FIELD.match(field):
+    if not _FIELD.fullmatch(field):
         return f"field {field!r} may contain only letters, digits, '_', '.' and '-'"
     return None

@@ -265,3 +265,18 @@ def test_fields():
         assert validate_field(field) is None
     for field in ("", "has space", "a/b", "f" * 129, "ünï"):
         assert validate_field(field) is not None
+
+
+@pytest.mark.parametrize("name", ["/ok/\n", "/ok\n", "ok\n"])
+def test_a_trailing_newline_is_not_a_valid_name(name):
+    """`$` in a regex also matches before a final newline; the rules must not (found by hypothesis)."""
+    assert validate_parameter_name(name) is not None
+
+
+@pytest.mark.parametrize(("rule", "value"), [
+    ("validate_path", "ci/token\n"), ("validate_mount", "secret\n"), ("validate_field", "token\n"),
+])
+def test_vault_rules_refuse_a_trailing_newline(rule, value):
+    from tokendrop_provider.sinks import vault_rules
+
+    assert getattr(vault_rules, rule)(value) is not None

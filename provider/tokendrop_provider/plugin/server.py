@@ -11,7 +11,6 @@ does not require one; the socket lives in a 0700 directory that only this user c
 from __future__ import annotations
 
 import base64
-import datetime
 import logging
 import os
 import shutil
@@ -22,6 +21,8 @@ import threading
 from concurrent import futures
 
 import grpc
+
+from .certificate import make_certificate
 
 MAGIC_COOKIE_KEY = "TF_PLUGIN_MAGIC_COOKIE"
 MAGIC_COOKIE_VALUE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2"
@@ -46,43 +47,6 @@ Terraform starts it for you. Declare it in your configuration:
 
 then run `tokendrop provider install` once so that `terraform init` finds it offline.
 """
-
-
-def make_certificate() -> tuple[bytes, bytes, bytes]:
-    """A self-signed ECDSA P-256 certificate for "localhost": (DER, certificate PEM, key PEM)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "tokendrop"),
-        x509.NameAttribute(NameOID.COMMON_NAME, "localhost"),
-    ])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(seconds=30))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
-                                     data_encipherment=False, key_agreement=True, key_cert_sign=True,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                       critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    der = cert.public_bytes(serialization.Encoding.DER)
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return der, cert_pem, key_pem
 
 
 def handshake_line(socket_path: str, cert_der: bytes) -> str:
@@ -154,7 +118,10 @@ class PluginServer:
             log.debug("serving on %s", socket_path)
             threading.Thread(target=self._watch_parent, args=(os.getppid(),), daemon=True,
                              name="parent-watch").start()
-            self._shutdown.wait()
+            # Wake now and then: a SIGTERM delivered to a gRPC thread runs its Python handler only once
+            # the main thread executes bytecode again.
+            while not self._shutdown.wait(0.5):
+                pass
             log.debug("shutting down")
             # Calls in flight get time to finish; Terraform only asks for shutdown once it is done.
             server.stop(grace=30).wait()

@@ -157,3 +157,27 @@ def test_ssm_throttled_past_retries_revokes_the_minted_token(sandbox, make_works
     # The next apply delivers normally.
     ws.apply()
     assert sandbox.ssm_value("/ci/token")[0] == sandbox.token_value(ws.resources()["tokendrop_tfe_agent_token.t"]["id"])
+
+
+def test_vault_cas_conflict_revokes_the_minted_token(sandbox, make_workspace):
+    """Someone writes the Vault path between tokendrop's look at the sink and its compare-and-set write:
+    the write fails, the token minted for it is revoked, the error names the path, nothing is left."""
+    ws = make_workspace(sandbox.env)
+    ws.write(HEADER + token("t", VAULT))
+    ws.init()
+    ws.apply("-target=tokendrop_tfe_agent_pool.ci")
+
+    def write_behind_our_back(_event: dict) -> None:
+        sandbox.vault().secrets.kv.v2.create_or_update_secret(path="ci/token", secret={"token": "theirs"},
+                                                              mount_point="secret")
+
+    sandbox.tfe.on_event_call("token.created", write_behind_our_back)
+    result = ws.apply(check=False)
+    assert result.returncode == 1
+    text = " ".join(result.stderr.split())
+    assert "secret/ci/token" in text and "was revoked again: nothing was left behind" in text
+    minted = sandbox.minted()
+    assert len(minted) == 1 and minted[0]["revoked"]
+    assert sandbox.vault_value("ci/token")[0] == {"token": "theirs"}, "their value is untouched"
+    assert "tokendrop_tfe_agent_token.t" not in ws.resources()
+    assert scan(sandbox.minted_values(), ws.artifacts()) == []

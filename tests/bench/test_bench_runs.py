@@ -21,11 +21,13 @@ def test_scale_benchmark_prints_its_table():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("issuer |"))
+    names = [h.strip() for h in lines[header].split("|")]
     row = [cell.strip() for cell in lines[header + 2].split("|")]
     assert row[:2] == ["tfe", "4"]
-    buildkite = [cell.strip() for cell in lines[header + 3].split("|")]
-    assert buildkite[:2] == ["buildkite", "2"] and int(buildkite[8].split("+")[0]) > 0
-    cells = dict(zip([h.strip() for h in lines[header].split("|")], row, strict=True))
+    buildkite = dict(zip(names, [cell.strip() for cell in lines[header + 3].split("|")], strict=True))
+    assert (buildkite["issuer"], buildkite["N"]) == ("buildkite", "2")
+    assert int(buildkite["apply calls API+SSM"].split("+")[0]) > 0 and buildkite["429s"] == "0"
+    cells = dict(zip(names, row, strict=True))
     tfe, ssm = (int(x) for x in cells["plan calls API+SSM"].split("+"))
     assert tfe > 0 and ssm > 0, "the batched plan made issuer and sink calls, and the benchmark counted them"
     assert cells["429s"] == "0", "no call was refused with 429"

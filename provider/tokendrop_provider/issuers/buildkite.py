@@ -14,10 +14,6 @@ Every wire detail of Buildkite lives here (see reference/apis.md §2). The rest 
 from __future__ import annotations
 
 import datetime
-import hashlib
-import hmac
-import ipaddress
-import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +35,15 @@ from ..secret import Secret
 from ..settings import BuildkiteSettings
 from ..validation import parse_cidr
 from .base import IssuedToken, MintedToken, TokenIssuer
-from .http import HttpResponse, HttpSession, RateLimitInfo, default_error, parse_float
+from .http import (
+    HttpResponse,
+    HttpSession,
+    RateLimitInfo,
+    credential_digest,
+    default_error,
+    normalize_base_url,
+    parse_float,
+)
 
 DEFAULT_REST_URL = "https://api.buildkite.com"
 PAGE_SIZE = 100  # the API's maximum
@@ -61,7 +65,6 @@ _MESSAGE_ATTRIBUTES: Mapping[str, str] = {
 
 # Per-process key for the limiter registry: two clients of one API token share its per-user budget
 # without a plain hash of the token existing anywhere.
-_LIMITER_SALT = os.urandom(16)
 
 
 @dataclass(frozen=True)
@@ -330,38 +333,13 @@ class BuildkiteClient(TokenIssuer):
 
 def normalize_rest_url(url: str) -> str:
     """"https://host[:port][/prefix]" (without /v2) from BUILDKITE_REST_URL style values."""
-    raw = (url or "").strip() or DEFAULT_REST_URL
-    if "://" not in raw:
-        raw = "https://" + raw
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError("Invalid Buildkite REST URL", f"{url!r} is not an http(s) URL",
-                          attribute=("buildkite_rest_url",))
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ConfigError("Invalid Buildkite REST URL", "the URL must be plain (no credentials, query or "
-                          "fragment)", attribute=("buildkite_rest_url",))
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigError("Insecure Buildkite REST URL",
-                          f"http://{parts.netloc} would send the API token unencrypted; use https:// (plain "
-                          "http is accepted for loopback addresses only)", attribute=("buildkite_rest_url",))
-    path = parts.path.rstrip("/").removesuffix("/v2")
-    return f"{parts.scheme}://{parts.netloc}{path}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return normalize_base_url(url or DEFAULT_REST_URL, label="Buildkite REST URL", setting="buildkite_rest_url",
+                              strip_suffix="/v2")
 
 
 def limiter_key(rest_url: str, token: Secret) -> str:
-    """Registry key of the token owner's per-user budget: the URL plus a salted, per-process digest
-    of the token (never the token, never a plain hash of it)."""
-    digest = hmac.new(_LIMITER_SALT, token.reveal().encode(), hashlib.sha256).hexdigest()[:24]
-    return f"buildkite|{rest_url}|user|{digest}"
+    """Registry key of the token owner's per-user budget: the URL and a digest of the token."""
+    return f"buildkite|{rest_url}|user|{credential_digest(token)}"
 
 
 def ip_list(addresses: Sequence[str]) -> str:

@@ -6,16 +6,12 @@ Every wire detail of TFE lives here (see reference/apis.md §1). The rest of the
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
-import os
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from ..errors import (
     ConfigError,
@@ -29,7 +25,15 @@ from ..ratelimit import RateLimiter, Sleeper, shared_limiter
 from ..secret import Secret
 from ..settings import TfeSettings
 from .base import IssuedToken, MintedToken, TokenIssuer
-from .http import HttpResponse, HttpSession, RateLimitInfo, default_error, parse_float
+from .http import (
+    HttpResponse,
+    HttpSession,
+    RateLimitInfo,
+    credential_digest,
+    default_error,
+    normalize_base_url,
+    parse_float,
+)
 
 JSONAPI = "application/vnd.api+json"
 # TFE counts 30 requests per second per user. A bucket of 1 at 30/s never puts more than 30 requests
@@ -52,7 +56,6 @@ _POINTER_ATTRIBUTES: Mapping[str, tuple[str, ...]] = {
 
 # Per-process key for the limiter registry: lets two clients of the same user share one budget
 # without a plain hash of the token ever existing anywhere.
-_LIMITER_SALT = os.urandom(16)
 
 
 @dataclass(frozen=True)
@@ -275,41 +278,12 @@ class TfeClient(TokenIssuer):
 
 def normalize_address(address: str) -> str:
     """"https://host[:port][/prefix]" from TFE_ADDRESS / TFE_HOSTNAME style values."""
-    raw = (address or "").strip()
-    if "://" not in raw:
-        raw = "https://" + raw
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError("Invalid TFE address", f"{address!r} is not an http(s) URL or host name",
-                          attribute=("tfe_address",))
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ConfigError("Invalid TFE address", "the address must be a plain URL (no credentials, "
-                          "query or fragment)", attribute=("tfe_address",))
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigError("Insecure TFE address",
-                          f"{parts.scheme}://{parts.netloc} would send the API token unencrypted; use "
-                          "https:// (plain http is accepted for loopback addresses only)",
-                          attribute=("tfe_address",))
-    path = parts.path.rstrip("/")
-    if path.endswith("/api/v2"):
-        path = path[: -len("/api/v2")]
-    return f"{parts.scheme}://{parts.netloc}{path}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return normalize_base_url(address, label="TFE address", setting="tfe_address", strip_suffix="/api/v2")
 
 
 def limiter_key(address: str, token: Secret) -> str:
-    """Registry key of the token owner's budget: the address plus a salted, per-process digest of
-    the token (never the token, never a plain hash of it)."""
-    digest = hmac.new(_LIMITER_SALT, token.reveal().encode(), hashlib.sha256).hexdigest()[:24]
-    return f"tfe|{address}|{digest}"
+    """Registry key of the token owner's budget: the address and a digest of the token, never the token."""
+    return f"tfe|{address}|{credential_digest(token)}"
 
 
 def _segment(value: str, what: str) -> str:

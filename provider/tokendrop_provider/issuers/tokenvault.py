@@ -30,17 +30,13 @@ Assumed (the request fields follow the observed scoped-key grant API, POST /api/
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
-import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from ..errors import (
     ConfigError,
@@ -54,7 +50,15 @@ from ..ratelimit import RateLimiter, Sleeper, shared_limiter
 from ..secret import Secret
 from ..settings import TokenVaultSettings
 from .base import IssuedToken, MintedToken, TokenIssuer
-from .http import HttpResponse, HttpSession, RateLimitInfo, default_error, parse_float
+from .http import (
+    HttpResponse,
+    HttpSession,
+    RateLimitInfo,
+    credential_digest,
+    default_error,
+    normalize_base_url,
+    parse_float,
+)
 
 # No documented limit: a polite client-side pace, which 429s and rate-limit headers adjust.
 RATE_PER_SECOND = 10
@@ -73,7 +77,6 @@ _FIELD_ATTRIBUTES: Mapping[str, tuple[str, ...]] = {
     "refreshPolicy": ("grants",),
 }
 
-_LIMITER_SALT = os.urandom(16)
 
 
 @dataclass(frozen=True)
@@ -327,36 +330,13 @@ class TokenVaultClient(TokenIssuer):
 # -- helpers -------------------------------------------------------------------------------------
 
 def normalize_url(url: str) -> str:
-    raw = (url or "").strip().rstrip("/")
-    if "://" not in raw:
-        raw = "https://" + raw
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError("Invalid Token Vault API URL", f"{url!r} is not an http(s) URL",
-                          attribute=("tokenvault_api_url",))
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ConfigError("Invalid Token Vault API URL", "the URL must be plain (no credentials, query or fragment)",
-                          attribute=("tokenvault_api_url",))
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigError("Insecure Token Vault API URL",
-                          f"{parts.scheme}://{parts.netloc} would send the API key unencrypted; use https:// "
-                          "(plain http is accepted for loopback addresses only)", attribute=("tokenvault_api_url",))
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return normalize_base_url((url or "").strip().rstrip("/"), label="Token Vault API URL",
+                              setting="tokenvault_api_url", credential="API key")
 
 
 def limiter_key(url: str, key: Secret) -> str:
-    """The admin key's budget: the URL plus a salted, per-process digest of the key."""
-    digest = hmac.new(_LIMITER_SALT, key.reveal().encode(), hashlib.sha256).hexdigest()[:24]
-    return f"tokenvault|{url}|{digest}"
+    """The admin key's budget: the URL and a digest of the key."""
+    return f"tokenvault|{url}|{credential_digest(key)}"
 
 
 def parse_timestamp(text: str | None) -> datetime | None:

@@ -5,9 +5,12 @@ user), obtained through `shared_limiter()` so that all concurrent calls against 
 the same bucket. A 429 or an exhausted-quota header pauses the limiter, which stops every thread
 until the server's window resets: a large rollout slows down instead of failing.
 
-The limiter is a token bucket: `burst` slots, refilled at `rate / per` slots per second. A caller that
-needs several budgets at once (Buildkite) uses `acquire_all()`, which takes one slot from each only
-when all of them have one, so waiting on one budget never burns a slot of another.
+`RateLimiter` is a token bucket: `burst` slots, refilled at `rate / per` slots per second.
+`WindowLimiter` counts as TFE and Buildkite do — at most `rate` requests in any `per`-second window —
+so a rollout can use the whole budget (a bucket with a burst of 1 wastes every slot no caller was
+ready for; one with a full burst can send twice the limit in the first window). A caller that needs
+several budgets at once (Buildkite) uses `acquire_all()`, which takes one slot from each only when all
+of them have one, so waiting on one budget never burns a slot of another.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from .errors import TokendropError
@@ -167,6 +171,56 @@ class RateLimiter:
         return f"RateLimiter(name={self.name!r}, rate={self.rate:g}, per={self.per:g}, burst={self.burst})"
 
 
+class WindowLimiter(RateLimiter):
+    """At most `rate` requests in any `per`-second sliding window, the way the servers count: the first
+    `rate` go at once, then each waits for the oldest send of the window to age out. `margin` widens the
+    window a little, for the difference between when we send and when the server counts."""
+
+    def __init__(self, rate: float, per: float, name: str = "", *, margin: float = 0.0,
+                 clock: Clock = time.monotonic, sleep: Sleeper = cancellable_sleep) -> None:
+        super().__init__(rate, per, burst=max(1, math.floor(rate)), name=name, clock=clock, sleep=sleep)
+        self._window = self.per + max(0.0, margin)
+        self._sent: deque[float] = deque()  # send times, oldest first
+
+    def _refill(self, now: float) -> None:
+        while self._sent and self._sent[0] <= now - self._window:
+            self._sent.popleft()
+        self._tokens = max(0.0, self._capacity - len(self._sent))
+        self._updated = max(self._updated, now)
+
+    def _delay(self, now: float) -> float:
+        if now < self._paused_until:
+            return self._paused_until - now
+        over = len(self._sent) - int(self._capacity) + 1  # sends that must age out before one more
+        if over <= 0:
+            return 0.0
+        return max(0.0, self._sent[over - 1] + self._window - now)
+
+    def _take(self) -> None:
+        self._sent.append(self._clock())
+        self._tokens = max(0.0, self._capacity - len(self._sent))
+
+    def observe(self, limit: float | None = None, remaining: float | None = None,
+                reset_seconds: float | None = None) -> None:
+        super().observe(limit, remaining, reset_seconds)
+        if remaining is None:
+            return
+        with self._lock:
+            now = self._clock()
+            self._refill(now)
+            # The server counted more than we sent (another process of the same user): stand-ins for
+            # those sends keep us within what is left, until the server's window resets.
+            missing = int(max(0.0, self._capacity - len(self._sent) - max(0.0, float(remaining))))
+            if missing:
+                expires = now + reset_seconds if reset_seconds is not None and reset_seconds > 0 else now + self._window
+                stand_in = expires - self._window
+                self._sent = deque(sorted([*self._sent, *([stand_in] * missing)]))
+            self._tokens = max(0.0, self._capacity - len(self._sent))
+
+    def __repr__(self) -> str:
+        return f"WindowLimiter(name={self.name!r}, rate={self.rate:g}, per={self.per:g})"
+
+
 def acquire_all(limiters: Sequence[RateLimiter], cancel: threading.Event | None = None) -> float:
     """Take one slot from each limiter at the same moment; return the seconds spent waiting.
 
@@ -215,17 +269,19 @@ _registry_lock = threading.Lock()
 
 
 def shared_limiter(key: str, rate: float, per: float, burst: int | None = None, *,
-                   name: str | None = None) -> RateLimiter:
+                   name: str | None = None, window: bool = False, margin: float = 0.0) -> RateLimiter:
     """The one limiter of `key` in this process, created on first use.
 
     `key` names the budget the server enforces (e.g. "tfe|https://app.terraform.io|<user hash>");
     it must never contain a credential. `name` (default: the key) is what messages show. Later
     calls with the same key get the first instance, whatever rate they pass, so every caller
-    shares one budget."""
+    shares one budget. `window=True` makes a `WindowLimiter` (`burst` is then `rate`)."""
     with _registry_lock:
         limiter = _registry.get(key)
         if limiter is None:
-            limiter = RateLimiter(rate, per, burst, name=key if name is None else name)
+            label = key if name is None else name
+            limiter = (WindowLimiter(rate, per, label, margin=margin) if window
+                       else RateLimiter(rate, per, burst, name=label))
             _registry[key] = limiter
         return limiter
 

@@ -251,3 +251,81 @@ def test_shared_limiter_is_safe_to_create_from_many_threads():
 
 def test_repr_names_the_budget(clock):
     assert repr(limiter(clock, rate=30, burst=1)) == "RateLimiter(name='test', rate=30, per=1, burst=1)"
+
+
+# -- the sliding-window limiter (how TFE and Buildkite count) ------------------------------------------
+
+def window(clock: FakeClock, rate: int = 30, per: float = 1.0, margin: float = 0.0):
+    from tokendrop_provider.ratelimit import WindowLimiter
+
+    return WindowLimiter(rate, per, "window", margin=margin, clock=clock, sleep=clock.sleep)
+
+
+def test_window_lets_a_full_window_go_at_once_then_waits_for_the_oldest(clock):
+    lim = window(clock, rate=30, per=1.0)
+    start = clock()
+    assert all(lim.acquire() == 0.0 for _ in range(30))
+    assert lim.acquire() == pytest.approx(1.0)
+    assert clock() - start == pytest.approx(1.0)
+
+
+def test_window_never_exceeds_the_limit_in_any_window(clock):
+    lim = window(clock, rate=30, per=1.0, margin=0.03)
+    sent = []
+    for i in range(400):
+        lim.acquire()
+        sent.append(clock())
+        if i % 7 == 0:
+            clock.advance(0.011)  # callers arrive unevenly
+    for i, t in enumerate(sent):
+        in_window = sum(1 for u in sent[i:] if u < t + 1.0)
+        assert in_window <= 30
+    # and the budget is used: 400 sends need about (400 - 30) / 30 windows of 1.03 s, not more
+    assert sent[-1] - sent[0] < (400 - 30) / 30 * 1.03 + 1.1
+
+
+def test_window_uses_slots_no_caller_was_ready_for(clock):
+    """A bucket of 1 loses every slot nobody waited on; the window gives them back."""
+    lim = window(clock, rate=10, per=1.0)
+    for _ in range(5):
+        lim.acquire()
+    clock.advance(0.9)  # a pause in the work: five slots unused in this window
+    start = clock()
+    for _ in range(5):
+        assert lim.acquire() == 0.0
+    assert clock() == start
+
+
+def test_window_pauses_when_the_server_says_so(clock):
+    lim = window(clock, rate=50, per=60.0)
+    lim.acquire()
+    lim.observe(limit=50, remaining=0, reset_seconds=12)
+    assert lim.acquire() == pytest.approx(12.0)
+
+
+def test_window_counts_what_the_server_counted(clock):
+    lim = window(clock, rate=50, per=60.0)
+    lim.observe(limit=50, remaining=3)  # another process of this user spent 47
+    assert all(lim.acquire() == 0.0 for _ in range(3))
+    assert lim.acquire() > 0
+
+
+def test_two_windows_together(clock):
+    user, org = window(clock, rate=5, per=60.0), window(clock, rate=8, per=60.0)
+    for _ in range(5):
+        assert acquire_all((user, org)) == 0.0
+    assert user.available() == 0.0 and org.available() == pytest.approx(3.0)
+    waited = acquire_all((user, org))
+    assert waited == pytest.approx(60.0), "the per-user window is the tighter one"
+    assert org.available() == pytest.approx(7.0), "the wait took one org slot, not one per retry"
+
+
+def test_shared_limiter_can_be_a_window():
+    from tokendrop_provider.ratelimit import WindowLimiter
+
+    clear_shared_limiters()
+    try:
+        lim = shared_limiter("window-test", 30, 1.0, window=True, margin=0.03)
+        assert isinstance(lim, WindowLimiter) and shared_limiter("window-test", 1, 1.0) is lim
+    finally:
+        clear_shared_limiters()

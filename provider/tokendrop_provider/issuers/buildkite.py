@@ -49,6 +49,7 @@ DEFAULT_REST_URL = "https://api.buildkite.com"
 PAGE_SIZE = 100  # the API's maximum
 ORG_RATE = 200  # requests per minute per organization, shared by all its users
 USER_RATE = 50  # requests per minute per user
+WINDOW_MARGIN = 1.0  # seconds added to each window, for the time between sending and Buildkite counting
 RATE_WINDOW = 60.0
 # What an unrestricted token holds; sent to lift a restriction (an absent field leaves it as it is).
 ANY_ADDRESS = "0.0.0.0/0"
@@ -113,10 +114,10 @@ class BuildkiteClient(TokenIssuer):
         self.default_organization = settings.organization
         self._token = settings.api_token
         self.user_limiter = user_limiter or shared_limiter(
-            limiter_key(self.rest_url, settings.api_token), USER_RATE, RATE_WINDOW,
-            name=f"buildkite {self.rest_url} (per user)")
+            limiter_key(self.rest_url, settings.api_token), USER_RATE, RATE_WINDOW, window=True,
+            margin=WINDOW_MARGIN, name=f"buildkite {self.rest_url} (per user)")
         self._org_limiter = org_limiter or (lambda org: shared_limiter(
-            f"buildkite|{self.rest_url}|org|{org}", ORG_RATE, RATE_WINDOW,
+            f"buildkite|{self.rest_url}|org|{org}", ORG_RATE, RATE_WINDOW, window=True, margin=WINDOW_MARGIN,
             name=f"buildkite {self.rest_url} organization {org}"))
         self._session_options: dict[str, Any] = {"timeout": timeout, "max_retries": max_retries,
                                                  "cancel": cancel, "sleep": sleep}

@@ -36,9 +36,11 @@ from .http import (
 )
 
 JSONAPI = "application/vnd.api+json"
-# TFE counts 30 requests per second per user. A bucket of 1 at 30/s never puts more than 30 requests
-# into any one-second window, so a steady stream stays under the limit instead of bouncing off it.
+# TFE counts 30 requests per second per user: a sliding window of the same size keeps a steady stream
+# under the limit instead of bouncing off it, and uses all of it. The margin absorbs the difference
+# between when a request leaves and when TFE counts it.
 RATE_PER_SECOND = 30
+WINDOW_MARGIN = 0.03
 PAGE_SIZE = 100  # the API's maximum
 # Agent tokens (and user/team tokens) look like "<14 chars>.atlasv1.<long>"; scrubbed from errors.
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_\-]{16,}")
@@ -87,7 +89,7 @@ class TfeClient(TokenIssuer):
         self.address = normalize_address(settings.address)
         if limiter is None:
             limiter = shared_limiter(limiter_key(self.address, settings.token), RATE_PER_SECOND, 1.0,
-                                     burst=1, name=f"tfe {self.address}")
+                                     window=True, margin=WINDOW_MARGIN, name=f"tfe {self.address}")
         self.limiter = limiter
         self._http = HttpSession(
             self.address + "/api/v2", issuer="TFE", auth=settings.token, content_type=JSONAPI,

@@ -111,6 +111,24 @@ class TokenResource(Resource, abc.ABC):
         deliver_to = planned.get("deliver_to")
         if isinstance(deliver_to, Mapping):
             ctx.provider.check_sink_settings(deliver_to)
+            address = sink_address_of(deliver_to)
+            if isinstance(address, str) and (prior is None or prior.get("sink_address") != address):
+                self.check_sink_access(ctx, deliver_to, address)
+
+    @staticmethod
+    def check_sink_access(ctx: Context, deliver_to: Mapping[str, object], address: str) -> None:
+        """A new sink location: fail the plan if the sink credentials may not write there (Vault
+        answers that without side effects; SSM cannot be asked, so it is found at apply)."""
+        if not isinstance(deliver_to.get("vault_kv"), Mapping):
+            return
+        sink = ctx.provider.sink(deliver_to)
+        missing = ctx.provider.memo(("vault-capabilities", address), sink.missing_capabilities)
+        if missing:
+            needs = "; ".join(f"'{capability}' on {path}" for path, capability in missing)
+            raise ConfigError(f"The Vault token cannot deliver to {address}",
+                              f"Its policies lack {needs}. Grant them (e.g. `vault policy write` with the "
+                              "policy tokendrop's VaultKvSink.writer_policy() prints) or deliver elsewhere.",
+                              ("deliver_to", "vault_kv", "path"))
 
     @abc.abstractmethod
     def check_issuer(self, ctx: Context, prior: State | None, planned: State) -> None:

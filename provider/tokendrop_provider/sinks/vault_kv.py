@@ -243,6 +243,31 @@ class VaultKvSink(Sink):
         """The Vault policy (HCL) a consumer needs to read the delivered token."""
         return f'path "{self.mount}/data/{self.path}" {{ capabilities = ["read"] }}\n'
 
+    # Capabilities a delivery needs: read the record, write the record and the value (new and next
+    # versions), and remove both on destroy.
+    NEEDED_CAPABILITIES = {"data": ("create", "update"), "metadata": ("read", "create", "update", "delete")}
+
+    def missing_capabilities(self) -> list[tuple[str, str]] | None:
+        """(path, capability) pairs this provider's Vault token lacks for delivering here, checked with
+        sys/capabilities-self (read-only; what `terraform plan` uses to fail before anything is minted).
+        None when Vault would not say."""
+        import hvac.exceptions
+
+        connection = self._ready()
+        paths = {self._policy_path(kind): needed for kind, needed in self.NEEDED_CAPABILITIES.items()}
+        try:
+            body = connection.client().adapter.request("POST", "/v1/sys/capabilities-self",
+                                                        json={"paths": list(paths)})
+        except hvac.exceptions.VaultError:
+            return None
+        data = (body or {}).get("data") or body or {} if isinstance(body, dict) else {}
+        missing = []
+        for path, needed in paths.items():
+            held = set(data.get(path) or [])
+            if "root" not in held:
+                missing.extend((path, capability) for capability in needed if capability not in held)
+        return missing
+
     # -- internals
 
     def _api(self, kind: str) -> str:

@@ -38,12 +38,12 @@ def vault(path="ci/token", mount="secret", field="token"):
 
 
 @pytest.fixture
-def service(fresh_tfe_emulator):
+def service(fresh_tfe_emulator, openbao_server):
     core = ProviderCore()
     svc = ProviderService(core)
     config = {a.name: None for a in schema.PROVIDER.attributes}
     config.update(tfe_address=fresh_tfe_emulator.url, tfe_token=fresh_tfe_emulator.sandbox_token,
-                  aws_region="us-east-1", vault_address="http://127.0.0.1:1", vault_token="not-used-in-plan")
+                  aws_region="us-east-1", vault_address=openbao_server.url, vault_token=openbao_server.root_token)
     response = svc.ConfigureProvider(pb.ConfigureProvider.Request(
         config=pb.DynamicValue(msgpack=codec.encode(config, schema.PROVIDER.cty_type))), None)
     assert not response.diagnostics

@@ -12,6 +12,7 @@ Usage: python bench/scale.py [N ...] [--latency SECONDS] [--pools P]
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
 import time
@@ -20,16 +21,17 @@ from pathlib import Path
 
 from common import HEADER, BenchSandbox, sandbox, terraform
 
-TFE_RATE = 30.0  # requests per second per user (HCP Terraform's documented limit)
-TFE_WINDOW = 30  # ...counted in one-second windows: the first 30 calls need not wait
-BUILDKITE_RATE = 50 / 60  # requests per second per user (Buildkite's stricter budget; 200/min per org)
-BUILDKITE_WINDOW = 50  # ...counted per minute: the first 50 calls need not wait
+TFE_LIMIT, TFE_WINDOW = 30, 1.0  # HCP Terraform: 30 requests per second per user
+BUILDKITE_LIMIT, BUILDKITE_WINDOW = 50, 60.0  # Buildkite: 50 per minute per user binds before 200/min per org
 
 
 def rate_floor(calls: int, issuer: str) -> float:
-    """The least time `calls` requests can take under the documented limit, from a fresh window."""
-    rate, window = (TFE_RATE, TFE_WINDOW) if issuer == "tfe" else (BUILDKITE_RATE, BUILDKITE_WINDOW)
-    return max(0, calls - window) / rate
+    """The least time `calls` requests can take under the documented limit, starting from a fresh window.
+    The limits are counted in windows (`limit` calls per `window` seconds), so every call past the first
+    window's worth waits for a later window: the last batch can go at the start of window ceil(calls /
+    limit). (A smooth calls ÷ rate would understate Buildkite's minute windows: 131 calls need 120 s.)"""
+    limit, window = (TFE_LIMIT, TFE_WINDOW) if issuer == "tfe" else (BUILDKITE_LIMIT, BUILDKITE_WINDOW)
+    return max(0, math.ceil(calls / limit) - 1) * window
 
 
 @dataclass
@@ -184,7 +186,7 @@ def run(n: int, pools: int, latency: float, synth_repeat: int = 3, issuer: str =
 
 def print_table(rows: list[Row], latency: float, pools: int, handshake_ms: float | None) -> None:
     print(f"tokendrop scale benchmark: tokens spread over {pools} TFE agent pools / Buildkite clusters, SSM sinks, "
-          f"{latency * 1000:.0f} ms per issuer request, real rate limits on (TFE {TFE_RATE:.0f} req/s per user; "
+          f"{latency * 1000:.0f} ms per issuer request, real rate limits on (TFE {TFE_LIMIT} req/s per user; "
           "Buildkite 200/min per organization and 50/min per user); floor = the least time the apply's issuer calls "
           "take under that limit from a fresh window; apply = `terraform apply` of the saved create plan")
     if handshake_ms is not None:

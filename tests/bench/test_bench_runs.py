@@ -39,3 +39,15 @@ def test_handshake_benchmark_runs():
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("handshake over 3 launches: median ")
+
+
+def test_refresh_cpu_benchmark_splits_the_cpu_between_terraform_and_each_provider_process():
+    proc = subprocess.run([sys.executable, "refresh_cpu.py", "3"], cwd=BENCH, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    names = [h.strip() for h in lines[0].split("|")]
+    cells = dict(zip(names, [c.strip() for c in lines[2].split("|")], strict=True))
+    providers = [float(p) for p in cells["provider processes CPU s"].split("+")]
+    assert cells["N"] == "3" and len(providers) >= 2 and all(p > 0 for p in providers)
+    assert float(cells["plan CPU s"]) > sum(providers), "terraform's own CPU is the remainder, and is positive"

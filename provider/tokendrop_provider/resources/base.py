@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import abc
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ..attributes import Attr, ResourceSchema, validate_config
-from ..errors import ConfigError, TokendropError
+from ..errors import ConfigError, IssuerNotFound, TokendropError
+from ..settings import batching_enabled
 from ..types import UNKNOWN, Unknown
 
 if TYPE_CHECKING:
@@ -21,6 +22,14 @@ if TYPE_CHECKING:
 
 State = dict[str, object]
 Path = tuple[str | int, ...]
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+Listed = TypeVar("Listed", bound=_Identified)
 
 
 class Context:
@@ -36,6 +45,18 @@ class Context:
     @staticmethod
     def now() -> datetime.datetime:
         return datetime.datetime.now(datetime.UTC)
+
+    def from_listing(self, key: object, list_all: Callable[[], Sequence[Listed]], item_id: object) -> Listed | None:
+        """Batched refresh: `list_all` runs once per `key` and provider process (concurrent readers share
+        it) and answers every item's read. None when batching is off, the listing is refused, or the item
+        is not in it: the caller then looks the item up on its own before calling it gone."""
+        if not batching_enabled():
+            return None
+        try:
+            items = self.provider.memo(key, list_all)
+        except IssuerNotFound:
+            return None
+        return next((item for item in items if item.id == item_id), None)
 
 
 @dataclass

@@ -6,8 +6,7 @@ import re
 from typing import TYPE_CHECKING
 
 from .. import schema
-from ..errors import ConfigError, IssuerNotFound
-from ..settings import batching_enabled
+from ..errors import ConfigError
 from .base import Context, Resource, State
 
 if TYPE_CHECKING:  # the client (and requests) load on first use, not at start-up
@@ -50,25 +49,14 @@ class BuildkiteCluster(Resource):
         return _state(cluster)
 
     def read(self, ctx: Context, state: State) -> State | None:
-        organization = str(state["organization"])
-        cluster = self._from_listing(ctx, organization, str(state["id"]))
+        # One listing per organization answers every cluster: Buildkite's 50 requests a minute make one
+        # call per cluster costly.
+        client, organization, cluster_id = self.client(ctx), str(state["organization"]), str(state["id"])
+        cluster = ctx.from_listing(("buildkite-clusters", organization), lambda: client.list_clusters(organization),
+                                   cluster_id)
         if cluster is None:
-            cluster = self.client(ctx).get_cluster(organization, str(state["id"]))
+            cluster = client.get_cluster(organization, cluster_id)
         return None if cluster is None else _state(cluster)
-
-    def _from_listing(self, ctx: Context, organization: str, cluster_id: str) -> Cluster | None:
-        """Refresh answers every cluster of an organization from one listing per process (Buildkite's
-        50 requests a minute make one call per cluster costly); a cluster missing from it is looked up on
-        its own before being called gone."""
-        if not batching_enabled():
-            return None
-        client = self.client(ctx)
-        try:
-            clusters = ctx.provider.memo(("buildkite-clusters", organization),
-                                         lambda: client.list_clusters(organization))
-        except IssuerNotFound:
-            return None
-        return next((c for c in clusters if c.id == cluster_id), None)
 
     def update(self, ctx: Context, prior: State, planned: State) -> State:
         cluster = self.client(ctx).update_cluster(

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from .. import schema
 from ..errors import ConfigError, IssuerNotFound
-from ..settings import batching_enabled
 from .base import Context, Resource, State
 
 if TYPE_CHECKING:  # the client (and requests) load on first use, not at start-up
@@ -48,21 +47,15 @@ class TfeAgentPool(Resource):
         return _state(pool, planned)
 
     def read(self, ctx: Context, state: State) -> State | None:
-        pool = self._from_listing(ctx, state) or self.client(ctx).get_agent_pool(str(state["id"]))
+        # One listing per organization answers every pool (the listing the plan's name check uses too).
+        client, organization = self.client(ctx), state.get("organization")
+        pool = None
+        if isinstance(organization, str):
+            pool = ctx.from_listing(("tfe-pools", organization), lambda: client.list_agent_pools(organization),
+                                    state["id"])
+        if pool is None:
+            pool = client.get_agent_pool(str(state["id"]))
         return None if pool is None else _state(pool, state)
-
-    def _from_listing(self, ctx: Context, state: State) -> AgentPool | None:
-        """Refresh answers every pool of an organization from one listing per process (the listing the
-        plan's name check uses too); a pool missing from it is looked up on its own before being called gone."""
-        organization = state.get("organization")
-        if not isinstance(organization, str) or not batching_enabled():
-            return None
-        client = self.client(ctx)
-        try:
-            pools = ctx.provider.memo(("tfe-pools", organization), lambda: client.list_agent_pools(organization))
-        except IssuerNotFound:
-            return None
-        return next((p for p in pools if p.id == state["id"]), None)
 
     def update(self, ctx: Context, prior: State, planned: State) -> State:
         pool = self.client(ctx).update_agent_pool(

@@ -7,13 +7,14 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tokendrop_provider.install import install
+from tokendrop_provider.install import install, provider_executable
 from tokendrop_provider.sandbox import servers
 from tokendrop_provider.sandbox.buildkite import BuildkiteEmulator
 from tokendrop_provider.sandbox.tfe import TfeEmulator
@@ -75,3 +76,24 @@ def terraform(directory: Path, env: Mapping[str, str], *args: str) -> float:
 
 def median_of(runs: int, fn) -> float:  # type: ignore[no-untyped-def]
     return statistics.median(fn() for _ in range(runs))
+
+
+def measuring_launcher(box: BenchSandbox) -> Path:
+    """A mirror entry that runs the provider under bench/measure_wrapper.py, which records its peak RSS and
+    CPU into the files TOKENDROP_BENCH_RSS_FILE / TOKENDROP_BENCH_CPU_FILE name. Returns its CLI config."""
+    launcher = box.root / "measured-provider.sh"
+    launcher.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / 'measure_wrapper.py'} "
+                        f"{provider_executable()} \"$@\"\n")
+    launcher.chmod(0o755)
+    config = box.root / "measured.tfrc"
+    config.write_text(install(box.root / "measured-mirror", executable=launcher).cli_config())
+    return config
+
+
+def print_rows(header: list[str], rows: list[list[str]]) -> None:
+    """A right-aligned text table."""
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    print(" | ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+    print("-+-".join("-" * w for w in widths))
+    for row in rows:
+        print(" | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))

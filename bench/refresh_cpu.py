@@ -16,35 +16,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from common import BenchSandbox, sandbox, terraform
+from common import measuring_launcher, print_rows, sandbox, terraform
 from scale import data_config, tokens_config
-
-from tokendrop_provider.install import install, provider_executable
-
-# Runs the provider as a child and appends the child's user+system CPU seconds to a file when it exits.
-_CPU_WRAPPER = """\
-import os, resource, signal, subprocess, sys
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-child = subprocess.Popen(sys.argv[1:])
-signal.signal(signal.SIGTERM, lambda *_: child.terminate())
-code = child.wait()
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-with open(os.environ["TOKENDROP_BENCH_CPU_FILE"], "a", encoding="utf-8") as out:
-    out.write(f"{usage.ru_utime + usage.ru_stime:.3f}\\n")
-sys.exit(code)
-"""
-
-
-def cpu_launcher(box: BenchSandbox) -> Path:
-    """A mirror entry that runs the provider under the CPU wrapper; returns its CLI configuration."""
-    wrapper = box.root / "cpu_wrapper.py"
-    wrapper.write_text(_CPU_WRAPPER)
-    launcher = box.root / "cpu-provider.sh"
-    launcher.write_text(f"#!/bin/sh\nexec {sys.executable} {wrapper} {provider_executable()} \"$@\"\n")
-    launcher.chmod(0o755)
-    config = box.root / "cpu.tfrc"
-    config.write_text(install(box.root / "cpu-mirror", executable=launcher).cli_config())
-    return config
 
 
 def timed_plan(directory: Path, env: Mapping[str, str]) -> tuple[float, float]:
@@ -65,7 +38,7 @@ def run(n: int) -> list[str]:
         work = Path(tempfile.mkdtemp(dir=box.root))
         (work / "main.tf").write_text(tokens_config(n, 10))
         cpu_file = box.root / "cpu.txt"
-        env = {**box.env, "TF_CLI_CONFIG_FILE": str(cpu_launcher(box)), "TOKENDROP_BENCH_CPU_FILE": str(cpu_file)}
+        env = {**box.env, "TF_CLI_CONFIG_FILE": str(measuring_launcher(box)), "TOKENDROP_BENCH_CPU_FILE": str(cpu_file)}
         terraform(work, env, "init", "-input=false")
         terraform(work, env, "apply", "-auto-approve", "-input=false")
         cpu_file.unlink(missing_ok=True)
@@ -87,11 +60,7 @@ def main() -> int:
     header = ["N", "plan wall s", "plan CPU s", "terraform CPU s", "provider processes CPU s",
               "terraform_data wall s", "terraform_data CPU s"]
     rows = [run(n) for n in sizes]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print(" | ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
-    print("-+-".join("-" * w for w in widths))
-    for row in rows:
-        print(" | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+    print_rows(header, rows)
     return 0
 
 

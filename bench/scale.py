@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import HEADER, BenchSandbox, sandbox, terraform
+from common import HEADER, BenchSandbox, measuring_launcher, print_rows, sandbox, terraform
 
 TFE_LIMIT, TFE_WINDOW = 30, 1.0  # HCP Terraform: 30 requests per second per user
 BUILDKITE_LIMIT, BUILDKITE_WINDOW = 50, 60.0  # Buildkite: 50 per minute per user binds before 200/min per org
@@ -85,23 +85,6 @@ def data_config(n: int) -> str:
     return "".join(f'resource "terraform_data" "d{i}" {{\n  input = "{i}"\n}}\n' for i in range(n))
 
 
-def rss_launcher(box: BenchSandbox) -> Path:
-    """A mirror entry that runs the provider under bench/rss_wrapper.py, recording its peak RSS."""
-    import sys
-
-    from tokendrop_provider.install import install, provider_executable
-
-    wrapper = box.root / "rss-provider.sh"
-    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / 'rss_wrapper.py'} "
-                       f"{provider_executable()} \"$@\"\n")
-    wrapper.chmod(0o755)
-    mirror = box.root / "rss-mirror"
-    installed = install(mirror, executable=wrapper)
-    config = box.root / "rss.tfrc"
-    config.write_text(installed.cli_config())
-    return config
-
-
 def issuer_of(box: BenchSandbox, issuer: str):  # type: ignore[no-untyped-def]
     return box.tfe if issuer == "tfe" else box.buildkite
 
@@ -164,7 +147,7 @@ def run(n: int, pools: int, latency: float, synth_repeat: int = 3, issuer: str =
         row.unbatched_tfe_calls, row.unbatched_ssm_calls, _ = calls(box, issuer)
 
         rss_file = box.root / "rss.txt"
-        rss_env = {**env, "TF_CLI_CONFIG_FILE": str(rss_launcher(box)), "TOKENDROP_BENCH_RSS_FILE": str(rss_file)}
+        rss_env = {**env, "TF_CLI_CONFIG_FILE": str(measuring_launcher(box)), "TOKENDROP_BENCH_RSS_FILE": str(rss_file)}
         (work / ".terraform.lock.hcl").unlink()
         terraform(work, rss_env, "init", "-input=false", "-upgrade")
         terraform(work, rss_env, "plan", "-input=false", "-detailed-exitcode")
@@ -202,11 +185,7 @@ def print_table(rows: list[Row], latency: float, pools: int, handshake_ms: float
               f"{r.plan_tfe_calls}+{r.plan_ssm_calls}", f"{r.unbatched_plan_s:.1f}",
               f"{r.unbatched_tfe_calls}+{r.unbatched_ssm_calls}", f"{r.data_plan_s:.2f}",
               f"{r.peak_rss_mib:.0f}"] for r in rows]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    print(" | ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
-    print("-+-".join("-" * w for w in widths))
-    for line in lines:
-        print(" | ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)))
+    print_rows(header, lines)
 
 
 def main() -> int:

@@ -7,25 +7,17 @@ import datetime
 
 import pytest
 
+from fixtures.service import configured_service, dynamic, full
 from tokendrop_provider import schema
 from tokendrop_provider.plugin import codec
 from tokendrop_provider.plugin.gen import tfplugin6_pb2 as pb
-from tokendrop_provider.plugin.service import ProviderService
-from tokendrop_provider.provider import ProviderCore
 from tokendrop_provider.types import UNKNOWN, Unknown
 
 TOKEN = schema.TFE_AGENT_TOKEN
 
 
-def full(resource_schema, **values):
-    """A complete object of the schema's type: unset attributes are null."""
-    out = {a.name: None for a in resource_schema.attributes}
-    out.update(values)
-    return out
-
-
 def dv(value, resource_schema=TOKEN) -> pb.DynamicValue:
-    return pb.DynamicValue(msgpack=codec.encode(value, resource_schema.cty_type))
+    return dynamic(value, resource_schema)
 
 
 def ssm(name="/ci/token", **extra):
@@ -39,14 +31,8 @@ def vault(path="ci/token", mount="secret", field="token"):
 
 @pytest.fixture
 def service(fresh_tfe_emulator, openbao_server):
-    core = ProviderCore()
-    svc = ProviderService(core)
-    config = {a.name: None for a in schema.PROVIDER.attributes}
-    config.update(tfe_address=fresh_tfe_emulator.url, tfe_token=fresh_tfe_emulator.sandbox_token,
-                  aws_region="us-east-1", vault_address=openbao_server.url, vault_token=openbao_server.root_token)
-    response = svc.ConfigureProvider(pb.ConfigureProvider.Request(
-        config=pb.DynamicValue(msgpack=codec.encode(config, schema.PROVIDER.cty_type))), None)
-    assert not response.diagnostics
+    svc = configured_service(tfe_address=fresh_tfe_emulator.url, tfe_token=fresh_tfe_emulator.sandbox_token,
+                             vault_address=openbao_server.url, vault_token=openbao_server.root_token)
     svc.pool_id = fresh_tfe_emulator.create_agent_pool("acme", "unit")
     return svc
 

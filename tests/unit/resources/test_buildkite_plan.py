@@ -8,12 +8,12 @@ import datetime
 
 import pytest
 
+from fixtures.service import configured_service, dynamic, full
 from tokendrop_provider import schema
 from tokendrop_provider.errors import ConfigError
 from tokendrop_provider.plugin import codec
 from tokendrop_provider.plugin.gen import tfplugin6_pb2 as pb
 from tokendrop_provider.plugin.service import ProviderService
-from tokendrop_provider.provider import ProviderCore
 from tokendrop_provider.resources.buildkite_cluster_token import BuildkiteClusterToken, mint_expiry
 from tokendrop_provider.sandbox.buildkite import BuildkiteEmulator
 from tokendrop_provider.types import UNKNOWN, Unknown
@@ -23,14 +23,8 @@ CLUSTER = schema.BUILDKITE_CLUSTER
 NOW = datetime.datetime.now(datetime.UTC)
 
 
-def full(resource_schema, **values):
-    out = {a.name: None for a in resource_schema.attributes}
-    out.update(values)
-    return out
-
-
 def dv(value, resource_schema=TOKEN) -> pb.DynamicValue:
-    return pb.DynamicValue(msgpack=codec.encode(value, resource_schema.cty_type))
+    return dynamic(value, resource_schema)
 
 
 def ssm(name="/buildkite/token"):
@@ -43,15 +37,8 @@ def stamp(moment: datetime.datetime) -> str:
 
 
 def make_service(em: BuildkiteEmulator, **settings) -> ProviderService:
-    svc = ProviderService(ProviderCore())
-    config = {a.name: None for a in schema.PROVIDER.attributes}
-    config.update(buildkite_rest_url=em.url, buildkite_api_token=em.sandbox_token, buildkite_organization="acme",
-                  aws_region="us-east-1")
-    config.update(settings)
-    response = svc.ConfigureProvider(pb.ConfigureProvider.Request(
-        config=pb.DynamicValue(msgpack=codec.encode(config, schema.PROVIDER.cty_type))), None)
-    assert not response.diagnostics
-    return svc
+    return configured_service(**{"buildkite_rest_url": em.url, "buildkite_api_token": em.sandbox_token,
+                                 "buildkite_organization": "acme", **settings})
 
 
 @pytest.fixture

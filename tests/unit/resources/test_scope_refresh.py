@@ -7,32 +7,20 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.service import configured_service, dynamic, full
 from tokendrop_provider import schema
 from tokendrop_provider.plugin import codec
 from tokendrop_provider.plugin.gen import tfplugin6_pb2 as pb
 from tokendrop_provider.plugin.service import ProviderService
-from tokendrop_provider.provider import ProviderCore
 
 POOL = schema.TFE_AGENT_POOL
 CLUSTER = schema.BUILDKITE_CLUSTER
 
 
-def configured(**settings) -> ProviderService:
-    svc = ProviderService(ProviderCore())
-    config = {a.name: None for a in schema.PROVIDER.attributes}
-    config.update(aws_region="us-east-1", **settings)
-    response = svc.ConfigureProvider(pb.ConfigureProvider.Request(
-        config=pb.DynamicValue(msgpack=codec.encode(config, schema.PROVIDER.cty_type))), None)
-    assert not response.diagnostics
-    return svc
-
-
 def read(svc: ProviderService, resource_schema, state: dict) -> dict | None:
-    full = {a.name: None for a in resource_schema.attributes}
-    full.update(state)
     response = svc.ReadResource(pb.ReadResource.Request(
-        type_name=resource_schema.type_name,
-        current_state=pb.DynamicValue(msgpack=codec.encode(full, resource_schema.cty_type))), None)
+        type_name=resource_schema.type_name, current_state=dynamic(full(resource_schema, **state), resource_schema)),
+        None)
     assert not response.diagnostics, response.diagnostics
     return codec.decode(response.new_state.msgpack)
 
@@ -46,7 +34,7 @@ def tfe(fresh_tfe_emulator, monkeypatch):
 
 
 def tfe_service(em) -> ProviderService:
-    return configured(tfe_address=em.url, tfe_token=em.sandbox_token)
+    return configured_service(tfe_address=em.url, tfe_token=em.sandbox_token)
 
 
 def test_twelve_pools_refresh_from_one_listing(tfe):
@@ -96,8 +84,8 @@ def buildkite(fresh_buildkite_emulator, monkeypatch):
     em = fresh_buildkite_emulator
     cluster_ids = [em.create_cluster("acme", f"cluster-{i}", description=f"d{i}") for i in range(12)]
     em.clear_requests()
-    svc = configured(buildkite_rest_url=em.url, buildkite_api_token=em.sandbox_token,
-                     buildkite_organization="acme")
+    svc = configured_service(buildkite_rest_url=em.url, buildkite_api_token=em.sandbox_token,
+                             buildkite_organization="acme")
     return em, cluster_ids, svc
 
 

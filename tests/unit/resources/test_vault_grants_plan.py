@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.service import configured_service, dynamic, full
 from tokendrop_provider import schema
 from tokendrop_provider.attributes import Attr
 from tokendrop_provider.plugin import codec
 from tokendrop_provider.plugin.gen import tfplugin6_pb2 as pb
-from tokendrop_provider.plugin.service import ProviderService
-from tokendrop_provider.provider import ProviderCore
 from tokendrop_provider.resources.base import apply_defaults, changed_paths, unknown_computed
 from tokendrop_provider.sandbox.approle import setup_sample_approle
 from tokendrop_provider.types import BOOL, STRING, UNKNOWN, Unknown
@@ -23,34 +22,20 @@ SSM = {"ssm": {"name": "/agents/key", "kms_key_id": None, "tier": None, "descrip
        "vault_kv": None}
 
 
-def full(resource_schema, **values):
-    out = {a.name: None for a in resource_schema.attributes}
-    out.update(values)
-    return out
-
-
 def grant(service, expires_in=None, auto_refresh=None, expires_at=None):
     return {"service": service, "expires_in": expires_in, "auto_refresh": auto_refresh, "expires_at": expires_at}
 
 
-def dv(value, resource_schema) -> pb.DynamicValue:
-    return pb.DynamicValue(msgpack=codec.encode(value, resource_schema.cty_type))
-
-
 @pytest.fixture
 def service(openbao_server):
-    svc = ProviderService(ProviderCore())
-    config = full(schema.PROVIDER, tokenvault_api_url="http://127.0.0.1:1", tokenvault_api_key="tvkey_unused_in_plan",
-                  aws_region="us-east-1", vault_address=openbao_server.url, vault_token=openbao_server.root_token)
-    response = svc.ConfigureProvider(pb.ConfigureProvider.Request(config=dv(config, schema.PROVIDER)), None)
-    assert not response.diagnostics
-    return svc
+    return configured_service(tokenvault_api_url="http://127.0.0.1:1", tokenvault_api_key="tvkey_unused_in_plan",
+                              vault_address=openbao_server.url, vault_token=openbao_server.root_token)
 
 
 def plan(svc, resource_schema, prior, config):
     response = svc.PlanResourceChange(pb.PlanResourceChange.Request(
-        type_name=resource_schema.type_name, prior_state=dv(prior, resource_schema),
-        proposed_new_state=dv(config, resource_schema), config=dv(config, resource_schema)), None)
+        type_name=resource_schema.type_name, prior_state=dynamic(prior, resource_schema),
+        proposed_new_state=dynamic(config, resource_schema), config=dynamic(config, resource_schema)), None)
     errors = [d for d in response.diagnostics if d.severity == pb.Diagnostic.Severity.ERROR]
     assert not errors, errors
     return codec.decode(response.planned_state.msgpack), response
@@ -133,7 +118,7 @@ def test_validation_points_into_the_list(service):
     config = full(AGENT, name="bot", deliver_to=SSM,
                   grants=[grant("github"), grant("linear", "90m"), grant("github")])
     response = service.ValidateResourceConfig(pb.ValidateResourceConfig.Request(
-        type_name=AGENT.type_name, config=dv(config, AGENT)), None)
+        type_name=AGENT.type_name, config=dynamic(config, AGENT)), None)
     found = {(d.attribute.steps[1].element_key_int, d.attribute.steps[2].attribute_name): d.detail
              for d in response.diagnostics}
     assert set(found) == {(1, "expires_in"), (2, "service")}

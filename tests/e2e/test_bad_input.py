@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.terraform import PROVIDER_HEADER
+
 pytestmark = pytest.mark.e2e
 
-HEADER = """
-terraform {
-  required_providers {
-    tokendrop = { source = "tokendrop/tokendrop" }
-  }
-}
-provider "tokendrop" {}
-"""
+HEADER = PROVIDER_HEADER
 
 POOL = """
 resource "tokendrop_tfe_agent_pool" "ci" {

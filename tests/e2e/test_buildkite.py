@@ -12,19 +12,12 @@ import datetime
 import pytest
 import requests
 
-from fixtures.terraform import scan
+from fixtures.terraform import PROVIDER_HEADER, scan
 from tokendrop_provider.sandbox.buildkite import BuildkiteEmulator
 
 pytestmark = pytest.mark.e2e
 
-HEADER = """
-terraform {
-  required_providers {
-    tokendrop = { source = "tokendrop/tokendrop" }
-  }
-}
-provider "tokendrop" {}
-"""
+HEADER = PROVIDER_HEADER
 
 CLUSTER = """
 resource "tokendrop_buildkite_cluster" "linux" {

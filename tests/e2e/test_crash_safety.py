@@ -17,18 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.terraform import TERRAFORM, scan
+from fixtures.terraform import PROVIDER_HEADER, TERRAFORM, scan
 
 pytestmark = pytest.mark.e2e
 
-HEADER = """
-terraform {
-  required_providers {
-    tokendrop = { source = "tokendrop/tokendrop" }
-  }
-}
-provider "tokendrop" {}
-resource "tokendrop_tfe_agent_pool" "ci" {
+HEADER = PROVIDER_HEADER + """resource "tokendrop_tfe_agent_pool" "ci" {
   organization = "acme"
   name         = "ci"
 }

@@ -7,17 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.terraform import PROVIDER_HEADER
+
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "resources"
-HEADER = """
-terraform {
-  required_providers {
-    tokendrop = { source = "tokendrop/tokendrop" }
-  }
-}
-provider "tokendrop" {}
-"""
+HEADER = PROVIDER_HEADER
 # What the examples refer to, when they are not the resource shown.
 SUPPORT = {
     "tokendrop_tfe_agent_pool.ci": EXAMPLES / "tokendrop_tfe_agent_pool" / "resource.tf",

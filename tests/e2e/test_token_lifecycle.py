@@ -9,19 +9,12 @@ import json
 
 import pytest
 
-from fixtures.terraform import scan
+from fixtures.terraform import PROVIDER_HEADER, scan
 from tokendrop_provider.sandbox.servers import create_policy_token
 
 pytestmark = pytest.mark.e2e
 
-HEADER = """
-terraform {
-  required_providers {
-    tokendrop = { source = "tokendrop/tokendrop" }
-  }
-}
-provider "tokendrop" {}
-resource "tokendrop_tfe_agent_pool" "ci" {
+HEADER = PROVIDER_HEADER + """resource "tokendrop_tfe_agent_pool" "ci" {
   organization = "acme"
   name         = "ci"
 }

@@ -18,18 +18,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from fixtures.terraform import scan
+from fixtures.terraform import PROVIDER_HEADER, scan
 
 pytestmark = pytest.mark.e2e
 
-HEADER = """
-terraform {
-  required_providers {
-    tokendrop = { source = "tokendrop/tokendrop" }
-  }
-}
-provider "tokendrop" {}
-"""
+HEADER = PROVIDER_HEADER
 
 SSM = '{ ssm = { name = "/agents/triage/key" } }'
 VAULT = '{ vault_kv = { path = "agents/triage" } }'

@@ -5,18 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.terraform import scan
+from fixtures.terraform import PROVIDER_HEADER, scan
 
 pytestmark = pytest.mark.e2e
 
-CONFIG = """
-terraform {
-  required_providers {
-    tokendrop = { source = "tokendrop/tokendrop" }
-  }
-}
-provider "tokendrop" {}
-resource "tokendrop_tfe_agent_pool" "ci" {
+CONFIG = PROVIDER_HEADER + """resource "tokendrop_tfe_agent_pool" "ci" {
   organization = "acme"
   name         = "ci"
 }

@@ -349,10 +349,11 @@ BUILDKITE_CLUSTER_TOKEN = ResourceSchema(
         Attr("description", STRING, "Token description (Buildkite requires one). Edited in place: the token is "
              "kept. tokendrop appends a short marker naming the sink.", required=True, on_change="update",
              rules=(_not_blank("description"),)),
-        Attr("allowed_ip_addresses", ListOf(STRING), "CIDR blocks agents may connect from with this token, "
+        Attr("allowed_ip_addresses", ListOf(STRING), "IPv4 CIDR blocks agents may connect from with this token "
+             "(Buildkite takes no IPv6), "
              "e.g. `[\"10.0.0.0/8\", \"192.0.2.7/32\"]`. Unset: any address (Buildkite's `0.0.0.0/0`). Edited in "
              "place: the token is kept.", optional=True, on_change="update",
-             rules=(_AT_LEAST_ONE_CIDR, each(cidr()), unique())),
+             rules=(_AT_LEAST_ONE_CIDR, each(cidr(ipv4_only=True)), unique())),
         Attr("expires_in", STRING, "The token expires this long after it is minted, e.g. `90d` (at least 10m; "
              "under 11m it is minted as 11m, as Buildkite checks the minimum on its own clock). Each rotation "
              "mints a token with a fresh expiry. Changing it replaces the token.", optional=True,

@@ -107,17 +107,22 @@ def parse_cidr(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     return ipaddress.ip_network(text, strict=True)
 
 
-def cidr() -> Rule:
+def cidr(*, ipv4_only: bool = False) -> Rule:
+    """A CIDR block; with `ipv4_only`, IPv6 blocks are refused too (for APIs that take IPv4 only)."""
+    kind = "an IPv4 CIDR block" if ipv4_only else "a CIDR block"
+
     def check(value: object) -> str | None:
         if not isinstance(value, str) or not value.strip() or value != value.strip():
-            return "is not a CIDR block (expected e.g. 10.0.0.0/8)"
+            return f"is not {kind} (expected e.g. 10.0.0.0/8)"
         try:
-            parse_cidr(value)
+            network = parse_cidr(value)
         except ValueError as err:
             return f"is not a valid CIDR block: {err}"
+        if ipv4_only and network.version != 4:
+            return "is an IPv6 block: only IPv4 CIDR blocks are accepted here (e.g. 10.0.0.0/8)"
         return None
 
-    return Rule(check, "a CIDR block such as `10.0.0.0/8` or `192.0.2.7/32` (host bits zero)")
+    return Rule(check, f"{kind} such as `10.0.0.0/8` or `192.0.2.7/32` (host bits zero)")
 
 
 # --- durations -------------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ def test_expires_at_takes_an_aware_datetime(core, stack, synth):
 @pytest.mark.parametrize(("arguments", "attribute"), [
     ({"allowed_ip_addresses": ["10.0.0.1/8"]}, "allowed_ip_addresses"),
     ({"allowed_ip_addresses": ["not-an-ip"]}, "allowed_ip_addresses"),
+    ({"allowed_ip_addresses": ["2001:db8::/32"]}, "allowed_ip_addresses"),
     ({"expires_in": timedelta(minutes=5)}, "expires_in"),
     ({"description": ""}, "description"),
     ({"expires_in": "1d", "expires_at": "2031-01-01T00:00:00Z"}, "expires"),

@@ -9,6 +9,8 @@ PlanResourceChange), against the real emulators, moto and OpenBao.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from tokendrop_provider import schema
@@ -22,6 +24,9 @@ SSM = {"ssm": {"name": "/ci/t", "kms_key_id": None, "tier": None, "description":
        "vault_kv": None}
 VAULT = {"ssm": None, "vault_kv": {"mount": "secret", "path": "ci/t", "field": "token"}}
 CLUSTER_UUID = "{cluster}"  # filled in from the emulator
+# Buildkite refuses an expiry less than 10 minutes ahead; only the plan knows "now" (synth may run long
+# before, or for a destroy), so this case is plan-time only.
+SOON = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
 POOL_ID = "{pool}"
 
 
@@ -77,8 +82,11 @@ CASES: list[tuple[str, dict, str]] = [
     ("tokendrop_buildkite_cluster", {"color": "orange"}, "color"),
     ("tokendrop_buildkite_cluster_token", {"allowed_ip_addresses": ["10.0.0.1/8"]}, "allowed_ip_addresses"),
     ("tokendrop_buildkite_cluster_token", {"allowed_ip_addresses": ["999.1.1.1/32"]}, "allowed_ip_addresses"),
+    ("tokendrop_buildkite_cluster_token", {"allowed_ip_addresses": ["2001:db8::/32"]}, "allowed_ip_addresses"),
+    ("tokendrop_buildkite_cluster_token", {"allowed_ip_addresses": ["10.0.0.0/8", "::1"]}, "allowed_ip_addresses"),
     ("tokendrop_buildkite_cluster_token", {"expires_in": "5m"}, "expires_in"),
     ("tokendrop_buildkite_cluster_token", {"expires_at": "2020-01-01T00:00:00Z"}, "expires_at"),
+    ("tokendrop_buildkite_cluster_token", {"expires_at": SOON}, "expires_at"),
     ("tokendrop_buildkite_cluster_token", {"expires_in": "1d", "expires_at": "2031-01-01T00:00:00Z"}, "expires"),
     ("tokendrop_buildkite_cluster_token", {"description": ""}, "description"),
     ("tokendrop_buildkite_cluster_token", {"cluster_id": "not-a-uuid"}, "cluster_id"),
@@ -238,7 +246,7 @@ def test_malformed_json_from_an_api_is_a_clear_error(world, type_name, which, pa
 
 # Cases that need the issuer to be asked (unknown organization, pool, cluster or role) are plan-time only.
 PLAN_TIME_ONLY = {"apool-doesnotexist", "nope", "no-such-role", "0f5f8b3e-3c6a-4f2b-9d53-3f1c1a2b4c5d",
-                  "2020-01-01T00:00:00Z"}
+                  "2020-01-01T00:00:00Z", SOON}
 SYNTH_CASES = [c for c in CASES if not (set(map(str, c[1].values())) & PLAN_TIME_ONLY)]
 
 

@@ -352,10 +352,13 @@ def ip_list(addresses: Sequence[str]) -> str:
                           "Leave it unset to allow any address.", attribute=("allowed_ip_addresses",))
     for item in addresses:
         try:
-            parse_cidr(item)
+            network = parse_cidr(item)
         except (TypeError, ValueError) as err:
             raise ConfigError("Invalid allowed_ip_addresses", f"{item!r} is not a CIDR block: {err}",
                               attribute=("allowed_ip_addresses",)) from None
+        if network.version != 4:  # the API documents IPv4 CIDR blocks only (docs/wire.md)
+            raise ConfigError("Invalid allowed_ip_addresses", f"{item!r} is an IPv6 block: Buildkite takes IPv4 "
+                              "CIDR blocks only", attribute=("allowed_ip_addresses",))
     return " ".join(addresses)
 
 

@@ -103,6 +103,15 @@ class BuildkiteClusterToken(TokenResource):
             problem = schema.buildkite_expiry_problem(fixed, ctx.now())
             if problem:
                 raise ConfigError("Invalid expires_at", f"expires_at {problem}.", ("expires_at",))
+        elif isinstance(fixed, str):
+            # The live token keeps its expiry, so the plan goes on; but no token can be minted with this
+            # expires_at any more, and the user should hear it before the token dies.
+            problem = schema.buildkite_expiry_problem(fixed, ctx.now())
+            if problem:
+                ctx.warn(f"{self.schema.type_name} {planned.get('id')} expires soon and cannot be renewed",
+                         f"expires_at {problem}. The token in {planned.get('sink_address')} stays until then; "
+                         "a fixed expiry cannot be renewed. Set a later expires_at (this replaces the token) or "
+                         "use expires_in with rotate_before_expiry.", ("expires_at",))
         if prior is not None:
             self._explain_replacement(ctx, prior, planned, [p[0] for p in result.requires_replace if p])
         return result

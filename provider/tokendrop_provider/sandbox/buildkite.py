@@ -4,7 +4,7 @@ Faithful to reference/apis.md §2: `/v2` JSON, Bearer auth only (401 otherwise; 
 user may not see, or an unknown object -> 404), REST scopes `read_clusters` / `write_clusters` (403
 without), 422 `{"message": "Validation failed: ..."}`, the documented cluster and token models, a token
 value that only the create response carries, `expires_at` at least 10 minutes ahead and immutable,
-`allowed_ip_addresses` as one space-separated string of CIDRs (default `0.0.0.0/0`), revoke 204,
+`allowed_ip_addresses` as one space-separated string of IPv4 CIDRs (default `0.0.0.0/0`), revoke 204,
 RFC 5988 `Link` pagination (`page`, `per_page` default 30, max 100), and both rate limits — 200
 requests per minute per organization and 50 per user, fixed windows — with every `RateLimit-*` /
 `RateLimit-User-*` header and the documented 429 body. Rejected requests count too (hence
@@ -306,7 +306,8 @@ class BuildkiteEmulator(Emulator):
 
     def _reset(self, window: _Window, now: float) -> int:
         # Whole seconds, rounded up: a client that waits this long always finds a new window.
-        return max(1, math.ceil(window.started + self.rate_window - now))
+        # Rounded to the millisecond first: float sums such as 60.000000001 must not read as 61 s.
+        return max(1, math.ceil(round(window.started + self.rate_window - now, 3)))
 
     def after(self, req: Request, resp: Response) -> None:
         state = req.state.get("ratelimit")
@@ -566,9 +567,11 @@ class BuildkiteEmulator(Emulator):
             raise self._invalid("Allowed ip addresses can't be blank")
         for entry in entries:
             try:
-                ipaddress.ip_network(entry, strict=False)
+                network = ipaddress.ip_network(entry, strict=False)
             except ValueError:
                 raise self._invalid(f"Allowed ip addresses contains an invalid IP address or CIDR: {entry}") from None
+            if network.version != 4:  # "CIDR-notation IPv4 addresses", per the API docs
+                raise self._invalid(f"Allowed ip addresses contains an invalid IP address or CIDR: {entry}")
         return " ".join(entries)
 
     # -- documents --------------------------------------------------------------------------------

@@ -176,7 +176,7 @@ def test_scopes_and_ip_lists():
     assert ip_list(["10.0.0.0/8", "192.0.2.7/32"]) == "10.0.0.0/8 192.0.2.7/32"
     assert split_ip_list("10.0.0.0/8 192.0.2.7/32") == ["10.0.0.0/8", "192.0.2.7/32"]
     assert split_ip_list("0.0.0.0/0") is None and split_ip_list(None) is None and split_ip_list("") is None
-    for bad in ("10.0.0.0/8", [], ["10.0.0.1/8"], ["nope"]):
+    for bad in ("10.0.0.0/8", [], ["10.0.0.1/8"], ["nope"], ["2001:db8::/32"], ["10.0.0.0/8", "::1"]):
         with pytest.raises(ConfigError) as info:
             ip_list(bad)
         assert info.value.attribute == ("allowed_ip_addresses",)

@@ -235,6 +235,27 @@ def test_rotation_with_a_fixed_expiry_keeps_it_known_and_checks_it(service, clus
     assert not errors(response)
 
 
+@pytest.mark.parametrize("minutes", [3, -5])
+def test_a_live_token_whose_fixed_expiry_is_near_plans_with_a_warning(service, cluster_id, em, minutes):
+    """Refresh and plan of an existing token never fail because "now" moved past the 10-minute minimum:
+    the token is kept, nothing is minted, and a warning names expires_at."""
+    expiry = stamp(NOW + datetime.timedelta(minutes=minutes))
+    prior = prior_token(cluster_id, expires_at=expiry)
+    em.clear_requests()
+    planned, response = plan(service, prior, token_config(cluster_id, expires_at=expiry))
+    assert not errors(response) and not response.requires_replace
+    assert planned["id"] == prior["id"] and planned["expires_at"] == expiry
+    [warning] = response.diagnostics
+    assert warning.severity == pb.Diagnostic.Severity.WARNING
+    assert [s.attribute_name for s in warning.attribute.steps] == ["expires_at"]
+    assert "cannot be renewed" in warning.summary and "Set a later expires_at" in warning.detail
+    assert all(r["method"] == "GET" for r in em.requests())
+    # Far from expiry, nothing to say.
+    far = stamp(NOW + datetime.timedelta(days=3))
+    _, response = plan(service, prior_token(cluster_id, expires_at=far), token_config(cluster_id, expires_at=far))
+    assert not response.diagnostics
+
+
 def test_organization_change_replaces(service, cluster_id, em):
     em.add_organization("globex")
     em.users["sandbox"].organizations.add("globex")

@@ -228,6 +228,7 @@ def test_token_defaults_never_expire_and_allow_any_address(api):
     ({"description": "x", "allowed_ip_addresses": "10.0.0.0/8 banana"}, ["Allowed ip addresses", "banana"]),
     ({"description": "x", "allowed_ip_addresses": ["10.0.0.0/8"]}, ["Allowed ip addresses", "string"]),
     ({"description": "x", "allowed_ip_addresses": "   "}, ["Allowed ip addresses"]),
+    ({"description": "x", "allowed_ip_addresses": "10.0.0.0/8 2001:db8::/32"}, ["Allowed ip addresses", "2001:db8"]),
 ])
 def test_create_token_validation_is_422_and_mints_nothing(em, api, body, words):
     cluster = make_cluster(api)

@@ -2,8 +2,10 @@
 
 One `RateLimiter` per API budget (TFE: per address and user; Buildkite: per organization *and* per
 user), obtained through `shared_limiter()` so that all concurrent calls against one budget draw from
-the same bucket. A 429 or an exhausted-quota header pauses the limiter, which stops every thread
-until the server's window resets: a large rollout slows down instead of failing.
+the same bucket. The user behind an API token is asked of the API once (`budget_owner()`), so two
+tokens of one user share one budget, as the servers count. A 429 or an exhausted-quota header pauses
+the limiter, which stops every thread until the server's window resets: a large rollout slows down
+instead of failing.
 
 `RateLimiter` is a token bucket: `burst` slots, refilled at `rate / per` slots per second.
 `WindowLimiter` counts as TFE and Buildkite do — at most `rate` requests in any `per`-second window —
@@ -287,9 +289,42 @@ def shared_limiter(key: str, rate: float, per: float, burst: int | None = None, 
 
 
 def clear_shared_limiters() -> None:
-    """Forget every shared limiter (tests; a forked child)."""
+    """Forget every shared limiter and every known budget owner (tests; a forked child)."""
     with _registry_lock:
         _registry.clear()
+        _owners.clear()
+        _owner_locks.clear()
+
+
+# -- whose budget a credential spends -----------------------------------------------------------
+#
+# TFE and Buildkite count requests per *user*, and one user may hold several API tokens. A client
+# asks the API once per credential who it acts as; every credential of that user then draws from
+# one limiter, keyed by the user instead of the credential.
+
+_owners: dict[str, str | None] = {}
+_owner_locks: dict[str, threading.Lock] = {}
+
+
+def budget_owner(credential_key: str, lookup: Callable[[], str | None]) -> str | None:
+    """The user whose rate-limit budget the credential behind `credential_key` spends.
+
+    `lookup` asks the API (one request); it runs at most once per key and process, however many
+    threads and clients ask at the same time. It returns None when the API does not say, and the
+    caller then keeps a budget per credential. An exception from `lookup` (e.g. `WaitCancelled`) is
+    not remembered: the next caller asks again. `credential_key` must never contain a credential."""
+    with _registry_lock:
+        if credential_key in _owners:
+            return _owners[credential_key]
+        lock = _owner_locks.setdefault(credential_key, threading.Lock())
+    with lock:
+        with _registry_lock:
+            if credential_key in _owners:
+                return _owners[credential_key]
+        owner = lookup()
+        with _registry_lock:
+            _owners[credential_key] = owner
+        return owner
 
 
 # A forked child must not inherit locks that a parent thread held at fork time.
@@ -298,5 +333,7 @@ if hasattr(os, "register_at_fork"):
         global _registry_lock
         _registry_lock = threading.Lock()
         _registry.clear()
+        _owners.clear()
+        _owner_locks.clear()
 
     os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -12,6 +12,7 @@ from tokendrop_provider.ratelimit import (
     RateLimiter,
     WaitCancelled,
     acquire_all,
+    budget_owner,
     clear_shared_limiters,
     shared_limiter,
 )
@@ -327,5 +328,50 @@ def test_shared_limiter_can_be_a_window():
     try:
         lim = shared_limiter("window-test", 30, 1.0, window=True, margin=0.03)
         assert isinstance(lim, WindowLimiter) and shared_limiter("window-test", 1, 1.0) is lim
+    finally:
+        clear_shared_limiters()
+
+
+# -- budget owners ---------------------------------------------------------------------------------
+
+def test_budget_owner_asks_once_per_credential_even_under_concurrency():
+    clear_shared_limiters()
+    calls: list[str] = []
+    started = threading.Event()
+
+    def lookup() -> str:
+        calls.append("asked")
+        started.wait(5)  # hold every other caller at the lock until all threads are waiting
+        return "user-1"
+
+    try:
+        results: list[str | None] = []
+        threads = [threading.Thread(target=lambda: results.append(budget_owner("tfe|x|token-a", lookup)))
+                   for _ in range(8)]
+        for t in threads:
+            t.start()
+        started.set()
+        for t in threads:
+            t.join(10)
+        assert results == ["user-1"] * 8 and calls == ["asked"]
+        assert budget_owner("tfe|x|token-a", lambda: "never asked") == "user-1"
+        assert budget_owner("tfe|x|token-b", lambda: None) is None  # "the API does not say" is remembered
+        assert budget_owner("tfe|x|token-b", lambda: "user-2") is None
+    finally:
+        clear_shared_limiters()
+
+
+def test_budget_owner_does_not_remember_a_failed_lookup():
+    clear_shared_limiters()
+
+    def cancelled() -> str:
+        raise WaitCancelled("Cancelled while waiting for the API rate limit")
+
+    try:
+        with pytest.raises(WaitCancelled):
+            budget_owner("bk|x|token", cancelled)
+        assert budget_owner("bk|x|token", lambda: "user-9") == "user-9"
+        clear_shared_limiters()  # forgets owners with the limiters
+        assert budget_owner("bk|x|token", lambda: "user-10") == "user-10"
     finally:
         clear_shared_limiters()

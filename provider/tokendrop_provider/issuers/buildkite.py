@@ -1,6 +1,6 @@
 """Buildkite REST client: clusters and cluster agent tokens (REST API v2).
 
-Every wire detail of Buildkite lives here (see reference/apis.md §2). The rest of the provider sees
+Every wire detail of Buildkite lives here (see docs/wire.md). The rest of the provider sees
 `Cluster`, `IssuedToken` and `MintedToken`, and the typed errors of `errors.py`.
 
 - Scope of the `TokenIssuer` methods = `"<organization slug>/<cluster uuid>"`.
@@ -9,11 +9,15 @@ Every wire detail of Buildkite lives here (see reference/apis.md §2). The rest 
 - Two budgets limit every request: 200 per minute per organization and 50 per minute per user. Each
   request takes a slot of both (`acquire_all`); the `RateLimit-*` and `RateLimit-User-*` headers and
   the 429 body (`scope`, `reset`) feed them back, so a large apply slows down instead of failing.
+  The per-user budget is keyed by the token's user (asked once, `GET /v2/access-token`), so two API
+  tokens of one user share it.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +34,7 @@ from ..errors import (
     IssuerValidationError,
     RateLimitedError,
 )
-from ..ratelimit import RateLimiter, Sleeper, shared_limiter
+from ..ratelimit import RateLimiter, Sleeper, budget_owner, shared_limiter
 from ..secret import Secret
 from ..settings import BuildkiteSettings
 from ..validation import parse_cidr
@@ -44,6 +48,8 @@ from .http import (
     normalize_base_url,
     parse_float,
 )
+
+log = logging.getLogger("tokendrop.buildkite")
 
 DEFAULT_REST_URL = "https://api.buildkite.com"
 PAGE_SIZE = 100  # the API's maximum
@@ -113,9 +119,11 @@ class BuildkiteClient(TokenIssuer):
         self.rest_url = normalize_rest_url(settings.rest_url)
         self.default_organization = settings.organization
         self._token = settings.api_token
-        self.user_limiter = user_limiter or shared_limiter(
-            limiter_key(self.rest_url, settings.api_token), USER_RATE, RATE_WINDOW, window=True,
-            margin=WINDOW_MARGIN, name=f"buildkite {self.rest_url} (per user)")
+        self._token_key = limiter_key(self.rest_url, settings.api_token)
+        # A limiter passed in (tests) is used as given; else the per-user budget is keyed by the token
+        # until the first request asks Buildkite whose it is (`_key_user_budget_by_owner`).
+        self._user_budget_known = user_limiter is not None
+        self.user_limiter = user_limiter or self._shared_user_limiter(self._token_key)
         self._org_limiter = org_limiter or (lambda org: shared_limiter(
             f"buildkite|{self.rest_url}|org|{org}", ORG_RATE, RATE_WINDOW, window=True, margin=WINDOW_MARGIN,
             name=f"buildkite {self.rest_url} organization {org}"))
@@ -130,6 +138,8 @@ class BuildkiteClient(TokenIssuer):
         with self._lock:
             session = self._sessions.get(organization)
             if session is None:
+                if not self._user_budget_known:
+                    self._key_user_budget_by_owner()
                 org_limiter = self._org_limiter(organization)
                 session = HttpSession(
                     self.rest_url + "/v2", issuer="Buildkite", auth=self._token,
@@ -313,6 +323,41 @@ class BuildkiteClient(TokenIssuer):
                 f"{what}: Buildkite allows {ORG_RATE} requests per minute per organization and {USER_RATE} per "
                 "user" + (f" ({message})" if message else ""), status=status)
         return default_error(response, what)
+
+    # -- whose budget this token spends -----------------------------------------------------------
+
+    def token_owner(self) -> str | None:
+        """Who the API token belongs to, from `GET /v2/access-token` (no scope needed): the user's
+        email, or None where the answer carries no user (older versions return only uuid and scopes)."""
+        with HttpSession(self.rest_url + "/v2", issuer="Buildkite", auth=self._token,
+                         limiters=(self.user_limiter,), error_mapper=self._map_error,
+                         **self._session_options) as probe:
+            body = probe.get("/access-token", expect=(200,), what="the API access token").json_or_none()
+        user = body.get("user") if isinstance(body, dict) else None
+        email = user.get("email") if isinstance(user, dict) else None
+        return email.strip().lower() if isinstance(email, str) and email.strip() else None
+
+    def _key_user_budget_by_owner(self) -> None:
+        """Buildkite's per-user budget is the user's, however many API tokens they hold: share one
+        limiter with every other token of the same user. One request per token and process; called
+        with `self._lock` held, before the first session is made."""
+        def lookup() -> str | None:
+            try:
+                owner = self.token_owner()
+            except IssuerError as err:  # keep the per-token budget; the real call reports real errors
+                log.debug("access token details unavailable (%s); rate budget stays per token", err.summary)
+                return None
+            # The key names the user by a digest: no email address in keys or messages.
+            return hashlib.sha256(owner.encode()).hexdigest()[:24] if owner else None
+
+        owner = budget_owner(self._token_key, lookup)
+        if owner is not None:
+            self.user_limiter = self._shared_user_limiter(f"buildkite|{self.rest_url}|user|{owner}")
+        self._user_budget_known = True
+
+    def _shared_user_limiter(self, key: str) -> RateLimiter:
+        return shared_limiter(key, USER_RATE, RATE_WINDOW, window=True, margin=WINDOW_MARGIN,
+                              name=f"buildkite {self.rest_url} (per user)")
 
     def close(self) -> None:
         with self._lock:

@@ -1,11 +1,12 @@
 """HCP Terraform / Terraform Enterprise client: agent pools and agent tokens (JSON:API, /api/v2).
 
-Every wire detail of TFE lives here (see reference/apis.md §1). The rest of the provider sees
+Every wire detail of TFE lives here (see docs/wire.md). The rest of the provider sees
 `AgentPool`, `IssuedToken` and `MintedToken`, and the typed errors of `errors.py`.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,7 +22,7 @@ from ..errors import (
     IssuerValidationError,
     RateLimitedError,
 )
-from ..ratelimit import RateLimiter, Sleeper, shared_limiter
+from ..ratelimit import RateLimiter, Sleeper, budget_owner, shared_limiter
 from ..secret import Secret
 from ..settings import TfeSettings
 from .base import IssuedToken, MintedToken, TokenIssuer
@@ -34,6 +35,8 @@ from .http import (
     normalize_base_url,
     parse_float,
 )
+
+log = logging.getLogger("tokendrop.tfe")
 
 JSONAPI = "application/vnd.api+json"
 # TFE counts 30 requests per second per user: a sliding window of the same size keeps a steady stream
@@ -87,15 +90,55 @@ class TfeClient(TokenIssuer):
                               "Set tfe_token in the provider block or the TFE_TOKEN environment variable.",
                               attribute=("tfe_token",))
         self.address = normalize_address(settings.address)
+        self._token_key = limiter_key(self.address, settings.token)
+        # A limiter passed in (tests) is used as given; else the budget is keyed by the token until the
+        # first request asks TFE whose it is (`_key_budget_by_user`).
+        self._budget_known = limiter is not None
+        self._budget_lock = threading.Lock()
         if limiter is None:
-            limiter = shared_limiter(limiter_key(self.address, settings.token), RATE_PER_SECOND, 1.0,
-                                     window=True, margin=WINDOW_MARGIN, name=f"tfe {self.address}")
+            limiter = _user_limiter(self.address, self._token_key)
         self.limiter = limiter
-        self._http = HttpSession(
+        self._session = HttpSession(
             self.address + "/api/v2", issuer="TFE", auth=settings.token, content_type=JSONAPI,
             limiters=(limiter,), timeout=timeout, max_retries=max_retries,
             error_mapper=self._map_error, rate_limit_hook=_rate_limit_info,
             secret_patterns=(TOKEN_PATTERN,), cancel=cancel, sleep=sleep)
+
+    @property
+    def _http(self) -> HttpSession:
+        if not self._budget_known:
+            self._key_budget_by_user()
+        return self._session
+
+    # -- account ----------------------------------------------------------------------------------
+
+    def account_user_id(self) -> str | None:
+        """The id of the user this token acts as (`GET /account/details`). Team and organization
+        tokens act as a synthetic "service user", and TFE returns that one."""
+        resp = self._session.get("/account/details", expect=(200,), what="the token's account details")
+        data = _data(resp)
+        user_id = data.get("id")
+        return user_id if isinstance(user_id, str) and user_id else None
+
+    def _key_budget_by_user(self) -> None:
+        """TFE counts 30 requests per second per user, however many tokens the user holds: share one
+        limiter with every other token of the same user. One request per token and process."""
+        with self._budget_lock:
+            if self._budget_known:
+                return
+
+            def lookup() -> str | None:
+                try:
+                    return self.account_user_id()
+                except IssuerError as err:  # keep the per-token budget; the real call reports real errors
+                    log.debug("account details unavailable (%s); rate budget stays per token", err.summary)
+                    return None
+
+            owner = budget_owner(self._token_key, lookup)
+            if owner is not None:
+                self.limiter = _user_limiter(self.address, f"tfe|{self.address}|user|{owner}")
+                self._session.limiters = (self.limiter,)
+            self._budget_known = True
 
     # -- agent pools ------------------------------------------------------------------------------
 
@@ -264,7 +307,7 @@ class TfeClient(TokenIssuer):
         return default_error(response, what)
 
     def close(self) -> None:
-        self._http.close()
+        self._session.close()
 
     def __enter__(self) -> TfeClient:
         return self
@@ -281,6 +324,10 @@ class TfeClient(TokenIssuer):
 def normalize_address(address: str) -> str:
     """"https://host[:port][/prefix]" from TFE_ADDRESS / TFE_HOSTNAME style values."""
     return normalize_base_url(address, label="TFE address", setting="tfe_address", strip_suffix="/api/v2")
+
+
+def _user_limiter(address: str, key: str) -> RateLimiter:
+    return shared_limiter(key, RATE_PER_SECOND, 1.0, window=True, margin=WINDOW_MARGIN, name=f"tfe {address}")
 
 
 def limiter_key(address: str, token: Secret) -> str:

@@ -1,6 +1,7 @@
-"""Emulator of the Buildkite REST API subset tokendrop uses: clusters and cluster agent tokens.
+"""Emulator of the Buildkite REST API subset tokendrop uses: clusters and cluster agent tokens, and
+`GET /v2/access-token` (the API token's uuid, scopes and user, which tells a client whose budget it spends).
 
-Faithful to reference/apis.md §2: `/v2` JSON, Bearer auth only (401 otherwise; an organization the
+Faithful to the public API docs (docs/wire.md): `/v2` JSON, Bearer auth only (401 otherwise; an organization the
 user may not see, or an unknown object -> 404), REST scopes `read_clusters` / `write_clusters` (403
 without), 422 `{"message": "Validation failed: ..."}`, the documented cluster and token models, a token
 value that only the create response carries, `expires_at` at least 10 minutes ahead and immutable,
@@ -85,6 +86,8 @@ class User:
 class ApiToken:
     user: str
     scopes: frozenset[str]
+    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -378,12 +381,24 @@ class BuildkiteEmulator(Emulator):
         r("GET", clusters + "/{cluster_id}/tokens/{token_id}", self._show_token)
         r("PUT", clusters + "/{cluster_id}/tokens/{token_id}", self._update_token)
         r("DELETE", clusters + "/{cluster_id}/tokens/{token_id}", self._delete_token)
+        r("GET", API + "/access-token", self._show_access_token)
         a = self.admin_route
         a("GET", "/_sandbox/seed", lambda req: Response.json(200, self.world()))
         a("POST", "/_sandbox/seed", self._admin_seed)
         a("GET", "/_sandbox/ratelimit", lambda req: Response.json(200, self._rate_settings()))
         a("POST", "/_sandbox/ratelimit", self._admin_ratelimit)
         a("POST", "/_sandbox/expire", self._admin_expire)
+
+    # the API access token itself (no scope needed)
+
+    def _show_access_token(self, req: Request) -> Response:
+        with self.lock:
+            token = self.api_tokens[(req.headers.get("Authorization") or "").partition(" ")[2].strip()]
+            user = self.users[token.user]
+            return Response.json(200, {"uuid": token.uuid, "scopes": sorted(token.scopes),
+                                       "description": f"{user.name}'s token",
+                                       "created_at": token.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                                       "user": {"name": user.name, "email": user.email}})
 
     # clusters
 

@@ -1,6 +1,7 @@
-"""Emulator of the HCP Terraform / TFE API subset tokendrop uses: agent pools and agent tokens.
+"""Emulator of the HCP Terraform / TFE API subset tokendrop uses: agent pools and agent tokens, and
+the account details that tell a client which user its token acts as.
 
-Faithful to reference/apis.md §1: JSON:API documents (`application/vnd.api+json`), Bearer auth
+Faithful to the public API docs (docs/wire.md): JSON:API documents (`application/vnd.api+json`), Bearer auth
 (401 only for a missing/invalid token; no access, unknown object or an organization without the
 `agents` entitlement -> 404), page[number]/page[size] paging with links and meta.pagination, a
 sliding-window limit of 30 requests per second per user with the documented 429 body and
@@ -338,12 +339,25 @@ class TfeEmulator(Emulator):
         r("POST", API + "/agent-pools/{pool_id}/authentication-tokens", self._create_token)
         r("GET", API + "/authentication-tokens/{token_id}", self._show_token)
         r("DELETE", API + "/authentication-tokens/{token_id}", self._delete_token)
+        r("GET", API + "/account/details", self._account_details)
         a = self.admin_route
         a("POST", "/_sandbox/use", self._admin_use)
         a("GET", "/_sandbox/seed", lambda req: Response.json(200, self.world()))
         a("POST", "/_sandbox/seed", self._admin_seed)
         a("GET", "/_sandbox/ratelimit", lambda req: Response.json(200, self._rate_settings()))
         a("POST", "/_sandbox/ratelimit", self._admin_ratelimit)
+
+    # account
+
+    def _account_details(self, req: Request) -> Response:
+        """The user the token acts as (the Account API's user object, with its email)."""
+        with self.lock:
+            user = self.users[req.principal or ""]
+            return Response.json(200, {"data": {
+                "id": user.id, "type": "users",
+                "attributes": {"username": user.name, "email": f"{user.name}@example.com",
+                               "is-service-account": False, "two-factor": {"enabled": False, "verified": False}},
+                "links": {"self": f"{API}/users/{user.id}"}}}, JSONAPI)
 
     # agent pools
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 import responses
 
 from tokendrop_provider.errors import (
@@ -150,20 +151,54 @@ def test_client_is_a_token_issuer_and_hides_the_token(em, client):
 
 
 def test_shared_limiters_per_user_and_per_organization(em):
+    """One organization budget for every client; one per-user budget for every token of a user, once the
+    first request has asked Buildkite (GET /v2/access-token, once per token) whose token it is."""
     clear_shared_limiters()
+    em.add_user("other", ["acme"])
     try:
         settings = BuildkiteSettings(rest_url=em.url, api_token=Secret(em.sandbox_token), organization="acme")
         a, b = BuildkiteClient(settings), BuildkiteClient(settings)
-        other_user = BuildkiteClient(BuildkiteSettings(rest_url=em.url, api_token=Secret(em.add_api_token("sandbox"))))
-        assert a.user_limiter is b.user_limiter and other_user.user_limiter is not a.user_limiter
+        second = BuildkiteClient(BuildkiteSettings(rest_url=em.url, api_token=Secret(em.add_api_token("sandbox"))))
+        stranger = BuildkiteClient(BuildkiteSettings(rest_url=em.url, api_token=Secret(em.add_api_token("other"))))
+        assert a.user_limiter is b.user_limiter  # same token: shared before any request
         assert (a.user_limiter.rate, a.user_limiter.per) == (50, 60)
         acme = a._http("acme").limiters
+        for client in (b, second, stranger):
+            client._http("acme")
+        assert a.user_limiter is b.user_limiter is second.user_limiter
+        assert stranger.user_limiter is not a.user_limiter
         assert acme[1] is a.user_limiter
-        assert acme[0] is b._http("acme").limiters[0] is other_user._http("acme").limiters[0]  # one org budget
+        assert acme[0] is b._http("acme").limiters[0] is stranger._http("acme").limiters[0]  # one org budget
         assert (acme[0].rate, acme[0].per) == (200, 60)
         assert a._http("globex").limiters[0] is not acme[0]
+        assert len(em.requests(path="/v2/access-token")) == 3  # a and b share one lookup
         key = limiter_key(a.rest_url, Secret(em.sandbox_token))
         assert em.sandbox_token not in key and key.startswith(f"buildkite|{em.url}|user|")
+        assert "sandbox@example.com" not in repr(a.user_limiter)
+    finally:
+        clear_shared_limiters()
+
+
+def test_a_second_token_of_the_user_sees_the_budget_the_first_one_spent(em):
+    """No fakes: the emulator counts 50 requests per minute per user, as the client assumes. After 48
+    requests with one token and 2 with another token of the same user, the server refuses the next
+    request of either token, and the first client's limiter knows it has nothing left. With a budget
+    per token it would still believe in 2 more requests, and send them into 429s."""
+    clear_shared_limiters()
+    first, second = em.sandbox_token, em.add_api_token("sandbox")
+    cluster = em.create_cluster("acme", "budget")
+    try:
+        with BuildkiteClient(BuildkiteSettings(rest_url=em.url, api_token=Secret(first)), max_retries=0) as a, \
+                BuildkiteClient(BuildkiteSettings(rest_url=em.url, api_token=Secret(second)), max_retries=0) as b:
+            for _ in range(47):  # + its access-token lookup = 48
+                assert a.get_cluster("acme", cluster) is not None
+            assert b.get_cluster("acme", cluster) is not None  # + its lookup = 50
+            assert a.user_limiter.available() < 1
+            assert a.user_limiter is b.user_limiter
+        refused = requests.get(f"{em.url}/v2/organizations/acme/clusters/{cluster}",
+                               headers={"Authorization": f"Bearer {first}"}, timeout=30)
+        assert refused.status_code == 429 and refused.json()["scope"] == "rest_user"
+        assert 429 not in [r["status"] for r in em.requests()][:-1]
     finally:
         clear_shared_limiters()
 

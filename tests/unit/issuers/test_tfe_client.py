@@ -113,19 +113,63 @@ def test_client_is_a_token_issuer_and_hides_the_token(em, client):
 
 
 def test_shared_limiter_per_address_and_token_owner(em):
+    """TFE counts requests per user: two tokens of one user share one limiter once the first request
+    has asked TFE (account details, once per token) whose they are; another user's token does not."""
     clear_shared_limiters()
+    em.add_user("other", ["acme"])
     try:
         token = Secret(em.sandbox_token)
         a = TfeClient(TfeSettings(address=em.url, token=token))
         b = TfeClient(TfeSettings(address=em.url, token=Secret(em.sandbox_token)))
-        other = TfeClient(TfeSettings(address=em.url, token=Secret(em.add_api_token("sandbox"))))
-        assert a.limiter is b.limiter
-        assert other.limiter is not a.limiter
+        second = TfeClient(TfeSettings(address=em.url, token=Secret(em.add_api_token("sandbox"))))
+        stranger = TfeClient(TfeSettings(address=em.url, token=Secret(em.add_api_token("other"))))
+        assert a.limiter is b.limiter  # same token: shared before any request
         assert (a.limiter.rate, a.limiter.per) == (30, 1)
         key = limiter_key(a.address, token)
         assert em.sandbox_token not in key and em.sandbox_token not in repr(a.limiter)
         assert key.startswith(f"tfe|{em.url}|")
+        for client in (a, b, second, stranger):
+            client.list_agent_pools("acme")
+        assert a.limiter is b.limiter is second.limiter
+        assert stranger.limiter is not a.limiter
+        assert em.sandbox_token not in repr(a.limiter)
+        # One account lookup per token (a and b share theirs), then only the calls asked for.
+        assert len(em.requests(path="/api/v2/account/details")) == 3
+        assert len(em.requests(path="/api/v2/organizations/acme/agent-pools")) == 4
     finally:
+        clear_shared_limiters()
+
+
+def test_two_tokens_of_one_user_stay_within_the_user_budget(em):
+    """No fakes: the emulator counts 30 requests per second per user, as TFE does. Two clients with two
+    tokens of that user, sending 30 requests each at once and never retrying, see no 429: after one
+    account lookup each, they draw from one budget instead of 30 per second each."""
+    clear_shared_limiters()
+    pool_id = em.create_agent_pool("acme", "shared-budget")
+    tokens = (Secret(em.sandbox_token), Secret(em.add_api_token("sandbox")))
+    clients = [TfeClient(TfeSettings(address=em.url, token=t), max_retries=0) for t in tokens]
+    failures: list[Exception] = []
+
+    def work(client: TfeClient) -> None:
+        try:
+            for _ in range(30):
+                client.get_agent_pool(pool_id)
+        except Exception as err:  # collected and asserted below
+            failures.append(err)
+
+    try:
+        threads = [threading.Thread(target=work, args=(c,)) for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        statuses = [r["status"] for r in em.requests()]
+        assert failures == [] and 429 not in statuses, (failures[:1], statuses.count(429))
+        assert statuses.count(200) == 62  # 2 account lookups + 60 reads
+        assert clients[0].limiter is clients[1].limiter
+    finally:
+        for c in clients:
+            c.close()
         clear_shared_limiters()
 
 

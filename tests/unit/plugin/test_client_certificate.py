@@ -2,10 +2,10 @@
 
 Terraform (go-plugin's AutoMTLS) passes a fresh client certificate in `PLUGIN_CLIENT_CERT`: ECDSA P-521,
 signed with SHA-512. grpcio's TLS (BoringSSL) does not offer the ecdsa_secp521r1_sha512 signature
-algorithm, so a server that requires that certificate fails every handshake with Terraform, and a
-server that merely asks for one gets none: Go's TLS client sends no certificate the server cannot
-verify. grpcio exposes no setting for the signature algorithms. So there is nothing to pin, at the TLS
-layer or above it.
+algorithm, so a server that requires that certificate fails every handshake with Terraform. grpcio's
+Python API has no "ask, don't verify" mode (only require-and-verify or do-not-ask), and Go's TLS client
+withholds a certificate whose signature algorithm the server did not offer anyway. grpcio exposes no
+setting for the signature algorithms. So there is nothing to pin, at the TLS layer or above it.
 
 These tests pin that fact against the installed grpcio. If a grpcio release learns P-521, the first test
 fails: then require the certificate (`ssl_server_credentials(..., root_certificates=PLUGIN_CLIENT_CERT,

@@ -12,12 +12,8 @@ Used by the e2e tests (`tests/fixtures/terraform.py`), `scripts/demo.py` and `to
 from __future__ import annotations
 
 import base64
-import gzip
-import io
 import json
 import os
-import zipfile
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,29 +42,35 @@ def base64_cores(raw: bytes) -> list[bytes]:
     return list(dict.fromkeys(cores))
 
 
-def needles(value: str) -> dict[bytes, str]:
-    """Every byte string that shows `value` (needle -> name of the form). A value read with a trailing
-    newline (HCL's `file()`) is also searched for without it."""
-    found: dict[bytes, str] = {}
-    variants = dict.fromkeys(v for v in (value, value.rstrip("\r\n")) if v)
-    for text in variants:
+def text_forms(value: str) -> dict[str, str]:
+    """Every whole form in which `value` can appear in text (form -> its name). A value read with a
+    trailing newline (HCL's `file()`) is also listed without it."""
+    found: dict[str, str] = {}
+    for text in dict.fromkeys(v for v in (value, value.rstrip("\r\n")) if v):
         forms = {
             "raw": text,
             "repr-escaped": repr(text)[1:-1],
+            "repr-escaped bytes": repr(text.encode("utf-8"))[2:-1],
             "JSON-escaped": json.dumps(text, ensure_ascii=False)[1:-1],
-            "JSON-escaped (ASCII)": json.dumps(text, ensure_ascii=True)[1:-1],
+            "JSON-escaped (ASCII)": json.dumps(text)[1:-1],
             "URL-encoded": quote(text, safe=""),
             "URL-encoded (form)": quote_plus(text, safe=""),
         }
-        for form, shown in forms.items():
-            found.setdefault(shown.encode("utf-8", "backslashreplace"), form)
-        for form, shown in forms.items():  # after the whole forms, so that those are the names reported
-            if len(shown) >= PREFIX_LENGTH + 8:
-                found.setdefault(shown[:PREFIX_LENGTH].encode("utf-8", "backslashreplace"), f"truncated {form}")
-        raw = text.encode("utf-8")
-        found.setdefault(repr(raw)[2:-1].encode(), "repr-escaped bytes")
-        for core in base64_cores(raw):
-            found.setdefault(core, "base64")
+        for shown, form in ((shown, form) for form, shown in forms.items()):
+            found.setdefault(shown, form)
+        for core in base64_cores(text.encode("utf-8")):
+            found.setdefault(core.decode("ascii"), "base64")
+    return found
+
+
+def needles(value: str) -> dict[bytes, str]:
+    """Every byte string that shows `value` (needle -> name of the form): its text forms, and the first
+    PREFIX_LENGTH characters of each long one, which a truncation (`text[:300]`) leaves behind."""
+    forms = text_forms(value)
+    found = {shown.encode("utf-8", "surrogateescape"): form for shown, form in forms.items()}
+    for shown, form in forms.items():
+        if len(shown) >= PREFIX_LENGTH + 8:
+            found.setdefault(shown[:PREFIX_LENGTH].encode("utf-8", "surrogateescape"), f"truncated {form}")
     return found
 
 
@@ -114,6 +116,12 @@ class Scanner:
 
 
 def _unpack(data: bytes) -> Iterator[tuple[str, bytes]]:
+    # Imported here: the provider imports this module for its forms, and starts faster without these.
+    import gzip
+    import io
+    import zipfile
+    import zlib
+
     if data[:4] == _ZIP_MAGIC:
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:

@@ -100,11 +100,12 @@ class _Registry:
     def add(self, value: str) -> None:
         if len(value.strip()) < _MIN_SCRUB_LENGTH:
             return
+        forms = text_forms(value)  # outside the lock: other threads keep registering meanwhile
         with self._lock:
             if value in self._values:
                 return
             self._values.add(value)
-            for form in text_forms(value):
+            for form in forms:
                 key = form[:_PREFIX]
                 if form not in self._forms_by_key.get(key, ()):
                     self._forms_by_key[key] = (*self._forms_by_key.get(key, ()), form)

@@ -108,15 +108,19 @@ def test_the_provider_log_file_is_private(tmp_path: Path, monkeypatch: pytest.Mo
     for path in (tmp_path / "new.log", existing):
         monkeypatch.setenv("TOKENDROP_LOG_PATH", str(path))
         monkeypatch.delenv("TF_LOG", raising=False)
-        logger = logging.getLogger("tokendrop")
-        before = list(logger.handlers)
+        touched = [logging.getLogger(name) for name in ("tokendrop", "botocore", "urllib3", "hvac", "grpc")]
+        before = {logger.name: (list(logger.handlers), logger.level, logger.propagate) for logger in touched}
         try:
             logs.configure()
             logging.getLogger("tokendrop.test").warning("written")
-        finally:
-            for handler in set(logger.handlers) - set(before):
-                handler.close()
-                logger.removeHandler(handler)
+        finally:  # leave logging as other tests expect it
+            for logger in touched:
+                handlers, level, propagate = before[logger.name]
+                for handler in set(logger.handlers) - set(handlers):
+                    handler.close()
+                logger.handlers[:] = handlers
+                logger.setLevel(level)
+                logger.propagate = propagate
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert "written" in path.read_text()
 

@@ -14,9 +14,7 @@ output goes to log files, shown (the tail) only when a step fails. Exit code 0 m
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -26,11 +24,12 @@ import sys
 import tempfile
 import time
 import urllib.request
-import zipfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tokendrop_provider import leaks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,60 +121,9 @@ def http_json(url: str, timeout: float = 10.0) -> Any:
 # --- the canary scan -------------------------------------------------------------------------------
 
 
-def needles(value: str) -> list[bytes]:
-    """The value as bytes, and its base64 forms at all three alignments (private state and some
-    encodings store bytes as base64): the middle of the encoding, which does not depend on what
-    surrounds the value."""
-    raw = value.encode()
-    found = [raw]
-    for pad in range(3):
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            encoded = encode(b"\0" * pad + raw)
-            core = encoded[(pad * 4 + 2) // 3:-4]  # drop chars that mix in padding or the next bytes
-            if len(core) >= 16:
-                found.append(core)
-    return found
-
-
-def artifacts(paths: Iterable[Path]) -> Iterator[tuple[str, bytes]]:
-    """(name, content) of every file under the given files/directories; zip files (saved plans) are
-    opened and each member is yielded on its own. Symlinks are not followed."""
-    seen: set[Path] = set()
-    for top in paths:
-        if not top.exists():
-            continue
-        files = [top] if top.is_file() else sorted(
-            Path(d) / f for d, _, names in os.walk(top, followlinks=False) for f in names)
-        for path in files:
-            if path in seen or path.is_symlink() or not path.is_file():
-                continue
-            seen.add(path)
-            data = path.read_bytes()
-            yield str(path), data
-            if data[:4] == b"PK\x03\x04":
-                with contextlib.suppress(zipfile.BadZipFile), zipfile.ZipFile(io.BytesIO(data)) as archive:
-                    for member in archive.namelist():
-                        yield f"{path}!{member}", archive.read(member)
-
-
-@dataclass
-class ScanResult:
-    files: int
-    hits: list[tuple[str, str]]  # (artifact, label of the secret found in it)
-    archives: int = 0  # zip files (saved plans) whose members were scanned too
-
-
-def scan(secrets: Mapping[str, str], paths: Iterable[Path]) -> ScanResult:
-    """Search every artifact for every secret (label -> value). Labels, never values, are reported."""
-    patterns = [(label, needle) for label, value in secrets.items() if value for needle in needles(value)]
-    files = archives = 0
-    hits: list[tuple[str, str]] = []
-    for name, data in artifacts(paths):
-        files += 1
-        archives += data[:4] == b"PK\x03\x04"
-        for label in dict.fromkeys(label for label, needle in patterns if needle in data):
-            hits.append((name, label))
-    return ScanResult(files, hits, archives)
+# One scanner for the demo, the e2e tests and the provider: tokendrop_provider/leaks.py (raw, escaped,
+# URL-encoded and base64 forms; zip members and gzip streams opened).
+scan = leaks.scan_paths
 
 
 # --- cdktf.json, the manifest and state --------------------------------------------------------------
@@ -565,14 +513,14 @@ class Demo:
         secrets_and_creds = {**secrets, **self.credentials()}
         result = scan(secrets_and_creds, self.scan_paths())
         if result.hits:
-            lines = [f"    {label} found in {name}" for name, label in result.hits]
+            lines = [f"    {hit.label} found in {hit.artifact}" for hit in result.hits]
             raise DemoError("secret values leaked:\n" + "\n".join(lines))
         if not final:
             what = f"{len(secrets)} token value{'s' * (len(secrets) != 1)}"
             if not secrets:
                 raise DemoError("no token was minted, so there is nothing to scan for: do the stacks define tokens?")
             creds = len(secrets_and_creds) - len(secrets)
-            plans = f", {result.archives} saved plans unzipped" if result.archives else ""
+            plans = f", {result.archives} archive members opened" if result.archives else ""
             say(f"No token value in state, cdktf.out or cdktf's output: scanned {result.files} files{plans} "
                 f"for {what} and {creds} sandbox credentials.")
 

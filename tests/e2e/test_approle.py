@@ -136,8 +136,8 @@ def test_create_rotate_drift_destroy(sandbox, role, make_workspace):
 
     assert len(set(seen.values)) == 3
     assert scan(seen.values, ws.artifacts()) == []
-    (ws.directory / "planted.txt").write_text(f"leaked: {seen.values[0]}")
-    assert [name for name, _ in scan(seen.values, ws.artifacts())] == ["planted.txt"]
+    planted = ("planted.txt", f"leaked: {seen.values[0]}")
+    assert [name for name, _ in scan(seen.values, [*ws.artifacts(), planted])] == ["planted.txt"]
 
 
 def test_vault_sink_and_rotate_before_expiry(sandbox, role, make_workspace):

@@ -192,8 +192,8 @@ def test_cluster_and_tokens_lifecycle(sandbox, bk, make_workspace):
     values = bk.values()
     assert len(values) == 3
     assert scan(values, ws.artifacts()) == []
-    (ws.directory / "planted.txt").write_text(f"leaked: {values[-1]}")
-    assert [name for name, _ in scan(values, ws.artifacts())] == ["planted.txt"]
+    planted = ("planted.txt", f"leaked: {values[-1]}")
+    assert [name for name, _ in scan(values, [*ws.artifacts(), planted])] == ["planted.txt"]
 
 
 def test_revoked_or_expired_tokens_are_minted_again_and_overwrite_their_sinks(sandbox, bk, make_workspace):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from ..attributes import Attr, ProviderSchema, ResourceSchema
@@ -81,6 +82,55 @@ def unexpected_pb(exc: BaseException) -> pb.Diagnostic:
         summary="Unexpected error in the tokendrop provider",
         detail=scrub(f"{type(exc).__name__}: {exc}\n\nThis is a bug in tokendrop; please report it. "
                      "Run with TF_LOG=debug to see the traceback."),
+    )
+
+
+# A failure of a client library on the way to a service, by (module, class) anywhere in its class
+# hierarchy; matched by name so that boto3, requests and hvac need not be imported to check.
+_UNREACHABLE = {
+    ("builtins", "ConnectionError"), ("builtins", "TimeoutError"), ("socket", "gaierror"), ("ssl", "SSLError"),
+    ("requests.exceptions", "RequestException"), ("urllib3.exceptions", "HTTPError"),
+    ("botocore.exceptions", "HTTPClientError"), ("botocore.exceptions", "ConnectionError"),
+    ("botocore.exceptions", "NoCredentialsError"),
+    ("botocore.exceptions", "PartialCredentialsError"), ("botocore.exceptions", "CredentialRetrievalError"),
+    ("botocore.exceptions", "TokenRetrievalError"), ("botocore.exceptions", "NoRegionError"),
+    ("hvac.exceptions", "VaultDown"),
+}
+# Where the failed call went: a URL in the message, or urllib3's "host='…', port=…".
+_WHERE = (re.compile(r"""https?://([^/\s'"]+)"""), re.compile(r"""host='([^']+)', port=(\d+)"""))
+UNDESCRIBABLE = pb.Diagnostic(
+    severity=pb.Diagnostic.Severity.ERROR, summary="Unexpected error in the tokendrop provider",
+    detail="The error could not be described safely; run with TF_LOG=debug and see the provider log.")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 20:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    return any((cls.__module__, cls.__name__) in _UNREACHABLE for cls in type(exc).__mro__)
+
+
+def unreachable_pb(exc: BaseException) -> pb.Diagnostic | None:
+    """A "could not reach ..." diagnostic if a client library failed to reach a service (connection,
+    DNS, TLS, proxy, timeout, credential retrieval); None for anything else."""
+    causes = [e for e in _chain(exc) if _is_unreachable(e)]
+    if not causes:
+        return None
+    described = [scrub(f"{type(e).__name__}: {e}") for e in causes]
+    host = next((":".join(m.groups()) for pattern in _WHERE for text in described if (m := pattern.search(text))),
+                None)
+    where = host or "a service the provider uses (an issuer, SSM, Vault or a credential source)"
+    return pb.Diagnostic(
+        severity=pb.Diagnostic.Severity.ERROR,
+        summary=f"Could not reach {where}",
+        detail=(described[0] + "\n\nCheck the address, the network and proxy settings (HTTPS_PROXY, NO_PROXY), "
+                "the CA certificate, and that the credentials are available to the provider."),
     )
 
 

@@ -42,6 +42,24 @@ def _decode(dv: pb.DynamicValue) -> object:
     return None
 
 
+def _diagnostic_for(name: str, exc: BaseException) -> pb.Diagnostic:
+    """The diagnostic for a failed RPC. Expected errors carry their own words; a network, TLS, proxy or
+    credential failure of a client library says what could not be reached; anything else is a bug,
+    whose traceback goes to the (scrubbed) log only. If even that fails, a fixed text: the exception
+    must not escape to grpc, which would log it unscrubbed."""
+    try:
+        if isinstance(exc, TokendropError):
+            return convert.error_pb(exc)
+        unreachable = convert.unreachable_pb(exc)
+        if unreachable is not None:
+            log.warning("%s failed: %s", name, unreachable.detail)
+            return unreachable
+        log.error("%s failed", name, exc_info=exc)
+        return convert.unexpected_pb(exc)
+    except BaseException:  # e.g. a scrub that fails: say nothing rather than leak
+        return convert.UNDESCRIBABLE
+
+
 class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
     def __init__(self, core: ProviderCore) -> None:
         self.core = core
@@ -55,12 +73,8 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
         diagnostics: list = []
         try:
             return body(diagnostics)
-        except TokendropError as err:
-            diagnostics.append(convert.error_pb(err))
-            return make(diagnostics)
-        except Exception as exc:  # a bug: report it without a traceback
-            log.exception("%s failed", name)
-            diagnostics.append(convert.unexpected_pb(exc))
+        except BaseException as exc:  # nothing may leave an RPC for grpc's own logger
+            diagnostics.append(_diagnostic_for(name, exc))
             return make(diagnostics)
         finally:
             log.debug("%s took %.1f ms", name, (time.monotonic() - started) * 1000)

@@ -200,7 +200,8 @@ def _launch(name: str, argv: Callable[[int], Sequence[str]], log_dir: str | os.P
         chosen = port if port is not None else free_port()
         url = f"http://{LOOPBACK}:{chosen}"
         log_path = log_dir / f"{name}-{chosen}.log"
-        log = open(log_path, "ab")  # noqa: SIM115 - owned by the handle, closed by stop()
+        # 0600: a dev server prints its root token into its log.
+        log = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         process = subprocess.Popen(list(argv(chosen)), stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True,
                                    env=dict(os.environ if env is None else env))
@@ -266,14 +267,15 @@ def start_openbao(log_dir: str | os.PathLike[str], *, port: int | None = None,
     root_token = secrets.token_urlsafe(24)
 
     def argv(p: int) -> Sequence[str]:
-        return [binary, "server", "-dev", f"-dev-root-token-id={root_token}",
-                f"-dev-listen-address={LOOPBACK}:{p}", "-dev-no-store-token"]
+        # No token here: /proc/<pid>/cmdline is readable by every local user. It goes in the environment.
+        return [binary, "server", "-dev", f"-dev-listen-address={LOOPBACK}:{p}", "-dev-no-store-token"]
 
     def ready(url: str) -> bool:
         return _http("GET", f"{url}/v1/sys/health", timeout=1.0)[0] == 200
 
     # The dev server must not pick up a developer's own Vault/OpenBao client settings.
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    clean["BAO_DEV_ROOT_TOKEN_ID"] = root_token  # `bao server -h`: same as -dev-root-token-id
     process, log, log_path, url = _launch("openbao", argv, log_dir, ready, port, timeout, env=clean)
     handle = OpenBaoServer(name="openbao", url=url, pid=process.pid, log_path=log_path, _process=process,
                            _log=log, root_token=root_token)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, SinkNotFound
 from ..lazy import IMPORT_LOCK
-from ..secret import Secret
+from ..secret import Secret, register
 from ..settings import AwsSettings, batching_enabled
 from .base import Ownership, Payload, Sink, SinkStatus
 from .ssm_rules import (
@@ -145,6 +145,14 @@ def ssm_client(settings: AwsSettings, retry: SsmRetryPolicy = DEFAULT_RETRY) -> 
                                   "set aws_region in the provider block, or AWS_REGION",
                                   attribute=("aws_region",)) from None
             raise ConfigError("Cannot configure the AWS SSM client", str(exc)) from None
+        try:  # credentials boto3 finds itself (profile files, SSO, instance metadata) are scrubbed too
+            found = session.get_credentials()
+            frozen = found.get_frozen_credentials() if found is not None else None
+        except BotoCoreError:
+            frozen = None  # the first call fails the same way, and says so
+        if frozen is not None:
+            register(frozen.secret_key or "")
+            register(frozen.token or "")
         _clients[key] = client
         return client
 

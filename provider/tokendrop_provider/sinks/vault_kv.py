@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError
 from ..lazy import IMPORT_LOCK
-from ..secret import Secret
+from ..secret import Secret, register
 from ..settings import VaultSettings
 from .base import Ownership, Payload, Sink, SinkStatus
 from .vault_rules import validate_field, validate_mount, validate_path
@@ -103,6 +103,7 @@ class _Connection:
                                    attribute=("vault_approle_role_id",)) from None
         except requests.RequestException as exc:
             raise SinkError(f"Cannot reach Vault at {s.address}", type(exc).__name__) from None
+        register(str(client.token or ""))  # the login's token is a credential too: scrub it
         lease = int(response.get("auth", {}).get("lease_duration") or 0)
         self._expires_at = time.monotonic() + lease if lease else None
 

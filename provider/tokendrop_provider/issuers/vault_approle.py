@@ -1,7 +1,8 @@
-"""HashiCorp Vault / OpenBao AppRole secret ids as tokens, through the provider's Vault connection (hvac).
+"""HashiCorp Vault / OpenBao AppRole secret ids as tokens, through the provider's Vault connection.
 
 The issuer Vault is the provider's own Vault settings (address, token or AppRole login, namespace):
-the same process-wide client the Vault KV sink uses (`sinks.vault_kv.vault_client`).
+the same process-wide connection the Vault KV sink uses (`vault.vault_connection`, which also sets
+the redirect and plain-http policy).
 
 Wire facts (reference/apis.md §3.3, AppRole notes; checked against OpenBao 2.7.2):
 
@@ -29,18 +30,18 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from ..delivery import rfc3339, split_description
 from ..errors import ConfigError, IssuerAuthError, IssuerError, IssuerNotFound, IssuerValidationError
-from ..lazy import IMPORT_LOCK
 from ..schema import APPROLE_MARKER_KEY
 from ..secret import Secret
 from ..settings import VaultSettings
 from ..validation import parse_duration
+from ..vault import VaultLoginFailed, VaultRedirectRefused, VaultUnreachable, vault_connection
 from .base import IssuedToken, MintedToken, TokenIssuer
 
 _NEVER = "0001-01-01T00:00:00Z"
@@ -113,18 +114,8 @@ class VaultAppRoleIssuer(TokenIssuer):
         destroying secret ids of this role; None when Vault would not say (capabilities-self denied)."""
         mount, role = split_scope(scope)
         paths = {f"auth/{mount}/role/{role}/{suffix}": needed for suffix, needed in REQUIRED_CAPABILITIES.items()}
-        try:
-            body = self._request("POST", "sys/capabilities-self", {"paths": list(paths)})
-        except IssuerAuthError:
-            return None
-        data = (body or {}).get("data") or body or {}
-        missing = []
-        for path, needed in paths.items():
-            held = set(data.get(path) or [])
-            if "root" in held:
-                continue
-            missing.extend((path, cap) for cap in needed if cap not in held)
-        return missing
+        with _as_issuer_errors():
+            return vault_connection(self.settings).missing_capabilities(paths)
 
     # -- TokenIssuer ------------------------------------------------------------------------------
 
@@ -230,23 +221,22 @@ class VaultAppRoleIssuer(TokenIssuer):
             raise
 
     def _request(self, method: str, path: str, body: Any = None, *, capability: str | None = None) -> Any:
-        with IMPORT_LOCK:  # lazy: requests and hvac load only when AppRole is used
-            import requests
+        with _as_issuer_errors():
+            reply = vault_connection(self.settings).request(method, path, body)
+        if reply.ok:
+            return reply.body
+        raise _error(method, path, reply.status, reply.message, capability)
 
-            from ..sinks.vault_kv import vault_client
 
-        url = "/v1/" + quote(path, safe="/")
-        try:
-            result = vault_client(self.settings).adapter.request(method, url, json=body, raise_exception=False)
-        except requests.RequestException as exc:
-            raise IssuerError(f"Cannot reach Vault at {self.settings.address}",
-                              f"{method} {path}: {type(exc).__name__}") from None
-        if isinstance(result, dict):
-            return result
-        status = int(getattr(result, "status_code", 0))
-        if 200 <= status < 300:
-            return _json(result)
-        raise _error(method, path, status, _message(result), capability)
+@contextmanager
+def _as_issuer_errors() -> Iterator[None]:
+    """Transport failures of the shared Vault connection, as issuer errors."""
+    try:
+        yield
+    except VaultLoginFailed as exc:
+        raise IssuerAuthError(exc.summary, exc.detail, attribute=exc.attribute) from None
+    except (VaultUnreachable, VaultRedirectRefused) as exc:
+        raise IssuerError(exc.summary, exc.detail) from None
 
 
 def vault_ttl(ttl: str) -> str:
@@ -255,28 +245,6 @@ def vault_ttl(ttl: str) -> str:
     if text == "0":
         return "0"
     return f"{int(parse_duration(text).total_seconds())}s"
-
-
-def _json(response: Any) -> Any:
-    try:
-        return response.json() if response.content else None
-    except ValueError:
-        return None
-
-
-def _message(response: Any) -> str:
-    doc = _json(response)
-    if isinstance(doc, dict):
-        errors = doc.get("errors")
-        if isinstance(errors, list) and errors:
-            text = "; ".join(str(e) for e in errors)
-        else:
-            text = str(((doc.get("data") or {}).get("error")) or "")
-    else:
-        text = ""
-    # Vault wraps messages as "1 error occurred:\n\t* permission denied\n\n".
-    return " ".join(part.strip("\t *") for part in text.splitlines()
-                    if part.strip("\t *") and not part.strip().endswith("error occurred:"))[:300]
 
 
 def _error(method: str, path: str, status: int, message: str, capability: str | None) -> IssuerError:

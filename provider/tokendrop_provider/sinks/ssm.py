@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..endpoints import check_ssm_endpoint
 from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, SinkNotFound
 from ..lazy import IMPORT_LOCK
 from ..secret import Secret
@@ -116,6 +117,7 @@ def ssm_client(settings: AwsSettings, retry: SsmRetryPolicy = DEFAULT_RETRY) -> 
             from botocore.exceptions import BotoCoreError, ProfileNotFound
 
         _silence_botocore_debug()
+        check_ssm_endpoint(settings)
         if bool(settings.access_key_id) != bool(settings.secret_access_key):
             raise ConfigError("Incomplete AWS credentials",
                               "aws_access_key_id and aws_secret_access_key must be set together",

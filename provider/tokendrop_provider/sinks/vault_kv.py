@@ -1,6 +1,7 @@
 """Vault KV v2 sink: one secret (mount + path) holding one delivered token under `field`.
 
-Wire facts this module relies on (reference/apis.md §4.1, checked against OpenBao 2.7.2):
+Wire facts this module relies on (docs/wire.md, section "Vault"; checked against OpenBao 2.7.2). Every
+call goes through the shared connection of `tokendrop_provider.vault` (plain-http and redirect policy):
 
 - The ownership record lives in the secret's `custom_metadata`: tokendrop_token_id, tokendrop_issuer,
   tokendrop_owner and tokendrop_version (the secret version the record describes).
@@ -11,7 +12,7 @@ Wire facts this module relies on (reference/apis.md §4.1, checked against OpenB
   token. `cas=0` still succeeds after a metadata-only write (current_version stays 0), so create
   keeps its create-only guarantee.
 - The record is written with a raw `POST <mount>/metadata/<path>` carrying only custom_metadata:
-  Vault leaves max_versions and delete_version_after alone (hvac's update_metadata would reset
+  Vault leaves max_versions and delete_version_after alone (a full metadata write would reset
   delete_version_after to "0s"). custom_metadata is replaced as a whole, so keys that are not ours
   are carried over.
 - `status()` reads `GET <mount>/metadata/<path>` only, never the data. A current version that is
@@ -21,28 +22,29 @@ Wire facts this module relies on (reference/apis.md §4.1, checked against OpenB
   any token with a capability under the mount may call.
 - `DELETE <mount>/metadata/<path>` answers 204 even when nothing is there: existence is read first.
 
-hvac is imported only inside the client factory.
+requests is imported only when the first Vault connection is made.
 """
 
 from __future__ import annotations
 
 import re
-import threading
-import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from typing import Any
 
 from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError
-from ..lazy import IMPORT_LOCK
 from ..secret import Secret
 from ..settings import VaultSettings
+from ..vault import (
+    VaultConnection,
+    VaultLoginFailed,
+    VaultRedirectRefused,
+    VaultUnreachable,
+    vault_connection,
+)
 from .base import Ownership, Payload, Sink, SinkStatus
 from .vault_rules import validate_field, validate_mount, validate_path
-
-if TYPE_CHECKING:
-    import hvac
 
 TOKEN_ID_KEY = "tokendrop_token_id"
 ISSUER_KEY = "tokendrop_issuer"
@@ -50,113 +52,19 @@ OWNER_KEY = "tokendrop_owner"
 VERSION_KEY = "tokendrop_version"
 _RECORD_PREFIX = "tokendrop_"
 _FRACTION = re.compile(r"(\.\d+)")
-_RELOGIN_MARGIN = 30.0  # seconds before an AppRole token's lease ends that we log in again
-
-# --- client factory ---------------------------------------------------------------------------
-
-
-class _Connection:
-    """One hvac client per settings, logged in with a token or AppRole, shared by every sink."""
-
-    def __init__(self, settings: VaultSettings) -> None:
-        self.settings = settings
-        self.lock = threading.Lock()
-        self.kv2_mounts: set[str] = set()  # mounts already checked to be KV v2
-        self._client: hvac.Client | None = None
-        self._expires_at: float | None = None  # monotonic time the AppRole token runs out
-
-    def client(self) -> hvac.Client:
-        with self.lock:
-            if self._client is None:
-                self._client = self._new_client()
-            elif self._expires_at is not None and time.monotonic() > self._expires_at - _RELOGIN_MARGIN:
-                self._approle_login(self._client)
-            return self._client
-
-    def _new_client(self) -> hvac.Client:
-        s = self.settings
-        with IMPORT_LOCK:  # lazy: a provider that never touches Vault never pays for hvac
-            import hvac
-
-        client = hvac.Client(url=s.address, token=s.token.reveal() if s.token else None,
-                             namespace=s.namespace, verify=s.ca_cert or not s.skip_verify, timeout=30)
-        if s.token is None:
-            self._approle_login(client)
-        return client
-
-    def _approle_login(self, client: hvac.Client) -> None:
-        import hvac.exceptions
-        import requests
-
-        s = self.settings
-        if not s.approle_role_id or not s.approle_secret_id:  # _connection() checked: cannot happen
-            raise ConfigError("Vault AppRole credentials are incomplete",
-                              attribute=("vault_approle_role_id",))
-        try:
-            response = client.auth.approle.login(role_id=s.approle_role_id,
-                                                 secret_id=s.approle_secret_id.reveal(),
-                                                 mount_point=s.approle_mount)
-        except hvac.exceptions.VaultError as exc:
-            raise SinkAccessDenied("Vault AppRole login failed",
-                                   f"auth/{s.approle_mount}/login answered: {_vault_message(exc)}. Check "
-                                   "vault_approle_role_id, vault_approle_secret_id and vault_approle_mount",
-                                   attribute=("vault_approle_role_id",)) from None
-        except requests.RequestException as exc:
-            raise SinkError(f"Cannot reach Vault at {s.address}", type(exc).__name__) from None
-        lease = int(response.get("auth", {}).get("lease_duration") or 0)
-        self._expires_at = time.monotonic() + lease if lease else None
-
-
-_connections: dict[VaultSettings, _Connection] = {}
-_connections_lock = threading.Lock()
-
-
-def _connection(settings: VaultSettings) -> _Connection:
-    if not settings.address:
-        raise ConfigError("Vault address is not configured",
-                          "set vault_address in the provider block, or VAULT_ADDR",
-                          attribute=("vault_address",))
-    if settings.token is None:
-        if not settings.approle_role_id and not settings.approle_secret_id:
-            raise ConfigError("Vault credentials are not configured",
-                              "set vault_token in the provider block (or VAULT_TOKEN), or "
-                              "vault_approle_role_id and vault_approle_secret_id for AppRole login",
-                              attribute=("vault_token",))
-        if not settings.approle_role_id or not settings.approle_secret_id:
-            missing = "vault_approle_role_id" if not settings.approle_role_id else "vault_approle_secret_id"
-            raise ConfigError("Incomplete Vault AppRole credentials",
-                              f"{missing} is not set; AppRole login needs both the role id and a secret id",
-                              attribute=(missing,))
-    with _connections_lock:
-        connection = _connections.get(settings)
-        if connection is None:
-            connection = _connections[settings] = _Connection(settings)
-        return connection
-
-
-def vault_client(settings: VaultSettings) -> hvac.Client:
-    """The process-wide hvac client for these settings (created and logged in on first use)."""
-    return _connection(settings).client()
-
-
-def clear_client_cache() -> None:
-    """Forget cached clients (tests; or after credentials were rotated in-process)."""
-    with _connections_lock:
-        _connections.clear()
-
 
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _vault_message(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if errors:
-        text = "; ".join(str(e) for e in errors)
-    else:
-        text = str(exc.args[0]) if exc.args and exc.args[0] else type(exc).__name__
-    # Vault wraps messages as "1 error occurred:\n\t* permission denied\n\n".
-    return " ".join(part.strip("\t *") for part in text.splitlines() if part.strip("\t *")
-                    and not part.strip().endswith("error occurred:"))
+@contextmanager
+def _as_sink_errors() -> Iterator[None]:
+    """Transport failures of the shared Vault connection, as the sink errors callers expect."""
+    try:
+        yield
+    except VaultLoginFailed as exc:
+        raise SinkAccessDenied(exc.summary, exc.detail, attribute=exc.attribute) from None
+    except (VaultUnreachable, VaultRedirectRefused) as exc:
+        raise SinkError(exc.summary, exc.detail) from None
 
 
 def _record(ownership: Ownership, version: int) -> dict[str, str]:
@@ -251,69 +159,48 @@ class VaultKvSink(Sink):
         """(path, capability) pairs this provider's Vault token lacks for delivering here, checked with
         sys/capabilities-self (read-only; what `terraform plan` uses to fail before anything is minted).
         None when Vault would not say."""
-        import hvac.exceptions
-
         connection = self._ready()
-        paths = {self._policy_path(kind): needed for kind, needed in self.NEEDED_CAPABILITIES.items()}
-        try:
-            body = connection.client().adapter.request("POST", "/v1/sys/capabilities-self",
-                                                        json={"paths": list(paths)})
-        except hvac.exceptions.VaultError:
-            return None
-        data = (body or {}).get("data") or body or {} if isinstance(body, dict) else {}
-        missing = []
-        for path, needed in paths.items():
-            held = set(data.get(path) or [])
-            if "root" not in held:
-                missing.extend((path, capability) for capability in needed if capability not in held)
-        return missing
+        with _as_sink_errors():
+            return connection.missing_capabilities(
+                {self._policy_path(kind): needed for kind, needed in self.NEEDED_CAPABILITIES.items()})
 
     # -- internals
-
-    def _api(self, kind: str) -> str:
-        return f"/v1/{quote(self.mount)}/{kind}/{quote(self.path)}"
 
     def _policy_path(self, kind: str) -> str:
         return f"{self.mount}/{kind}/{self.path}"
 
     def _request(self, method: str, kind: str, capability: str, *, json: Any = None,
-                 allow_missing: bool = False, connection: _Connection | None = None) -> Any:
-        """One HTTP call through hvac's adapter, with errors mapped to typed sink errors."""
-        import hvac.exceptions
-        import requests
-
+                 allow_missing: bool = False, connection: VaultConnection | None = None) -> Any:
+        """One call on <mount>/<kind>/<path>, with Vault's answers mapped to typed sink errors."""
         connection = connection or self._ready()
-        try:
-            response = connection.client().adapter.request(method, self._api(kind), json=json)
-        except hvac.exceptions.InvalidPath:
+        path = self._policy_path(kind)
+        with _as_sink_errors():
+            reply = connection.request(method, path, json)
+        if reply.ok:
+            return reply.body
+        message = reply.message
+        if reply.status == 404:
             if allow_missing:
                 return None
-            raise SinkError(f"Vault has no {self._policy_path(kind)}", f"{method} answered 404") from None
-        except hvac.exceptions.Forbidden as exc:
+            raise SinkError(f"Vault has no {path}", f"{method} answered 404")
+        if reply.status == 403:
             raise SinkAccessDenied(
-                f"Vault denied {capability} on {self._policy_path(kind)} ({self.address})",
-                f"the token needs the {capability!r} capability on path \"{self._policy_path(kind)}\" "
-                f"(Vault said: {_vault_message(exc)})") from None
-        except hvac.exceptions.InvalidRequest as exc:
-            message = _vault_message(exc)
+                f"Vault denied {capability} on {path} ({self.address})",
+                f"the token needs the {capability!r} capability on path \"{path}\" (Vault said: "
+                f"{message or 'permission denied'})")
+        if reply.status == 400:
             if "check-and-set" in message:
-                raise SinkConflict(f"{self.address} changed under us", message) from None
-            raise SinkError(f"Vault rejected {method} {self._policy_path(kind)}", message) from None
-        except hvac.exceptions.VaultError as exc:
-            raise SinkError(f"Vault {method} {self._policy_path(kind)} failed",
-                            f"{type(exc).__name__}: {_vault_message(exc)}") from None
-        except requests.RequestException as exc:
-            raise SinkError(f"Cannot reach Vault at {self.settings.address}",
-                            f"{method} {self._policy_path(kind)}: {str(exc)[:300]}") from None
-        return response if isinstance(response, dict) else None
+                raise SinkConflict(f"{self.address} changed under us", message)
+            raise SinkError(f"Vault rejected {method} {path}", message)
+        raise SinkError(f"Vault {method} {path} failed", f"HTTP {reply.status}" + (f": {message}" if message else ""))
 
-    def _ready(self) -> _Connection:
+    def _ready(self) -> VaultConnection:
         """The connection, after checking once per process that the mount is KV v2."""
-        connection = _connection(self.settings)
+        with _as_sink_errors():
+            connection = vault_connection(self.settings)
         if self.mount in connection.kv2_mounts:
             return connection
-        body = self._mount_info(connection)
-        data = (body or {}).get("data") or {}
+        data = self._mount_info(connection)
         found = str(data.get("path", "")).rstrip("/")
         if found != self.mount:
             raise ConfigError(f"{self.mount!r} is not a Vault mount point",
@@ -328,31 +215,26 @@ class VaultKvSink(Sink):
         connection.kv2_mounts.add(self.mount)
         return connection
 
-    def _mount_info(self, connection: _Connection) -> dict[str, Any] | None:
-        import hvac.exceptions
-        import requests
-
-        try:
-            response = connection.client().adapter.request(
-                "GET", f"/v1/sys/internal/ui/mounts/{quote(self.mount)}")
-        except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidPath) as exc:
+    def _mount_info(self, connection: VaultConnection) -> dict[str, Any]:
+        with _as_sink_errors():
+            reply = connection.request("GET", f"sys/internal/ui/mounts/{self.mount}")
+        if reply.status in (403, 404):
             # Vault answers 403 both for a missing mount and for a token with no access under it.
             raise SinkAccessDenied(f"Vault mount {self.mount!r} does not exist or the token cannot use it",
-                                   f"sys/internal/ui/mounts/{self.mount} answered: {_vault_message(exc)}. "
-                                   f"Enable a KV v2 engine at {self.mount!r} or grant the token access to "
-                                   f"{self._policy_path('data')}", attribute=("mount",)) from None
-        except hvac.exceptions.VaultError as exc:
-            raise SinkError(f"Cannot check Vault mount {self.mount!r}", _vault_message(exc)) from None
-        except requests.RequestException as exc:
-            raise SinkError(f"Cannot reach Vault at {self.settings.address}", type(exc).__name__) from None
-        return response if isinstance(response, dict) else None
+                                   f"sys/internal/ui/mounts/{self.mount} answered: "
+                                   f"{reply.message or reply.status}. Enable a KV v2 engine at {self.mount!r} "
+                                   f"or grant the token access to {self._policy_path('data')}",
+                                   attribute=("mount",))
+        if not reply.ok:
+            raise SinkError(f"Cannot check Vault mount {self.mount!r}", reply.message or f"HTTP {reply.status}")
+        return reply.data
 
-    def _read_metadata(self, connection: _Connection | None = None) -> dict[str, Any] | None:
+    def _read_metadata(self, connection: VaultConnection | None = None) -> dict[str, Any] | None:
         body = self._request("GET", "metadata", "read", allow_missing=True, connection=connection)
         return None if body is None else dict(body.get("data") or {})
 
     def _write_record(self, custom_metadata: Mapping[str, str], capability: str,
-                      connection: _Connection) -> None:
+                      connection: VaultConnection) -> None:
         self._request("POST", "metadata", capability, json={"custom_metadata": dict(custom_metadata)},
                       connection=connection)
 
@@ -368,7 +250,7 @@ class VaultKvSink(Sink):
         raise SinkError("Nothing to deliver", "the payload is empty")
 
     def _write_data(self, data: dict[str, str], cas: int, capability: str,
-                    connection: _Connection) -> int:
+                    connection: VaultConnection) -> int:
         body = self._request("POST", "data", capability, json={"options": {"cas": cas}, "data": data},
                              connection=connection)
         return int(((body or {}).get("data") or {}).get("version") or 0)
@@ -381,7 +263,7 @@ class VaultKvSink(Sink):
                 f"{own.owner}.")
 
     def _undo_record(self, existed: bool, previous: Mapping[str, Any] | None, ownership: Ownership,
-                     connection: _Connection) -> None:
+                     connection: VaultConnection) -> None:
         """After a failed data write, take our record back (best effort, never masks the error)."""
         try:
             meta = self._read_metadata(connection)

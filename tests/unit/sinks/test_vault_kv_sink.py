@@ -25,7 +25,8 @@ from tokendrop_provider.sandbox.servers import (
 from tokendrop_provider.secret import Secret
 from tokendrop_provider.settings import VaultSettings
 from tokendrop_provider.sinks.base import Ownership
-from tokendrop_provider.sinks.vault_kv import VaultKvSink, vault_client
+from tokendrop_provider.sinks.vault_kv import VaultKvSink
+from tokendrop_provider.vault import vault_connection
 
 OWN = Ownership(token_id="at-111", issuer="tfe", owner="1a2b3c4d5e6f")
 NEXT = Ownership(token_id="at-222", issuer="tfe", owner="1a2b3c4d5e6f")
@@ -358,10 +359,10 @@ def test_approle_login(openbao_server, vault_kv_mount):
 
 
 def test_one_cached_client_per_settings(vault_settings, openbao_server):
-    assert vault_client(vault_settings) is vault_client(vault_settings)
+    assert vault_connection(vault_settings) is vault_connection(vault_settings)
     other = VaultSettings(address=openbao_server.url, token=Secret(openbao_server.root_token),
                           namespace=None, approle_mount="other")
-    assert vault_client(other) is not vault_client(vault_settings)
+    assert vault_connection(other) is not vault_connection(vault_settings)
 
 
 def test_unreachable_vault_is_a_sink_error(vault_kv_mount):

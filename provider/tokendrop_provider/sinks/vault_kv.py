@@ -50,7 +50,11 @@ TOKEN_ID_KEY = "tokendrop_token_id"
 ISSUER_KEY = "tokendrop_issuer"
 OWNER_KEY = "tokendrop_owner"
 VERSION_KEY = "tokendrop_version"
+# Written by tokendrop besides the record, so that destroy never removes what someone else wrote:
+CREATED_KEY = "tokendrop_created"  # "true": tokendrop created the secret where nothing was
+WRITTEN_KEY = "tokendrop_versions"  # versions tokendrop's writes are confirmed to have created, "1-3,5"
 _RECORD_PREFIX = "tokendrop_"
+_MAX_WRITTEN_TEXT = 500  # custom_metadata values are limited to 512 bytes
 _FRACTION = re.compile(r"(\.\d+)")
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -67,9 +71,97 @@ def _as_sink_errors() -> Iterator[None]:
         raise SinkError(exc.summary, exc.detail) from None
 
 
-def _record(ownership: Ownership, version: int) -> dict[str, str]:
-    return {TOKEN_ID_KEY: ownership.token_id, ISSUER_KEY: ownership.issuer,
-            OWNER_KEY: ownership.owner, VERSION_KEY: str(version)}
+def _record(ownership: Ownership, version: int, previous: Mapping[str, Any] | None) -> dict[str, str]:
+    """Our record for a write that will create `version`, on top of the metadata `previous` (None when
+    the path is empty). The record it replaces, if it described the current version, is confirmed:
+    its version joins the written list (a record whose write never landed names a version that
+    someone else may write later, so it is never counted)."""
+    written = _written(previous)
+    record = {TOKEN_ID_KEY: ownership.token_id, ISSUER_KEY: ownership.issuer,
+              OWNER_KEY: ownership.owner, VERSION_KEY: str(version)}
+    if written:  # Vault refuses empty custom_metadata values
+        record[WRITTEN_KEY] = _ranges_text(written)
+    custom = (previous or {}).get("custom_metadata") or {}
+    if previous is None or custom.get(CREATED_KEY) == "true" or (
+            not (previous.get("versions") or {}) and not _foreign_keys(custom)):
+        record[CREATED_KEY] = "true"  # nothing there, or only our own interrupted create
+    return record
+
+
+def _written(meta: Mapping[str, Any] | None) -> set[int]:
+    """Versions at this path that tokendrop wrote: the confirmed list, plus the version the current
+    record describes when it is the current version."""
+    if meta is None:
+        return set()
+    custom = meta.get("custom_metadata") or {}
+    written = _parse_ranges(str(custom.get(WRITTEN_KEY) or ""))
+    own = _parse_record(custom)
+    current = int(meta.get("current_version") or 0)
+    if own is not None and own.version is not None and own.version == current and current > 0:
+        written.add(current)
+    return written
+
+
+def _parse_ranges(text: str) -> set[int]:
+    versions: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, _, last = part.partition("-")
+        try:
+            versions.update(range(int(first), int(last or first) + 1))
+        except ValueError:
+            continue  # not ours to interpret: counts as not written by us
+    return versions
+
+
+def _ranges_text(versions: set[int]) -> str:
+    """"1-3,5" for {1, 2, 3, 5}; the oldest ranges are dropped if the text would outgrow the value limit
+    (those versions are then kept on destroy, never someone else's removed)."""
+    ranges: list[str] = []
+    ordered = sorted(versions)
+    start = prev = None
+    for version in [*ordered, None]:
+        if prev is not None and version != prev + 1:
+            ranges.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if start is None:
+            start = version
+        prev = version
+    while ranges and len(",".join(ranges)) > _MAX_WRITTEN_TEXT:
+        ranges.pop(0)
+    return ",".join(ranges)
+
+
+def _foreign_keys(custom_metadata: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in custom_metadata if not k.startswith(_RECORD_PREFIX))
+
+
+def _version_state(info: Mapping[str, Any]) -> str:
+    if info.get("destroyed"):
+        return "destroyed"
+    return "deleted" if _deleted(info.get("deletion_time")) else "live"
+
+
+def _occupant(meta: Mapping[str, Any] | None) -> str | None:
+    """What is at the path that tokendrop did not write, in words; None when nothing is."""
+    if meta is None:
+        return None
+    versions = {int(v): info or {} for v, info in (meta.get("versions") or {}).items()}
+    custom = meta.get("custom_metadata") or {}
+    foreign_versions = sorted(set(versions) - _written(meta))
+    foreign_keys = _foreign_keys(custom)
+    if not foreign_versions and not foreign_keys and (versions or _parse_record(custom) is not None):
+        return None
+    parts = []
+    if versions:
+        latest = max(versions)
+        parts.append(f"{len(versions)} version{'s' if len(versions) != 1 else ''} "
+                     f"({len(foreign_versions)} not written by tokendrop; the latest, {latest}, is "
+                     f"{_version_state(versions[latest])})")
+    else:
+        parts.append("metadata without versions")
+    if foreign_keys:
+        parts.append(f"custom_metadata {', '.join(foreign_keys)}")
+    return " and ".join(parts)
 
 
 def _parse_record(custom_metadata: Mapping[str, Any] | None) -> Ownership | None:
@@ -109,11 +201,12 @@ def _status_of(meta: Mapping[str, Any] | None) -> SinkStatus:
     current = int(meta.get("current_version") or 0)
     ownership = _parse_record(meta.get("custom_metadata"))
     if current == 0:  # metadata only (e.g. a create interrupted after the record was written)
-        return SinkStatus(exists=False, ownership=ownership)
+        return SinkStatus(exists=False, ownership=ownership, occupant=_occupant(meta))
     info = (meta.get("versions") or {}).get(str(current)) or {}
     live = not info.get("destroyed") and not _deleted(info.get("deletion_time"))
     return SinkStatus(exists=live, version=current, ownership=ownership,
-                      ownership_current=ownership is not None and ownership.version == current)
+                      ownership_current=ownership is not None and ownership.version == current,
+                      occupant=_occupant(meta))
 
 
 # --- the sink -----------------------------------------------------------------------------------
@@ -145,7 +238,9 @@ class VaultKvSink(Sink):
         """The Vault policy (HCL) the provider's token needs for this sink."""
         return (f'path "{self.mount}/data/{self.path}" {{ capabilities = ["create", "update"] }}\n'
                 f'path "{self.mount}/metadata/{self.path}" '
-                '{ capabilities = ["create", "read", "update", "delete"] }\n')
+                '{ capabilities = ["create", "read", "update", "delete"] }\n'
+                # Destroy of a secret tokendrop did not create destroys only its own versions.
+                f'path "{self.mount}/destroy/{self.path}" {{ capabilities = ["update"] }}\n')
 
     def read_policy(self) -> str:
         """The Vault policy (HCL) a consumer needs to read the delivered token."""
@@ -306,7 +401,7 @@ class VaultKvSink(Sink):
                 raise SinkConflict(f"{self.address} is reserved by another tokendrop resource",
                                    f"its metadata names resource {own.owner} (an interrupted create); two "
                                    "resources cannot deliver to one secret", attribute=("path",))
-        self._write_record(_merged(previous, _record(ownership, 1)), "update" if meta else "create",
+        self._write_record(_merged(previous, _record(ownership, 1, meta)), "update" if meta else "create",
                            connection)
         try:
             return self._write_data(data, 0, "create", connection)
@@ -328,7 +423,8 @@ class VaultKvSink(Sink):
                                f"expected version {expected_version}, found {current}."
                                f"{self._owner_text(status)}")
         previous = meta.get("custom_metadata")
-        self._write_record(_merged(previous, _record(ownership, expected_version + 1)), "update", connection)
+        self._write_record(_merged(previous, _record(ownership, expected_version + 1, meta)), "update",
+                           connection)
         try:
             return self._write_data(data, expected_version, "update", connection)
         except SinkError:
@@ -336,16 +432,47 @@ class VaultKvSink(Sink):
             raise
 
     def delete(self, expected_token_id: str | None) -> bool:
+        """Remove what we wrote. The whole secret (metadata and every version) only when tokendrop
+        created it from empty and nobody else has written to it since; otherwise destroy only the
+        versions tokendrop wrote (for `expected_token_id` None, an imported secret: its current
+        version), keep the rest and the metadata, and say so in `warnings`."""
+        self.warnings = []
         connection = self._ready()
         meta = self._read_metadata(connection)
         if meta is None:
             return False
+        status = _status_of(meta)
+        custom = meta.get("custom_metadata") or {}
         if expected_token_id is not None:
-            status = _status_of(meta)
             own = status.ownership
             if own is None or own.token_id != expected_token_id:
                 return False  # someone else's value is never deleted
             if own.version is not None and status.version is not None and status.version > own.version:
                 return False  # a newer version was written after our record: not ours any more
-        self._request("DELETE", "metadata", "delete", connection=connection)
+            ours = _written(meta)
+        else:
+            ours = {status.version} if status.version else set()
+        if expected_token_id is not None and custom.get(CREATED_KEY) == "true" and status.occupant is None:
+            self._request("DELETE", "metadata", "delete", connection=connection)
+            return True
+        present = {int(v): info or {} for v, info in (meta.get("versions") or {}).items()}
+        to_destroy = sorted(v for v in ours if v in present and not present[v].get("destroyed"))
+        if to_destroy:
+            try:
+                self._request("POST", "destroy", "update", json={"versions": to_destroy}, connection=connection)
+            except SinkAccessDenied as exc:  # the token the versions hold is revoked next: warn, go on
+                self.warnings.append(f"{self.address}: versions {', '.join(map(str, to_destroy))} (written by "
+                                     f"tokendrop) were not destroyed: {exc.detail}")
+                to_destroy = []
+        kept = {k: str(v) for k, v in custom.items() if not k.startswith(_RECORD_PREFIX)}
+        if kept != custom:
+            self._write_record(kept, "update", connection)
+        others = sorted(set(present) - ours)
+        self.warnings.append(
+            f"{self.address}: destroyed only the version{'s' if len(to_destroy) != 1 else ''} tokendrop wrote "
+            f"({', '.join(map(str, to_destroy)) or 'none left'}) and kept the secret's metadata"
+            + (f" and versions {', '.join(map(str, others))}" if others else "")
+            + ", because tokendrop did not create this secret from empty"
+            + (f" (it holds {status.occupant})" if status.occupant else "")
+            + ". Delete it yourself if nobody needs it (vault kv metadata delete).")
         return True

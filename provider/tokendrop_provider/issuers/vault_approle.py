@@ -32,6 +32,7 @@ import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,32 @@ _MESSAGE_ATTRIBUTES: Sequence[tuple[str, tuple[str, ...]]] = (
     ("num_uses", ("num_uses",)),
     ("metadata", ("metadata",)),
 )
+
+
+@dataclass(frozen=True)
+class RoleLimits:
+    """What a role allows its secret ids (0: no limit)."""
+
+    ttl_seconds: int
+    num_uses: int
+
+    def problem(self, ttl: object, num_uses: object) -> tuple[str, str] | None:
+        """(attribute, why) when Vault would refuse to mint with this ttl or num_uses: it refuses a
+        secret id that outlives or outnumbers the role's own limit, and 0 ("none") counts as more than
+        any limit. None when acceptable, or when the value is not known yet."""
+        if isinstance(ttl, str) and self.ttl_seconds:
+            seconds = 0 if ttl.strip() == "0" else int(parse_duration(ttl).total_seconds())
+            if seconds == 0 or seconds > self.ttl_seconds:
+                asked = "0 (no expiry)" if seconds == 0 else repr(ttl)
+                return "ttl", (f"ttl is {asked}, but the role's secret_id_ttl is {self.ttl_seconds}s: Vault refuses "
+                               f"a secret id that outlives it. Set ttl to at most {self.ttl_seconds}s, or leave it "
+                               "unset to get the role's own")
+        if isinstance(num_uses, int | float) and self.num_uses and (num_uses == 0 or num_uses > self.num_uses):
+            asked = "0 (unlimited)" if num_uses == 0 else str(int(num_uses))
+            return "num_uses", (f"num_uses is {asked}, but the role's secret_id_num_uses is {self.num_uses}: "
+                                f"Vault refuses more uses than that. Set num_uses to 1..{self.num_uses}, or "
+                                "leave it unset to get the role's own")
+        return None
 
 
 def split_scope(scope: str) -> tuple[str, str]:
@@ -108,6 +135,20 @@ class VaultAppRoleIssuer(TokenIssuer):
         with self._lock:
             self._role_ids[scope] = role_id
         return role_id
+
+    def role_limits(self, scope: str) -> RoleLimits | None:
+        """The role's secret_id_ttl and secret_id_num_uses (GET auth/<mount>/role/<role>); None when the
+        provider's token may not read the role (the limits are then found by Vault at apply)."""
+        try:
+            body = self._call("GET", scope, "", "read")
+        except (IssuerAuthError, IssuerNotFound):
+            return None
+        data = (body or {}).get("data") or {}
+        try:
+            return RoleLimits(ttl_seconds=int(data.get("secret_id_ttl") or 0),
+                              num_uses=int(data.get("secret_id_num_uses") or 0))
+        except (TypeError, ValueError):
+            return None
 
     def missing_capabilities(self, scope: str) -> list[tuple[str, str]] | None:
         """(path, capability) pairs the provider's token lacks for minting, refreshing, sweeping and
@@ -212,7 +253,7 @@ class VaultAppRoleIssuer(TokenIssuer):
               missing_ok: bool = False) -> dict[str, Any] | None:
         """One call under auth/<mount>/role/<role>/, errors named by path and capability."""
         mount, role = split_scope(scope)
-        path = f"auth/{mount}/role/{role}/{suffix}"
+        path = f"auth/{mount}/role/{role}" + (f"/{suffix}" if suffix else "")
         try:
             return self._request(method, path, body, capability=capability)
         except IssuerNotFound as err:
@@ -249,6 +290,10 @@ def vault_ttl(ttl: str) -> str:
 
 def _error(method: str, path: str, status: int, message: str, capability: str | None) -> IssuerError:
     lowered = message.lower()
+    if status == 403 and "invalid secret id accessor" in lowered:
+        # Vault's destroy-by-accessor when the accessor entry outlived its secret id (used up, expired
+        # and tidied): the secret id is already gone. Not a missing capability.
+        return IssuerNotFound(f"{path}: the secret id is already gone", message, status=status)
     if status == 403:
         needed = f"the {capability!r} capability on path \"{path}\"" if capability else f"access to \"{path}\""
         said = message or "permission denied"

@@ -226,11 +226,19 @@ class Delivery:
         return live
 
     def _check_ownership(self, target: Target, status: SinkStatus) -> None:
-        if not status.exists or target.adopt_existing:
-            return
         own = status.ownership
-        if own is not None and target.owns(own):
-            return  # ours: a token that has since died; overwrite it
+        if target.adopt_existing or (own is not None and target.owns(own)):
+            return  # adopted, or ours: a token that has since died (or was deleted); overwrite it
+        if not status.exists and status.occupant:
+            # No readable value, but versions or metadata someone else wrote: writing there would
+            # make them part of a secret tokendrop then thinks it owns.
+            raise SinkConflict(f"{target.sink.address} is not empty",
+                               f"{target.sink.address} holds {status.occupant}. tokendrop delivers only to an "
+                               "empty location. Remove what is there, point this resource at another sink, or "
+                               "set adopt_existing = true to write there (destroy then removes only the versions "
+                               "tokendrop wrote).", ("deliver_to",))
+        if not status.exists:
+            return
         if own is None:
             who = "a value that tokendrop did not write"
         else:

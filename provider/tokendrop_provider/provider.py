@@ -10,9 +10,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from . import schema
+from . import schema, vault
 from .attributes import ProviderSchema, validate_config
 from .delivery import Delivery, Listings
+from .endpoints import check_ssm_endpoint
 from .errors import ConfigError
 from .lazy import IMPORT_LOCK
 from .resources.base import Resource
@@ -104,33 +105,19 @@ class ProviderCore:
                               "variable.", ("tokenvault_api_key",))
 
     def check_vault_settings(self, what: str) -> None:
-        """Vault address and credentials are set; `what` says who needs them (for the message)."""
-        vault = self.require_configured().vault
-        if not vault.address:
-            raise ConfigError("Vault address is not configured",
-                              f"{what} needs vault_address in the provider block or VAULT_ADDR.", ("vault_address",))
-        if vault.token is None and not (vault.approle_role_id and vault.approle_secret_id):
-            raise ConfigError("Vault credentials are not configured",
-                              f"{what} needs vault_token (or VAULT_TOKEN), or vault_approle_role_id and "
-                              "vault_approle_secret_id for an AppRole login.", ("vault_token",))
+        """Vault address (https, or http on loopback) and credentials are set; `what` says who needs them."""
+        vault.check_settings(self.require_configured().vault, what)
 
     def check_sink_settings(self, deliver_to: Mapping[str, object]) -> None:
         settings = self.require_configured()
-        if isinstance(deliver_to.get("ssm"), Mapping) and not self.memo(("aws-region", settings.aws.profile),
-                                                                          lambda: _aws_region(settings.aws)):
-            raise ConfigError("AWS region is not configured",
-                              "deliver_to.ssm needs a region: set aws_region in the provider block, or AWS_REGION "
-                              "(or a region in your AWS profile).", ("aws_region",))
+        if isinstance(deliver_to.get("ssm"), Mapping):
+            check_ssm_endpoint(settings.aws)
+            if not self.memo(("aws-region", settings.aws.profile), lambda: _aws_region(settings.aws)):
+                raise ConfigError("AWS region is not configured",
+                                  "deliver_to.ssm needs a region: set aws_region in the provider block, or "
+                                  "AWS_REGION (or a region in your AWS profile).", ("aws_region",))
         if isinstance(deliver_to.get("vault_kv"), Mapping):
-            vault = settings.vault
-            if not vault.address:
-                raise ConfigError("Vault address is not configured",
-                                  "deliver_to.vault_kv needs vault_address in the provider block or VAULT_ADDR.",
-                                  ("vault_address",))
-            if vault.token is None and not (vault.approle_role_id and vault.approle_secret_id):
-                raise ConfigError("Vault credentials are not configured",
-                                  "Set vault_token (or VAULT_TOKEN), or vault_approle_role_id and "
-                                  "vault_approle_secret_id for an AppRole login.", ("vault_token",))
+            self.check_vault_settings("deliver_to.vault_kv")
 
     def memo(self, key: object, compute: Callable[[], T]) -> T:
         """A value computed once per process (e.g. "does this pool exist?" during one plan)."""

@@ -1,7 +1,8 @@
-"""HashiCorp Vault / OpenBao AppRole secret ids as tokens, through the provider's Vault connection (hvac).
+"""HashiCorp Vault / OpenBao AppRole secret ids as tokens, through the provider's Vault connection.
 
 The issuer Vault is the provider's own Vault settings (address, token or AppRole login, namespace):
-the same process-wide client the Vault KV sink uses (`sinks.vault_kv.vault_client`).
+the same process-wide connection the Vault KV sink uses (`vault.vault_connection`, which also sets
+the redirect and plain-http policy).
 
 Wire facts (reference/apis.md §3.3, AppRole notes; checked against OpenBao 2.7.2):
 
@@ -29,18 +30,19 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from ..delivery import rfc3339, split_description
 from ..errors import ConfigError, IssuerAuthError, IssuerError, IssuerNotFound, IssuerValidationError
-from ..lazy import IMPORT_LOCK
 from ..schema import APPROLE_MARKER_KEY
 from ..secret import Secret
 from ..settings import VaultSettings
 from ..validation import parse_duration
+from ..vault import VaultLoginFailed, VaultRedirectRefused, VaultUnreachable, vault_connection
 from .base import IssuedToken, MintedToken, TokenIssuer
 
 _NEVER = "0001-01-01T00:00:00Z"
@@ -60,6 +62,32 @@ _MESSAGE_ATTRIBUTES: Sequence[tuple[str, tuple[str, ...]]] = (
     ("num_uses", ("num_uses",)),
     ("metadata", ("metadata",)),
 )
+
+
+@dataclass(frozen=True)
+class RoleLimits:
+    """What a role allows its secret ids (0: no limit)."""
+
+    ttl_seconds: int
+    num_uses: int
+
+    def problem(self, ttl: object, num_uses: object) -> tuple[str, str] | None:
+        """(attribute, why) when Vault would refuse to mint with this ttl or num_uses: it refuses a
+        secret id that outlives or outnumbers the role's own limit, and 0 ("none") counts as more than
+        any limit. None when acceptable, or when the value is not known yet."""
+        if isinstance(ttl, str) and self.ttl_seconds:
+            seconds = 0 if ttl.strip() == "0" else int(parse_duration(ttl).total_seconds())
+            if seconds == 0 or seconds > self.ttl_seconds:
+                asked = "0 (no expiry)" if seconds == 0 else repr(ttl)
+                return "ttl", (f"ttl is {asked}, but the role's secret_id_ttl is {self.ttl_seconds}s: Vault refuses "
+                               f"a secret id that outlives it. Set ttl to at most {self.ttl_seconds}s, or leave it "
+                               "unset to get the role's own")
+        if isinstance(num_uses, int | float) and self.num_uses and (num_uses == 0 or num_uses > self.num_uses):
+            asked = "0 (unlimited)" if num_uses == 0 else str(int(num_uses))
+            return "num_uses", (f"num_uses is {asked}, but the role's secret_id_num_uses is {self.num_uses}: "
+                                f"Vault refuses more uses than that. Set num_uses to 1..{self.num_uses}, or "
+                                "leave it unset to get the role's own")
+        return None
 
 
 def split_scope(scope: str) -> tuple[str, str]:
@@ -108,23 +136,27 @@ class VaultAppRoleIssuer(TokenIssuer):
             self._role_ids[scope] = role_id
         return role_id
 
+    def role_limits(self, scope: str) -> RoleLimits | None:
+        """The role's secret_id_ttl and secret_id_num_uses (GET auth/<mount>/role/<role>); None when the
+        provider's token may not read the role (the limits are then found by Vault at apply)."""
+        try:
+            body = self._call("GET", scope, "", "read")
+        except (IssuerAuthError, IssuerNotFound):
+            return None
+        data = (body or {}).get("data") or {}
+        try:
+            return RoleLimits(ttl_seconds=int(data.get("secret_id_ttl") or 0),
+                              num_uses=int(data.get("secret_id_num_uses") or 0))
+        except (TypeError, ValueError):
+            return None
+
     def missing_capabilities(self, scope: str) -> list[tuple[str, str]] | None:
         """(path, capability) pairs the provider's token lacks for minting, refreshing, sweeping and
         destroying secret ids of this role; None when Vault would not say (capabilities-self denied)."""
         mount, role = split_scope(scope)
         paths = {f"auth/{mount}/role/{role}/{suffix}": needed for suffix, needed in REQUIRED_CAPABILITIES.items()}
-        try:
-            body = self._request("POST", "sys/capabilities-self", {"paths": list(paths)})
-        except IssuerAuthError:
-            return None
-        data = (body or {}).get("data") or body or {}
-        missing = []
-        for path, needed in paths.items():
-            held = set(data.get(path) or [])
-            if "root" in held:
-                continue
-            missing.extend((path, cap) for cap in needed if cap not in held)
-        return missing
+        with _as_issuer_errors():
+            return vault_connection(self.settings).missing_capabilities(paths)
 
     # -- TokenIssuer ------------------------------------------------------------------------------
 
@@ -221,7 +253,7 @@ class VaultAppRoleIssuer(TokenIssuer):
               missing_ok: bool = False) -> dict[str, Any] | None:
         """One call under auth/<mount>/role/<role>/, errors named by path and capability."""
         mount, role = split_scope(scope)
-        path = f"auth/{mount}/role/{role}/{suffix}"
+        path = f"auth/{mount}/role/{role}" + (f"/{suffix}" if suffix else "")
         try:
             return self._request(method, path, body, capability=capability)
         except IssuerNotFound as err:
@@ -230,23 +262,22 @@ class VaultAppRoleIssuer(TokenIssuer):
             raise
 
     def _request(self, method: str, path: str, body: Any = None, *, capability: str | None = None) -> Any:
-        with IMPORT_LOCK:  # lazy: requests and hvac load only when AppRole is used
-            import requests
+        with _as_issuer_errors():
+            reply = vault_connection(self.settings).request(method, path, body)
+        if reply.ok:
+            return reply.body
+        raise _error(method, path, reply.status, reply.message, capability)
 
-            from ..sinks.vault_kv import vault_client
 
-        url = "/v1/" + quote(path, safe="/")
-        try:
-            result = vault_client(self.settings).adapter.request(method, url, json=body, raise_exception=False)
-        except requests.RequestException as exc:
-            raise IssuerError(f"Cannot reach Vault at {self.settings.address}",
-                              f"{method} {path}: {type(exc).__name__}") from None
-        if isinstance(result, dict):
-            return result
-        status = int(getattr(result, "status_code", 0))
-        if 200 <= status < 300:
-            return _json(result)
-        raise _error(method, path, status, _message(result), capability)
+@contextmanager
+def _as_issuer_errors() -> Iterator[None]:
+    """Transport failures of the shared Vault connection, as issuer errors."""
+    try:
+        yield
+    except VaultLoginFailed as exc:
+        raise IssuerAuthError(exc.summary, exc.detail, attribute=exc.attribute) from None
+    except (VaultUnreachable, VaultRedirectRefused) as exc:
+        raise IssuerError(exc.summary, exc.detail) from None
 
 
 def vault_ttl(ttl: str) -> str:
@@ -257,30 +288,12 @@ def vault_ttl(ttl: str) -> str:
     return f"{int(parse_duration(text).total_seconds())}s"
 
 
-def _json(response: Any) -> Any:
-    try:
-        return response.json() if response.content else None
-    except ValueError:
-        return None
-
-
-def _message(response: Any) -> str:
-    doc = _json(response)
-    if isinstance(doc, dict):
-        errors = doc.get("errors")
-        if isinstance(errors, list) and errors:
-            text = "; ".join(str(e) for e in errors)
-        else:
-            text = str(((doc.get("data") or {}).get("error")) or "")
-    else:
-        text = ""
-    # Vault wraps messages as "1 error occurred:\n\t* permission denied\n\n".
-    return " ".join(part.strip("\t *") for part in text.splitlines()
-                    if part.strip("\t *") and not part.strip().endswith("error occurred:"))[:300]
-
-
 def _error(method: str, path: str, status: int, message: str, capability: str | None) -> IssuerError:
     lowered = message.lower()
+    if status == 403 and "invalid secret id accessor" in lowered:
+        # Vault's destroy-by-accessor when the accessor entry outlived its secret id (used up, expired
+        # and tidied): the secret id is already gone. Not a missing capability.
+        return IssuerNotFound(f"{path}: the secret id is already gone", message, status=status)
     if status == 403:
         needed = f"the {capability!r} capability on path \"{path}\"" if capability else f"access to \"{path}\""
         said = message or "permission denied"

@@ -258,6 +258,7 @@ class TokenResource(Resource, abc.ABC):
                                           prior.get("previous_token_id"))  # type: ignore[arg-type]
         for note in notes:
             ctx.warn("Sink left in place", note)
+        self._sink_warnings(ctx, target)  # e.g. a secret kept because tokendrop did not create it
 
     # --- read -----------------------------------------------------------------------------------
 

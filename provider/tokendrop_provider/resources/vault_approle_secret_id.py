@@ -58,7 +58,8 @@ class VaultAppRoleSecretId(TokenResource):
 
     def check_issuer(self, ctx: Context, prior: State | None, planned: State) -> None:
         """The provider's Vault token may mint, look up, list and destroy secret ids of the role, and
-        read its role id: checked before anything is created (one capabilities-self call per role)."""
+        read its role id; the ttl and num_uses are within the role's limits (where the token may read
+        the role): checked before anything is created, once per role and process."""
         ctx.provider.check_vault_settings("tokendrop_vault_approle_secret_id (the issuing Vault)")
         role, mount = planned.get("role_name"), planned.get("mount")
         if not isinstance(role, str) or not isinstance(mount, str):
@@ -72,6 +73,12 @@ class VaultAppRoleSecretId(TokenResource):
                               f"The provider's Vault token lacks these capabilities:\n{lines}\nGrant them in a policy "
                               "of the token, or use another token. Nothing was created.", ("role_name",))
         ctx.provider.memo(("approle-role-id", scope), lambda: issuer.role_id(scope))  # the role exists
+        limits = ctx.provider.memo(("approle-limits", scope), lambda: issuer.role_limits(scope))
+        problem = limits.problem(planned.get("ttl"), planned.get("num_uses")) if limits else None
+        if problem:
+            attribute, why = problem
+            raise ConfigError(f"The role {role!r} does not allow this {attribute}", why + ". Nothing was created.",
+                              (attribute,))
 
     # --- import ---------------------------------------------------------------------------------
 

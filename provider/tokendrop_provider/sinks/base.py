@@ -41,6 +41,10 @@ class SinkStatus:
     # True when `ownership` describes the current version (always so for SSM, whose record is
     # written in the same call as the value).
     ownership_current: bool = False
+    # What the location holds that tokendrop did not write, in words ("3 versions (2 not written by
+    # tokendrop; the latest, 3, is deleted)"), even when no readable current version exists; None
+    # when nothing foreign is there. A create is refused where this is set, unless adopt_existing.
+    occupant: str | None = None
 
 
 class Sink(abc.ABC):

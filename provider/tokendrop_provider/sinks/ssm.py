@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..endpoints import check_ssm_endpoint
 from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, SinkNotFound
 from ..lazy import IMPORT_LOCK
 from ..secret import Secret, register
@@ -116,6 +117,7 @@ def ssm_client(settings: AwsSettings, retry: SsmRetryPolicy = DEFAULT_RETRY) -> 
             from botocore.exceptions import BotoCoreError, ProfileNotFound
 
         _silence_botocore_debug()
+        check_ssm_endpoint(settings)
         if bool(settings.access_key_id) != bool(settings.secret_access_key):
             raise ConfigError("Incomplete AWS credentials",
                               "aws_access_key_id and aws_secret_access_key must be set together",
@@ -623,19 +625,54 @@ class SsmSink(Sink):
         meta = self._metadata()
         if meta is None:
             return False
+        current = _status(meta)
         if expected_token_id is not None:
-            current = _status(meta)
             own = current.ownership
             if own is None or own.token_id != expected_token_id:
                 return False  # someone else's value is never deleted
             if own.version is not None and current.version is not None and current.version > own.version:
                 return False  # overwritten after our write (record kept by SSM): not ours any more
+        self.warnings = []
+        foreign = self._foreign_versions(current)
+        if foreign:
+            # DeleteParameter takes the whole history with it: someone else's versions would go too.
+            listed = ", ".join(map(str, foreign[:10])) + (" ..." if len(foreign) > 10 else "")
+            self.warnings.append(
+                f"{self.address} was left in place: version{'s' if len(foreign) > 1 else ''} {listed} "
+                f"{'were' if len(foreign) > 1 else 'was'} not written by tokendrop, and SSM can only delete a "
+                "parameter together with its whole history. The token it holds is revoked; delete the "
+                "parameter yourself if nobody needs its history (aws ssm delete-parameter).")
+            return False
         _SIBLINGS.forget(self._client(), self.name)
         try:
             self._call("DeleteParameter", Name=self.name)
         except SinkNotFound:
             return False
         return True
+
+    def _foreign_versions(self, status: SinkStatus) -> list[int]:
+        """Versions in the parameter's history that tokendrop did not write: those whose Description
+        carries no tokendrop record naming that very version (SSM keeps the previous Description when
+        someone overwrites the value without one). GetParameterHistory without decryption: values
+        never leave SSM. A parameter whose current record names version 1 has no other version, so it
+        needs no history call."""
+        if status.ownership_current and status.version == 1:
+            return []
+        foreign: list[int] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"Name": self.name, "WithDecryption": False, "MaxResults": 50}
+            if token:
+                params["NextToken"] = token
+            page = self._call("GetParameterHistory", **params)
+            for entry in page.get("Parameters", []):
+                version = int(entry["Version"])
+                _, record = parse_description(entry.get("Description"))
+                if record is None or record.version != version:
+                    foreign.append(version)
+            token = page.get("NextToken")
+            if not token:
+                return sorted(foreign)
 
     def reconcile_settings(self) -> None:
         """Tags only (no new version); refuses a tier downgrade. See `pending_changes()`."""

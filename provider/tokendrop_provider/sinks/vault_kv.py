@@ -1,6 +1,7 @@
 """Vault KV v2 sink: one secret (mount + path) holding one delivered token under `field`.
 
-Wire facts this module relies on (reference/apis.md §4.1, checked against OpenBao 2.7.2):
+Wire facts this module relies on (docs/wire.md, section "Vault"; checked against OpenBao 2.7.2). Every
+call goes through the shared connection of `tokendrop_provider.vault` (plain-http and redirect policy):
 
 - The ownership record lives in the secret's `custom_metadata`: tokendrop_token_id, tokendrop_issuer,
   tokendrop_owner and tokendrop_version (the secret version the record describes).
@@ -11,7 +12,7 @@ Wire facts this module relies on (reference/apis.md §4.1, checked against OpenB
   token. `cas=0` still succeeds after a metadata-only write (current_version stays 0), so create
   keeps its create-only guarantee.
 - The record is written with a raw `POST <mount>/metadata/<path>` carrying only custom_metadata:
-  Vault leaves max_versions and delete_version_after alone (hvac's update_metadata would reset
+  Vault leaves max_versions and delete_version_after alone (a full metadata write would reset
   delete_version_after to "0s"). custom_metadata is replaced as a whole, so keys that are not ours
   are carried over.
 - `status()` reads `GET <mount>/metadata/<path>` only, never the data. A current version that is
@@ -21,148 +22,146 @@ Wire facts this module relies on (reference/apis.md §4.1, checked against OpenB
   any token with a capability under the mount may call.
 - `DELETE <mount>/metadata/<path>` answers 204 even when nothing is there: existence is read first.
 
-hvac is imported only inside the client factory.
+requests is imported only when the first Vault connection is made.
 """
 
 from __future__ import annotations
 
 import re
-import threading
-import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from typing import Any
 
 from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError
-from ..lazy import IMPORT_LOCK
-from ..secret import Secret, register
+from ..secret import Secret
 from ..settings import VaultSettings
+from ..vault import (
+    VaultConnection,
+    VaultLoginFailed,
+    VaultRedirectRefused,
+    VaultUnreachable,
+    vault_connection,
+)
 from .base import Ownership, Payload, Sink, SinkStatus
 from .vault_rules import validate_field, validate_mount, validate_path
-
-if TYPE_CHECKING:
-    import hvac
 
 TOKEN_ID_KEY = "tokendrop_token_id"
 ISSUER_KEY = "tokendrop_issuer"
 OWNER_KEY = "tokendrop_owner"
 VERSION_KEY = "tokendrop_version"
+# Written by tokendrop besides the record, so that destroy never removes what someone else wrote:
+CREATED_KEY = "tokendrop_created"  # "true": tokendrop created the secret where nothing was
+WRITTEN_KEY = "tokendrop_versions"  # versions tokendrop's writes are confirmed to have created, "1-3,5"
 _RECORD_PREFIX = "tokendrop_"
+_MAX_WRITTEN_TEXT = 500  # custom_metadata values are limited to 512 bytes
 _FRACTION = re.compile(r"(\.\d+)")
-_RELOGIN_MARGIN = 30.0  # seconds before an AppRole token's lease ends that we log in again
-
-# --- client factory ---------------------------------------------------------------------------
-
-
-class _Connection:
-    """One hvac client per settings, logged in with a token or AppRole, shared by every sink."""
-
-    def __init__(self, settings: VaultSettings) -> None:
-        self.settings = settings
-        self.lock = threading.Lock()
-        self.kv2_mounts: set[str] = set()  # mounts already checked to be KV v2
-        self._client: hvac.Client | None = None
-        self._expires_at: float | None = None  # monotonic time the AppRole token runs out
-
-    def client(self) -> hvac.Client:
-        with self.lock:
-            if self._client is None:
-                self._client = self._new_client()
-            elif self._expires_at is not None and time.monotonic() > self._expires_at - _RELOGIN_MARGIN:
-                self._approle_login(self._client)
-            return self._client
-
-    def _new_client(self) -> hvac.Client:
-        s = self.settings
-        with IMPORT_LOCK:  # lazy: a provider that never touches Vault never pays for hvac
-            import hvac
-
-        client = hvac.Client(url=s.address, token=s.token.reveal() if s.token else None,
-                             namespace=s.namespace, verify=s.ca_cert or not s.skip_verify, timeout=30)
-        if s.token is None:
-            self._approle_login(client)
-        return client
-
-    def _approle_login(self, client: hvac.Client) -> None:
-        import hvac.exceptions
-        import requests
-
-        s = self.settings
-        if not s.approle_role_id or not s.approle_secret_id:  # _connection() checked: cannot happen
-            raise ConfigError("Vault AppRole credentials are incomplete",
-                              attribute=("vault_approle_role_id",))
-        try:
-            response = client.auth.approle.login(role_id=s.approle_role_id,
-                                                 secret_id=s.approle_secret_id.reveal(),
-                                                 mount_point=s.approle_mount)
-        except hvac.exceptions.VaultError as exc:
-            raise SinkAccessDenied("Vault AppRole login failed",
-                                   f"auth/{s.approle_mount}/login answered: {_vault_message(exc)}. Check "
-                                   "vault_approle_role_id, vault_approle_secret_id and vault_approle_mount",
-                                   attribute=("vault_approle_role_id",)) from None
-        except requests.RequestException as exc:
-            raise SinkError(f"Cannot reach Vault at {s.address}", type(exc).__name__) from None
-        register(str(client.token or ""))  # the login's token is a credential too: scrub it
-        lease = int(response.get("auth", {}).get("lease_duration") or 0)
-        self._expires_at = time.monotonic() + lease if lease else None
-
-
-_connections: dict[VaultSettings, _Connection] = {}
-_connections_lock = threading.Lock()
-
-
-def _connection(settings: VaultSettings) -> _Connection:
-    if not settings.address:
-        raise ConfigError("Vault address is not configured",
-                          "set vault_address in the provider block, or VAULT_ADDR",
-                          attribute=("vault_address",))
-    if settings.token is None:
-        if not settings.approle_role_id and not settings.approle_secret_id:
-            raise ConfigError("Vault credentials are not configured",
-                              "set vault_token in the provider block (or VAULT_TOKEN), or "
-                              "vault_approle_role_id and vault_approle_secret_id for AppRole login",
-                              attribute=("vault_token",))
-        if not settings.approle_role_id or not settings.approle_secret_id:
-            missing = "vault_approle_role_id" if not settings.approle_role_id else "vault_approle_secret_id"
-            raise ConfigError("Incomplete Vault AppRole credentials",
-                              f"{missing} is not set; AppRole login needs both the role id and a secret id",
-                              attribute=(missing,))
-    with _connections_lock:
-        connection = _connections.get(settings)
-        if connection is None:
-            connection = _connections[settings] = _Connection(settings)
-        return connection
-
-
-def vault_client(settings: VaultSettings) -> hvac.Client:
-    """The process-wide hvac client for these settings (created and logged in on first use)."""
-    return _connection(settings).client()
-
-
-def clear_client_cache() -> None:
-    """Forget cached clients (tests; or after credentials were rotated in-process)."""
-    with _connections_lock:
-        _connections.clear()
-
 
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _vault_message(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if errors:
-        text = "; ".join(str(e) for e in errors)
+@contextmanager
+def _as_sink_errors() -> Iterator[None]:
+    """Transport failures of the shared Vault connection, as the sink errors callers expect."""
+    try:
+        yield
+    except VaultLoginFailed as exc:
+        raise SinkAccessDenied(exc.summary, exc.detail, attribute=exc.attribute) from None
+    except (VaultUnreachable, VaultRedirectRefused) as exc:
+        raise SinkError(exc.summary, exc.detail) from None
+
+
+def _record(ownership: Ownership, version: int, previous: Mapping[str, Any] | None) -> dict[str, str]:
+    """Our record for a write that will create `version`, on top of the metadata `previous` (None when
+    the path is empty). The record it replaces, if it described the current version, is confirmed:
+    its version joins the written list (a record whose write never landed names a version that
+    someone else may write later, so it is never counted)."""
+    written = _written(previous)
+    record = {TOKEN_ID_KEY: ownership.token_id, ISSUER_KEY: ownership.issuer,
+              OWNER_KEY: ownership.owner, VERSION_KEY: str(version)}
+    if written:  # Vault refuses empty custom_metadata values
+        record[WRITTEN_KEY] = _ranges_text(written)
+    custom = (previous or {}).get("custom_metadata") or {}
+    if previous is None or custom.get(CREATED_KEY) == "true" or (
+            not (previous.get("versions") or {}) and not _foreign_keys(custom)):
+        record[CREATED_KEY] = "true"  # nothing there, or only our own interrupted create
+    return record
+
+
+def _written(meta: Mapping[str, Any] | None) -> set[int]:
+    """Versions at this path that tokendrop wrote: the confirmed list, plus the version the current
+    record describes when it is the current version."""
+    if meta is None:
+        return set()
+    custom = meta.get("custom_metadata") or {}
+    written = _parse_ranges(str(custom.get(WRITTEN_KEY) or ""))
+    own = _parse_record(custom)
+    current = int(meta.get("current_version") or 0)
+    if own is not None and own.version is not None and own.version == current and current > 0:
+        written.add(current)
+    return written
+
+
+def _parse_ranges(text: str) -> set[int]:
+    versions: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, _, last = part.partition("-")
+        try:
+            versions.update(range(int(first), int(last or first) + 1))
+        except ValueError:
+            continue  # not ours to interpret: counts as not written by us
+    return versions
+
+
+def _ranges_text(versions: set[int]) -> str:
+    """"1-3,5" for {1, 2, 3, 5}; the oldest ranges are dropped if the text would outgrow the value limit
+    (those versions are then kept on destroy, never someone else's removed)."""
+    ranges: list[str] = []
+    ordered = sorted(versions)
+    start = prev = None
+    for version in [*ordered, None]:
+        if prev is not None and version != prev + 1:
+            ranges.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if start is None:
+            start = version
+        prev = version
+    while ranges and len(",".join(ranges)) > _MAX_WRITTEN_TEXT:
+        ranges.pop(0)
+    return ",".join(ranges)
+
+
+def _foreign_keys(custom_metadata: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in custom_metadata if not k.startswith(_RECORD_PREFIX))
+
+
+def _version_state(info: Mapping[str, Any]) -> str:
+    if info.get("destroyed"):
+        return "destroyed"
+    return "deleted" if _deleted(info.get("deletion_time")) else "live"
+
+
+def _occupant(meta: Mapping[str, Any] | None) -> str | None:
+    """What is at the path that tokendrop did not write, in words; None when nothing is."""
+    if meta is None:
+        return None
+    versions = {int(v): info or {} for v, info in (meta.get("versions") or {}).items()}
+    custom = meta.get("custom_metadata") or {}
+    foreign_versions = sorted(set(versions) - _written(meta))
+    foreign_keys = _foreign_keys(custom)
+    if not foreign_versions and not foreign_keys and (versions or _parse_record(custom) is not None):
+        return None
+    parts = []
+    if versions:
+        latest = max(versions)
+        parts.append(f"{len(versions)} version{'s' if len(versions) != 1 else ''} "
+                     f"({len(foreign_versions)} not written by tokendrop; the latest, {latest}, is "
+                     f"{_version_state(versions[latest])})")
     else:
-        text = str(exc.args[0]) if exc.args and exc.args[0] else type(exc).__name__
-    # Vault wraps messages as "1 error occurred:\n\t* permission denied\n\n".
-    return " ".join(part.strip("\t *") for part in text.splitlines() if part.strip("\t *")
-                    and not part.strip().endswith("error occurred:"))
-
-
-def _record(ownership: Ownership, version: int) -> dict[str, str]:
-    return {TOKEN_ID_KEY: ownership.token_id, ISSUER_KEY: ownership.issuer,
-            OWNER_KEY: ownership.owner, VERSION_KEY: str(version)}
+        parts.append("metadata without versions")
+    if foreign_keys:
+        parts.append(f"custom_metadata {', '.join(foreign_keys)}")
+    return " and ".join(parts)
 
 
 def _parse_record(custom_metadata: Mapping[str, Any] | None) -> Ownership | None:
@@ -202,11 +201,12 @@ def _status_of(meta: Mapping[str, Any] | None) -> SinkStatus:
     current = int(meta.get("current_version") or 0)
     ownership = _parse_record(meta.get("custom_metadata"))
     if current == 0:  # metadata only (e.g. a create interrupted after the record was written)
-        return SinkStatus(exists=False, ownership=ownership)
+        return SinkStatus(exists=False, ownership=ownership, occupant=_occupant(meta))
     info = (meta.get("versions") or {}).get(str(current)) or {}
     live = not info.get("destroyed") and not _deleted(info.get("deletion_time"))
     return SinkStatus(exists=live, version=current, ownership=ownership,
-                      ownership_current=ownership is not None and ownership.version == current)
+                      ownership_current=ownership is not None and ownership.version == current,
+                      occupant=_occupant(meta))
 
 
 # --- the sink -----------------------------------------------------------------------------------
@@ -238,7 +238,9 @@ class VaultKvSink(Sink):
         """The Vault policy (HCL) the provider's token needs for this sink."""
         return (f'path "{self.mount}/data/{self.path}" {{ capabilities = ["create", "update"] }}\n'
                 f'path "{self.mount}/metadata/{self.path}" '
-                '{ capabilities = ["create", "read", "update", "delete"] }\n')
+                '{ capabilities = ["create", "read", "update", "delete"] }\n'
+                # Destroy of a secret tokendrop did not create destroys only its own versions.
+                f'path "{self.mount}/destroy/{self.path}" {{ capabilities = ["update"] }}\n')
 
     def read_policy(self) -> str:
         """The Vault policy (HCL) a consumer needs to read the delivered token."""
@@ -252,69 +254,48 @@ class VaultKvSink(Sink):
         """(path, capability) pairs this provider's Vault token lacks for delivering here, checked with
         sys/capabilities-self (read-only; what `terraform plan` uses to fail before anything is minted).
         None when Vault would not say."""
-        import hvac.exceptions
-
         connection = self._ready()
-        paths = {self._policy_path(kind): needed for kind, needed in self.NEEDED_CAPABILITIES.items()}
-        try:
-            body = connection.client().adapter.request("POST", "/v1/sys/capabilities-self",
-                                                        json={"paths": list(paths)})
-        except hvac.exceptions.VaultError:
-            return None
-        data = (body or {}).get("data") or body or {} if isinstance(body, dict) else {}
-        missing = []
-        for path, needed in paths.items():
-            held = set(data.get(path) or [])
-            if "root" not in held:
-                missing.extend((path, capability) for capability in needed if capability not in held)
-        return missing
+        with _as_sink_errors():
+            return connection.missing_capabilities(
+                {self._policy_path(kind): needed for kind, needed in self.NEEDED_CAPABILITIES.items()})
 
     # -- internals
-
-    def _api(self, kind: str) -> str:
-        return f"/v1/{quote(self.mount)}/{kind}/{quote(self.path)}"
 
     def _policy_path(self, kind: str) -> str:
         return f"{self.mount}/{kind}/{self.path}"
 
     def _request(self, method: str, kind: str, capability: str, *, json: Any = None,
-                 allow_missing: bool = False, connection: _Connection | None = None) -> Any:
-        """One HTTP call through hvac's adapter, with errors mapped to typed sink errors."""
-        import hvac.exceptions
-        import requests
-
+                 allow_missing: bool = False, connection: VaultConnection | None = None) -> Any:
+        """One call on <mount>/<kind>/<path>, with Vault's answers mapped to typed sink errors."""
         connection = connection or self._ready()
-        try:
-            response = connection.client().adapter.request(method, self._api(kind), json=json)
-        except hvac.exceptions.InvalidPath:
+        path = self._policy_path(kind)
+        with _as_sink_errors():
+            reply = connection.request(method, path, json)
+        if reply.ok:
+            return reply.body
+        message = reply.message
+        if reply.status == 404:
             if allow_missing:
                 return None
-            raise SinkError(f"Vault has no {self._policy_path(kind)}", f"{method} answered 404") from None
-        except hvac.exceptions.Forbidden as exc:
+            raise SinkError(f"Vault has no {path}", f"{method} answered 404")
+        if reply.status == 403:
             raise SinkAccessDenied(
-                f"Vault denied {capability} on {self._policy_path(kind)} ({self.address})",
-                f"the token needs the {capability!r} capability on path \"{self._policy_path(kind)}\" "
-                f"(Vault said: {_vault_message(exc)})") from None
-        except hvac.exceptions.InvalidRequest as exc:
-            message = _vault_message(exc)
+                f"Vault denied {capability} on {path} ({self.address})",
+                f"the token needs the {capability!r} capability on path \"{path}\" (Vault said: "
+                f"{message or 'permission denied'})")
+        if reply.status == 400:
             if "check-and-set" in message:
-                raise SinkConflict(f"{self.address} changed under us", message) from None
-            raise SinkError(f"Vault rejected {method} {self._policy_path(kind)}", message) from None
-        except hvac.exceptions.VaultError as exc:
-            raise SinkError(f"Vault {method} {self._policy_path(kind)} failed",
-                            f"{type(exc).__name__}: {_vault_message(exc)}") from None
-        except requests.RequestException as exc:
-            raise SinkError(f"Cannot reach Vault at {self.settings.address}",
-                            f"{method} {self._policy_path(kind)}: {str(exc)[:300]}") from None
-        return response if isinstance(response, dict) else None
+                raise SinkConflict(f"{self.address} changed under us", message)
+            raise SinkError(f"Vault rejected {method} {path}", message)
+        raise SinkError(f"Vault {method} {path} failed", f"HTTP {reply.status}" + (f": {message}" if message else ""))
 
-    def _ready(self) -> _Connection:
+    def _ready(self) -> VaultConnection:
         """The connection, after checking once per process that the mount is KV v2."""
-        connection = _connection(self.settings)
+        with _as_sink_errors():
+            connection = vault_connection(self.settings)
         if self.mount in connection.kv2_mounts:
             return connection
-        body = self._mount_info(connection)
-        data = (body or {}).get("data") or {}
+        data = self._mount_info(connection)
         found = str(data.get("path", "")).rstrip("/")
         if found != self.mount:
             raise ConfigError(f"{self.mount!r} is not a Vault mount point",
@@ -329,31 +310,26 @@ class VaultKvSink(Sink):
         connection.kv2_mounts.add(self.mount)
         return connection
 
-    def _mount_info(self, connection: _Connection) -> dict[str, Any] | None:
-        import hvac.exceptions
-        import requests
-
-        try:
-            response = connection.client().adapter.request(
-                "GET", f"/v1/sys/internal/ui/mounts/{quote(self.mount)}")
-        except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidPath) as exc:
+    def _mount_info(self, connection: VaultConnection) -> dict[str, Any]:
+        with _as_sink_errors():
+            reply = connection.request("GET", f"sys/internal/ui/mounts/{self.mount}")
+        if reply.status in (403, 404):
             # Vault answers 403 both for a missing mount and for a token with no access under it.
             raise SinkAccessDenied(f"Vault mount {self.mount!r} does not exist or the token cannot use it",
-                                   f"sys/internal/ui/mounts/{self.mount} answered: {_vault_message(exc)}. "
-                                   f"Enable a KV v2 engine at {self.mount!r} or grant the token access to "
-                                   f"{self._policy_path('data')}", attribute=("mount",)) from None
-        except hvac.exceptions.VaultError as exc:
-            raise SinkError(f"Cannot check Vault mount {self.mount!r}", _vault_message(exc)) from None
-        except requests.RequestException as exc:
-            raise SinkError(f"Cannot reach Vault at {self.settings.address}", type(exc).__name__) from None
-        return response if isinstance(response, dict) else None
+                                   f"sys/internal/ui/mounts/{self.mount} answered: "
+                                   f"{reply.message or reply.status}. Enable a KV v2 engine at {self.mount!r} "
+                                   f"or grant the token access to {self._policy_path('data')}",
+                                   attribute=("mount",))
+        if not reply.ok:
+            raise SinkError(f"Cannot check Vault mount {self.mount!r}", reply.message or f"HTTP {reply.status}")
+        return reply.data
 
-    def _read_metadata(self, connection: _Connection | None = None) -> dict[str, Any] | None:
+    def _read_metadata(self, connection: VaultConnection | None = None) -> dict[str, Any] | None:
         body = self._request("GET", "metadata", "read", allow_missing=True, connection=connection)
         return None if body is None else dict(body.get("data") or {})
 
     def _write_record(self, custom_metadata: Mapping[str, str], capability: str,
-                      connection: _Connection) -> None:
+                      connection: VaultConnection) -> None:
         self._request("POST", "metadata", capability, json={"custom_metadata": dict(custom_metadata)},
                       connection=connection)
 
@@ -369,7 +345,7 @@ class VaultKvSink(Sink):
         raise SinkError("Nothing to deliver", "the payload is empty")
 
     def _write_data(self, data: dict[str, str], cas: int, capability: str,
-                    connection: _Connection) -> int:
+                    connection: VaultConnection) -> int:
         body = self._request("POST", "data", capability, json={"options": {"cas": cas}, "data": data},
                              connection=connection)
         return int(((body or {}).get("data") or {}).get("version") or 0)
@@ -382,7 +358,7 @@ class VaultKvSink(Sink):
                 f"{own.owner}.")
 
     def _undo_record(self, existed: bool, previous: Mapping[str, Any] | None, ownership: Ownership,
-                     connection: _Connection) -> None:
+                     connection: VaultConnection) -> None:
         """After a failed data write, take our record back (best effort, never masks the error)."""
         try:
             meta = self._read_metadata(connection)
@@ -425,7 +401,7 @@ class VaultKvSink(Sink):
                 raise SinkConflict(f"{self.address} is reserved by another tokendrop resource",
                                    f"its metadata names resource {own.owner} (an interrupted create); two "
                                    "resources cannot deliver to one secret", attribute=("path",))
-        self._write_record(_merged(previous, _record(ownership, 1)), "update" if meta else "create",
+        self._write_record(_merged(previous, _record(ownership, 1, meta)), "update" if meta else "create",
                            connection)
         try:
             return self._write_data(data, 0, "create", connection)
@@ -447,7 +423,8 @@ class VaultKvSink(Sink):
                                f"expected version {expected_version}, found {current}."
                                f"{self._owner_text(status)}")
         previous = meta.get("custom_metadata")
-        self._write_record(_merged(previous, _record(ownership, expected_version + 1)), "update", connection)
+        self._write_record(_merged(previous, _record(ownership, expected_version + 1, meta)), "update",
+                           connection)
         try:
             return self._write_data(data, expected_version, "update", connection)
         except SinkError:
@@ -455,16 +432,47 @@ class VaultKvSink(Sink):
             raise
 
     def delete(self, expected_token_id: str | None) -> bool:
+        """Remove what we wrote. The whole secret (metadata and every version) only when tokendrop
+        created it from empty and nobody else has written to it since; otherwise destroy only the
+        versions tokendrop wrote (for `expected_token_id` None, an imported secret: its current
+        version), keep the rest and the metadata, and say so in `warnings`."""
+        self.warnings = []
         connection = self._ready()
         meta = self._read_metadata(connection)
         if meta is None:
             return False
+        status = _status_of(meta)
+        custom = meta.get("custom_metadata") or {}
         if expected_token_id is not None:
-            status = _status_of(meta)
             own = status.ownership
             if own is None or own.token_id != expected_token_id:
                 return False  # someone else's value is never deleted
             if own.version is not None and status.version is not None and status.version > own.version:
                 return False  # a newer version was written after our record: not ours any more
-        self._request("DELETE", "metadata", "delete", connection=connection)
+            ours = _written(meta)
+        else:
+            ours = {status.version} if status.version else set()
+        if expected_token_id is not None and custom.get(CREATED_KEY) == "true" and status.occupant is None:
+            self._request("DELETE", "metadata", "delete", connection=connection)
+            return True
+        present = {int(v): info or {} for v, info in (meta.get("versions") or {}).items()}
+        to_destroy = sorted(v for v in ours if v in present and not present[v].get("destroyed"))
+        if to_destroy:
+            try:
+                self._request("POST", "destroy", "update", json={"versions": to_destroy}, connection=connection)
+            except SinkAccessDenied as exc:  # the token the versions hold is revoked next: warn, go on
+                self.warnings.append(f"{self.address}: versions {', '.join(map(str, to_destroy))} (written by "
+                                     f"tokendrop) were not destroyed: {exc.detail}")
+                to_destroy = []
+        kept = {k: str(v) for k, v in custom.items() if not k.startswith(_RECORD_PREFIX)}
+        if kept != custom:
+            self._write_record(kept, "update", connection)
+        others = sorted(set(present) - ours)
+        self.warnings.append(
+            f"{self.address}: destroyed only the version{'s' if len(to_destroy) != 1 else ''} tokendrop wrote "
+            f"({', '.join(map(str, to_destroy)) or 'none left'}) and kept the secret's metadata"
+            + (f" and versions {', '.join(map(str, others))}" if others else "")
+            + ", because tokendrop did not create this secret from empty"
+            + (f" (it holds {status.occupant})" if status.occupant else "")
+            + ". Delete it yourself if nobody needs it (vault kv metadata delete).")
         return True

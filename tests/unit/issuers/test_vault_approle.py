@@ -125,3 +125,76 @@ def test_capabilities_are_checked_and_a_forbidden_mint_names_path_and_capability
     assert full.missing_capabilities(scope) == []
     minted = full.mint(scope, "")
     assert full.revoke(scope, minted.token.id)
+
+
+# --- role limits and destroy of a secret id that is already gone (issue 11) --------------------
+
+
+@pytest.fixture
+def limited_role(openbao_server) -> str:
+    role = f"lim-{uuid.uuid4().hex[:8]}"
+    setup_sample_approle(openbao_server, role=role, secret_id_ttl="1h")
+    openbao_server.api("POST", f"auth/approle/role/{role}", {"secret_id_num_uses": 5})
+    return f"approle/{role}"
+
+
+def test_role_limits_match_what_vault_refuses(issuer, limited_role):
+    limits = issuer.role_limits(limited_role)
+    assert (limits.ttl_seconds, limits.num_uses) == (3600, 5)
+    cases = {("0", None): "ttl", ("2h", None): "ttl", ("30m", 0): "num_uses", ("30m", 6): "num_uses",
+             ("30m", 5): None, (None, 1): None, ("1h", None): None}
+    for (ttl, num_uses), attribute in cases.items():
+        problem = limits.problem(ttl, num_uses)
+        assert (problem[0] if problem else None) == attribute, (ttl, num_uses)
+        options = {k: v for k, v in (("ttl", ttl), ("num_uses", num_uses)) if v is not None}
+        if attribute is None:
+            minted = issuer.mint(limited_role, "", **options)
+            issuer.revoke(limited_role, minted.token.id)
+        else:  # the real Vault agrees: it refuses exactly what problem() flags
+            with pytest.raises(IssuerValidationError, match=attribute):
+                issuer.mint(limited_role, "", **options)
+
+
+def test_an_unlimited_role_allows_zero_and_an_unreadable_role_is_not_judged(issuer, openbao_server):
+    role = f"free-{uuid.uuid4().hex[:8]}"
+    setup_sample_approle(openbao_server, role=role, secret_id_ttl="0")
+    assert issuer.role_limits(f"approle/{role}").problem("0", 0) is None
+    no_read = limited(openbao_server, f"approle/{role}", {"secret-id": ["update"]})
+    assert no_read.role_limits(f"approle/{role}") is None
+
+
+@pytest.mark.parametrize(("body", "outcome"), [
+    (b'{"errors":["invalid secret id accessor"]}', False),
+    (b'{"errors":["1 error occurred:\\n\\t* permission denied\\n\\n"]}', IssuerAuthError),
+])
+def test_destroy_answered_403_invalid_accessor_means_already_gone(body, outcome):
+    """Vault (hashicorp/vault#19186) answers a destroy by accessor whose secret id entry is gone with 403
+    "invalid secret id accessor": already gone, not a missing capability. A real "permission denied"
+    still is one. OpenBao answers 500 instead, so a tiny server stands in for Vault's answer."""
+    import http.server
+    import threading
+
+    class Vault(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(403)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Vault)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        stub = VaultAppRoleIssuer(VaultSettings(address=f"http://127.0.0.1:{server.server_address[1]}",
+                                                token=Secret("hvs.stub")))
+        if outcome is False:
+            assert stub.revoke("approle/ci", "0c1d2e3f-0000-4000-8000-000000000001") is False
+        else:
+            with pytest.raises(outcome, match="permission denied"):
+                stub.revoke("approle/ci", "0c1d2e3f-0000-4000-8000-000000000001")
+    finally:
+        server.shutdown()
+        server.server_close()

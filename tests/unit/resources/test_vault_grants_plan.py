@@ -180,3 +180,18 @@ def test_keep_previous_for_zero_means_no_grace_period(service, openbao_server):
     assert planned["previous_token_id"] is None and planned["previous_revoke_after"] is None
     planned, _ = plan(service, APPROLE, prior, dict(prior, rotate_on={"epoch": "2"}, keep_previous_for="1h"))
     assert planned["previous_token_id"] == prior["id"]
+
+
+@pytest.mark.parametrize(("ttl", "num_uses", "attribute"), [("0", None, "ttl"), ("30m", 0, "num_uses")])
+def test_approle_ttl_or_num_uses_beyond_the_roles_limit_fails_the_plan(service, openbao_server, ttl, num_uses,
+                                                                       attribute):
+    role = setup_sample_approle(openbao_server, role="limited", secret_id_ttl="1h")["role"]
+    openbao_server.api("POST", f"auth/approle/role/{role}", {"secret_id_num_uses": 3})
+    config = full(APPROLE, role_name=role, mount="approle", ttl=ttl, num_uses=num_uses, deliver_to=SSM)
+    response = service.PlanResourceChange(pb.PlanResourceChange.Request(
+        type_name=APPROLE.type_name, prior_state=dynamic(None, APPROLE), proposed_new_state=dynamic(config, APPROLE),
+        config=dynamic(config, APPROLE)), None)
+    [diag] = response.diagnostics
+    assert diag.severity == pb.Diagnostic.Severity.ERROR and "does not allow this" in diag.summary
+    assert "Nothing was created" in diag.detail
+    assert [s.attribute_name for s in diag.attribute.steps] == [attribute]

@@ -208,10 +208,31 @@ def test_delete_only_what_names_our_token(ssm_settings):
     assert s.delete("at-111") is False
 
 
-def test_delete_without_expected_token_removes_anything(ssm_settings, raw):
+def test_delete_never_removes_a_history_holding_versions_tokendrop_did_not_write(ssm_settings, raw):
     raw.put_parameter(Name="/ci/agent/token", Value="theirs", Type="SecureString")
-    assert sink(ssm_settings).delete(None) is True
-    assert sink(ssm_settings).status().exists is False
+    s = sink(ssm_settings)
+    assert s.delete(None) is False
+    assert "version 1 was not written by tokendrop" in s.warnings[0]
+    s.replace(Secret(VALUE), OWN, expected_version=1)  # adopted: our version 2 on top of theirs
+    assert s.delete("at-111") is False and s.status().exists
+    assert raw.get_parameter_history(Name="/ci/agent/token")["Parameters"][0]["Version"] == 1
+
+
+def test_delete_removes_a_parameter_whose_whole_history_is_ours(ssm_settings, raw):
+    s = sink(ssm_settings)
+    s.create(Secret(VALUE), OWN)
+    s.replace(Secret(VALUE2), NEXT, expected_version=1)
+    assert s.delete("at-222") is True and s.warnings == []
+    assert s.status().exists is False
+
+
+def test_delete_keeps_a_parameter_someone_overwrote_in_between(ssm_settings, raw):
+    s = sink(ssm_settings)
+    s.create(Secret(VALUE), OWN)
+    raw.put_parameter(Name="/ci/agent/token", Value="theirs", Type="SecureString", Overwrite=True)
+    s.replace(Secret(VALUE2), NEXT, expected_version=2)  # a rotation over their version 2
+    assert s.delete("at-222") is False
+    assert "version 2 was not written" in s.warnings[0]
 
 
 # --- tier, policies, settings reconciliation ------------------------------------------------

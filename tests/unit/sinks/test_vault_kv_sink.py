@@ -25,7 +25,8 @@ from tokendrop_provider.sandbox.servers import (
 from tokendrop_provider.secret import Secret
 from tokendrop_provider.settings import VaultSettings
 from tokendrop_provider.sinks.base import Ownership
-from tokendrop_provider.sinks.vault_kv import VaultKvSink, vault_client
+from tokendrop_provider.sinks.vault_kv import VaultKvSink
+from tokendrop_provider.vault import vault_connection
 
 OWN = Ownership(token_id="at-111", issuer="tfe", owner="1a2b3c4d5e6f")
 NEXT = Ownership(token_id="at-222", issuer="tfe", owner="1a2b3c4d5e6f")
@@ -72,7 +73,8 @@ def test_create_writes_data_and_ownership_record(kv, openbao_server, vault_kv_mo
     assert data(openbao_server, vault_kv_mount) == {"token": VALUE}
     meta = metadata(openbao_server, vault_kv_mount)
     assert meta["custom_metadata"] == {"tokendrop_token_id": "at-111", "tokendrop_issuer": "tfe",
-                                       "tokendrop_owner": "1a2b3c4d5e6f", "tokendrop_version": "1"}
+                                       "tokendrop_owner": "1a2b3c4d5e6f", "tokendrop_version": "1",
+                                       "tokendrop_created": "true"}
     status = kv.status()
     assert (status.exists, status.version, status.ownership_current) == (True, 1, True)
     assert status.ownership == Ownership("at-111", "tfe", "1a2b3c4d5e6f", version=1)
@@ -256,6 +258,54 @@ def test_delete_without_expected_token(kv, openbao_server, vault_kv_mount):
     assert kv.status().exists is False
 
 
+def test_written_versions_are_kept_as_ranges():
+    from tokendrop_provider.sinks.vault_kv import _parse_ranges, _ranges_text
+
+    assert _ranges_text({1, 2, 3, 5, 7, 8}) == "1-3,5,7-8"
+    assert _parse_ranges("1-3,5,7-8") == {1, 2, 3, 5, 7, 8}
+    assert _parse_ranges("x,4") == {4}, "what we cannot read is not counted as ours"
+    many = set(range(1, 2000, 2))
+    assert len(_ranges_text(many)) <= 500 and max(_parse_ranges(_ranges_text(many))) == 1999
+
+
+@pytest.mark.parametrize("latest", ["deleted", "destroyed"])
+def test_versions_someone_else_wrote_are_an_occupant_even_when_the_latest_is_gone(kv, openbao_server,
+                                                                                   vault_kv_mount, latest):
+    for value in ("theirs-1", "theirs-2"):
+        openbao_server.api("POST", f"{vault_kv_mount}/data/{PATH}", {"data": {"token": value}})
+    if latest == "deleted":
+        openbao_server.api("DELETE", f"{vault_kv_mount}/data/{PATH}")
+    else:
+        openbao_server.api("PUT", f"{vault_kv_mount}/destroy/{PATH}", {"versions": [2]})
+    status = kv.status()
+    assert status.exists is False
+    assert status.occupant == f"2 versions (2 not written by tokendrop; the latest, 2, is {latest})"
+
+
+def test_custom_metadata_alone_is_an_occupant_and_our_own_writes_are_not(kv, openbao_server, vault_kv_mount):
+    kv.create(Secret(VALUE), OWN)
+    kv.replace(Secret(VALUE2), NEXT, expected_version=1)
+    assert kv.status().occupant is None
+    openbao_server.api("POST", f"{vault_kv_mount}/metadata/other", {"custom_metadata": {"team": "payments"}})
+    other = VaultKvSink(vault_kv_mount, "other", settings=kv.settings)
+    assert other.status().occupant == "metadata without versions and custom_metadata team"
+
+
+def test_delete_of_an_adopted_secret_destroys_only_our_versions(kv, openbao_server, vault_kv_mount):
+    openbao_server.api("POST", f"{vault_kv_mount}/metadata/{PATH}", {"custom_metadata": {"team": "payments"}})
+    openbao_server.api("POST", f"{vault_kv_mount}/data/{PATH}", {"data": {"token": "theirs"}})
+    kv.replace(Secret(VALUE), OWN, expected_version=1)  # what delivery does with adopt_existing
+    kv.replace(Secret(VALUE2), NEXT, expected_version=2)
+    assert metadata(openbao_server, vault_kv_mount)["custom_metadata"]["tokendrop_versions"] == "2"
+    assert kv.delete("at-222") is True
+    meta = metadata(openbao_server, vault_kv_mount)
+    assert meta["custom_metadata"] == {"team": "payments"}
+    assert [meta["versions"][v]["destroyed"] for v in ("1", "2", "3")] == [False, True, True]
+    assert "destroyed only the versions tokendrop wrote (2, 3)" in kv.warnings[0]
+    assert openbao_server.api("GET", f"{vault_kv_mount}/data/{PATH}?version=1")["data"]["data"] == {
+        "token": "theirs"}
+
+
 # --- access and mounts ------------------------------------------------------------------------
 
 
@@ -358,10 +408,10 @@ def test_approle_login(openbao_server, vault_kv_mount):
 
 
 def test_one_cached_client_per_settings(vault_settings, openbao_server):
-    assert vault_client(vault_settings) is vault_client(vault_settings)
+    assert vault_connection(vault_settings) is vault_connection(vault_settings)
     other = VaultSettings(address=openbao_server.url, token=Secret(openbao_server.root_token),
                           namespace=None, approle_mount="other")
-    assert vault_client(other) is not vault_client(vault_settings)
+    assert vault_connection(other) is not vault_connection(vault_settings)
 
 
 def test_unreachable_vault_is_a_sink_error(vault_kv_mount):

@@ -1,0 +1,74 @@
+"""The plain-http rule for endpoints that carry credentials or delivered values (endpoints.py): https
+anywhere, plain http on loopback only; a custom SSM endpoint is refused at plan time through the gRPC
+service, naming the setting, whether it came from the provider block or the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from fixtures.service import configured_service, dynamic, full
+from tokendrop_provider import schema
+from tokendrop_provider.endpoints import checked_endpoint
+from tokendrop_provider.errors import ConfigError
+from tokendrop_provider.plugin.gen import tfplugin6_pb2 as pb
+
+TOKEN = schema.TFE_AGENT_TOKEN
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("https://vault.example.com:8200/", "https://vault.example.com:8200"),
+    ("http://127.0.0.1:8200", "http://127.0.0.1:8200"),
+    ("http://127.5.0.1:8200", "http://127.5.0.1:8200"),
+    ("http://localhost:4566", "http://localhost:4566"),
+    ("http://[::1]:8200", "http://[::1]:8200"),
+])
+def test_https_anywhere_and_http_on_loopback_are_accepted(url, expected):
+    assert checked_endpoint(url, label="Vault address", setting="vault_address", carries="x") == expected
+
+
+@pytest.mark.parametrize(("url", "summary"), [
+    ("http://vault.example.com:8200", "Insecure Vault address"),
+    ("http://10.1.2.3:8200", "Insecure Vault address"),
+    ("http://127.0.0.1.nip.io:8200", "Insecure Vault address"),
+    ("http://[::ffff:10.0.0.1]:8200", "Insecure Vault address"),
+    ("ftp://vault.example.com", "Invalid Vault address"),
+    ("vault.example.com:8200", "Invalid Vault address"),
+    ("https://user:pw@vault.example.com", "Invalid Vault address"),
+])
+def test_other_endpoints_are_refused_naming_the_setting(url, summary):
+    with pytest.raises(ConfigError) as caught:
+        checked_endpoint(url, label="Vault address", setting="vault_address", carries="the token")
+    assert caught.value.summary == summary and caught.value.attribute == ("vault_address",)
+    assert "pw" not in str(caught.value)
+
+
+def _plan_ssm_delivery(fresh_tfe_emulator, **provider: str) -> pb.PlanResourceChange.Response:
+    svc = configured_service(tfe_address=fresh_tfe_emulator.url, tfe_token=fresh_tfe_emulator.sandbox_token,
+                             **provider)
+    pool = fresh_tfe_emulator.create_agent_pool("acme", "ssm-endpoint")
+    config = full(TOKEN, agent_pool_id=pool, deliver_to={"vault_kv": None, "ssm": {
+        "name": "/ci/token", "kms_key_id": None, "tier": None, "description": None, "tags": None}})
+    return svc.PlanResourceChange(pb.PlanResourceChange.Request(
+        type_name=TOKEN.type_name, prior_state=dynamic(None, TOKEN), proposed_new_state=dynamic(config, TOKEN),
+        config=dynamic(config, TOKEN)), None)
+
+
+def test_plain_http_ssm_endpoint_off_loopback_fails_the_plan(fresh_tfe_emulator):
+    response = _plan_ssm_delivery(fresh_tfe_emulator, aws_endpoint_url_ssm="http://ssm.internal.example:4566")
+    [diag] = response.diagnostics
+    assert diag.summary == "Insecure SSM endpoint" and "unencrypted" in diag.detail
+    assert [s.attribute_name for s in diag.attribute.steps] == ["aws_endpoint_url_ssm"]
+
+
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL"])
+def test_plain_http_ssm_endpoint_from_the_environment_fails_the_plan(fresh_tfe_emulator, monkeypatch, variable):
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SSM", raising=False)
+    monkeypatch.setenv(variable, "http://10.20.30.40:4566")
+    response = _plan_ssm_delivery(fresh_tfe_emulator)
+    assert [d.summary for d in response.diagnostics] == ["Insecure SSM endpoint"]
+    assert variable in response.diagnostics[0].detail
+
+
+def test_loopback_ssm_endpoint_plans(fresh_tfe_emulator):
+    response = _plan_ssm_delivery(fresh_tfe_emulator, aws_endpoint_url_ssm="http://127.0.0.1:4566")
+    assert not response.diagnostics

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError
+from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, SinkWriteUnknown
 from ..lazy import IMPORT_LOCK
 from ..secret import Secret
 from ..settings import VaultSettings
@@ -159,6 +159,22 @@ def _vault_message(exc: Exception) -> str:
                     and not part.strip().endswith("error occurred:"))
 
 
+class _Unanswered(SinkError):
+    """A request that reached Vault (or may have) without a usable answer: a 5xx, a read timeout, a
+    connection dropped after sending. A plain SinkError, unless the call stored a value."""
+
+
+def _sent(exc: Exception) -> bool:
+    """False only when the request surely never left: no connection could be made."""
+    import requests
+    import urllib3.exceptions
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return not isinstance(reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError)
+
+
 def _record(ownership: Ownership, version: int) -> dict[str, str]:
     return {TOKEN_ID_KEY: ownership.token_id, ISSUER_KEY: ownership.issuer,
             OWNER_KEY: ownership.owner, VERSION_KEY: str(version)}
@@ -277,10 +293,20 @@ class VaultKvSink(Sink):
         return f"{self.mount}/{kind}/{self.path}"
 
     def _request(self, method: str, kind: str, capability: str, *, json: Any = None,
-                 allow_missing: bool = False, connection: _Connection | None = None) -> Any:
-        """One HTTP call through hvac's adapter, with errors mapped to typed sink errors."""
+                 allow_missing: bool = False, connection: _Connection | None = None,
+                 stores_value: bool = False) -> Any:
+        """One HTTP call through hvac's adapter, with errors mapped to typed sink errors. With
+        `stores_value`, a failure after the request went out is `SinkWriteUnknown`."""
         import hvac.exceptions
         import requests
+
+        if stores_value:
+            try:
+                return self._request(method, kind, capability, json=json, connection=connection)
+            except _Unanswered as lost:
+                raise SinkWriteUnknown(f"No clear answer from Vault to {method} {self._policy_path(kind)}",
+                                       f"{lost.summary} ({lost.detail}). The request was sent, so the "
+                                       f"value may or may not have been stored in {self.address}") from None
 
         connection = connection or self._ready()
         try:
@@ -299,10 +325,17 @@ class VaultKvSink(Sink):
             if "check-and-set" in message:
                 raise SinkConflict(f"{self.address} changed under us", message) from None
             raise SinkError(f"Vault rejected {method} {self._policy_path(kind)}", message) from None
+        except (hvac.exceptions.InternalServerError, hvac.exceptions.BadGateway,
+                hvac.exceptions.VaultDown) as exc:
+            raise _Unanswered(f"Vault {method} {self._policy_path(kind)} failed",
+                              f"{type(exc).__name__}: {_vault_message(exc)}") from None
         except hvac.exceptions.VaultError as exc:
             raise SinkError(f"Vault {method} {self._policy_path(kind)} failed",
                             f"{type(exc).__name__}: {_vault_message(exc)}") from None
         except requests.RequestException as exc:
+            if _sent(exc):
+                raise _Unanswered(f"Cannot reach Vault at {self.settings.address}",
+                                  f"{method} {self._policy_path(kind)}: {str(exc)[:300]}") from None
             raise SinkError(f"Cannot reach Vault at {self.settings.address}",
                             f"{method} {self._policy_path(kind)}: {str(exc)[:300]}") from None
         return response if isinstance(response, dict) else None
@@ -370,7 +403,7 @@ class VaultKvSink(Sink):
     def _write_data(self, data: dict[str, str], cas: int, capability: str,
                     connection: _Connection) -> int:
         body = self._request("POST", "data", capability, json={"options": {"cas": cas}, "data": data},
-                             connection=connection)
+                             connection=connection, stores_value=True)
         return int(((body or {}).get("data") or {}).get("version") or 0)
 
     def _owner_text(self, status: SinkStatus) -> str:
@@ -428,6 +461,8 @@ class VaultKvSink(Sink):
                            connection)
         try:
             return self._write_data(data, 0, "create", connection)
+        except SinkWriteUnknown:
+            raise  # the value may be there: its record must stay, or the next apply cannot adopt it
         except SinkError:
             self._undo_record(meta is not None, previous, ownership, connection)
             raise
@@ -449,6 +484,8 @@ class VaultKvSink(Sink):
         self._write_record(_merged(previous, _record(ownership, expected_version + 1)), "update", connection)
         try:
             return self._write_data(data, expected_version, "update", connection)
+        except SinkWriteUnknown:
+            raise  # the value may be there: its record must stay
         except SinkError:
             self._undo_record(True, previous, ownership, connection)
             raise

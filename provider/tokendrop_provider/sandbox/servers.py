@@ -342,6 +342,7 @@ class _Rule:
     path: str | None
     target: str | None
     remaining: int
+    then_down: bool = False
 
     def matches(self, method: str, path: str, target: str) -> bool:
         return (self.remaining > 0 and (self.method is None or self.method == method)
@@ -366,6 +367,7 @@ class FaultProxy:
         self._rules: list[_Rule] = []
         self.seen: list[tuple[str, str, str, str | None]] = []
         self._open: set[socket.socket] = set()  # client connections, closed by stop()
+        self._down = False  # set by a rule with then_down: every later request is dropped
         self._server = http.server.ThreadingHTTPServer((LOOPBACK, port), self._handler_class())
         self._server.daemon_threads = True
         self.url = f"http://{LOOPBACK}:{self._server.server_address[1]}"
@@ -373,13 +375,16 @@ class FaultProxy:
         self._thread.start()
 
     def arm(self, mode: FaultMode, *, method: str | None = None, path: str | None = None,
-            target: str | None = None, count: int = 1) -> None:
+            target: str | None = None, count: int = 1, then_down: bool = False) -> None:
+        """Apply `mode` to the next `count` matching requests. With `then_down`, the server looks
+        unreachable after that (every later request is dropped unanswered) until `disarm()`."""
         with self._lock:
-            self._rules.append(_Rule(mode, method, path, target, count))
+            self._rules.append(_Rule(mode, method, path, target, count, then_down))
 
     def disarm(self) -> None:
         with self._lock:
             self._rules.clear()
+            self._down = False
 
     def faults(self) -> list[tuple[str, str, str, str]]:
         """The requests a fault was applied to."""
@@ -405,9 +410,13 @@ class FaultProxy:
 
     def _take(self, method: str, path: str, target: str) -> FaultMode | None:
         with self._lock:
+            if self._down:
+                self.seen.append((method, path, target, "drop_request"))
+                return "drop_request"
             rule = next((r for r in self._rules if r.matches(method, path, target)), None)
             if rule is not None:
                 rule.remaining -= 1
+                self._down = rule.then_down
             self.seen.append((method, path, target, rule.mode if rule else None))
             return rule.mode if rule else None
 

@@ -329,6 +329,11 @@ class Delivery:
         if after is not None:
             seen = (f"Reading it back showed version {after.version}, which does not name {token.id}; a write "
                     "still in flight may yet store it.")
+            try:  # a record written ahead of the value must not vouch for what lands there later
+                target.sink.abandon(target.ownership(token.id))
+            except Exception as undo_err:
+                log.warning("could not take back the record of %s at %s: %s", token.id, target.sink.address,
+                            _describe_failure(undo_err))
         log.warning("cannot tell whether %s reached %s: %s", token.id, target.sink.address, what)
         raise UnsettledWrite(
             f"Cannot tell whether {target.sink.address} now holds {token.id}",
@@ -418,6 +423,13 @@ class Delivery:
         except Exception as err:
             log.error("could not revoke %s: %s", token_id, err)
 
+    def retire_previous(self, target: Target, previous_id: str, current_id: str) -> list[str]:
+        """The previous token's time is over: revoke it, and any orphan of this sink. An unsettled write
+        (see `UnsettledWrite`) ends the apply before its sweep, so settling it here is the first chance
+        to revoke an orphan of an earlier crash. Returns the orphans revoked."""
+        self.revoke(target, previous_id)
+        return self.sweep(target, keep={current_id})
+
     def revoke(self, target: Target, token_id: str) -> bool:
         gone = target.issuer.revoke(target.scope, token_id)
         self.listings.note_revoked(token_id)
@@ -473,9 +485,14 @@ class Delivery:
         if not status.exists:
             return Health(token, "missing", status.version,
                           f"{target.sink.address} no longer exists (deleted outside tokendrop).")
-        if status.version == sink_version:
-            return Health(token, "delivered", status.version)
         own = status.ownership
+        # The version we recorded, unless our record says someone wrote after it: a write whose outcome
+        # was unknown records the version it would have created, and another writer can create it.
+        written_after = (own is not None and own.version is not None and status.version is not None
+                         and status.version > own.version)
+        holds_another = own is not None and status.ownership_current and own.token_id != token_id
+        if status.version == sink_version and not written_after and not holds_another:
+            return Health(token, "delivered", status.version)
         if (own is not None and status.ownership_current and own.owner == target.owner_record
                 and own.token_id != token_id):
             # Our own later write whose state was lost (a crash after the sink write of a rotation):

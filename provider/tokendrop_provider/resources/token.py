@@ -257,7 +257,11 @@ class TokenResource(Resource, abc.ABC):
             self._sink_warnings(ctx, target, delivered)
             return self._state_after(planned, target.sink.address, delivered)
         if prior.get("previous_token_id") and planned.get("previous_token_id") is None:
-            self.delivery(ctx).revoke(target, str(prior["previous_token_id"]))
+            orphans = self.delivery(ctx).retire_previous(target, str(prior["previous_token_id"]), str(prior["id"]))
+            if orphans:
+                ctx.warn("Revoked orphaned tokens",
+                         f"Revoked {', '.join(orphans)}: minted for {target.sink.address} by an interrupted run "
+                         "and never recorded in state.")
         if any(prior.get(name) != planned.get(name) for name in self.issuer_updatable):
             # Edited at the issuer; the marker stays in the description so orphan sweeps still work.
             target.issuer.update(target.scope, str(prior["id"]), issuer_description(target.description, target.marker),

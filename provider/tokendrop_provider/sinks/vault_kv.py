@@ -241,6 +241,9 @@ class VaultKvSink(Sink):
         self.path = path
         self.field = field
         self.settings = settings
+        # (secret existed, its custom_metadata before our record, our record) of the last write that got
+        # no clear answer: what `abandon` restores.
+        self._unanswered: tuple[bool, Mapping[str, Any] | None, Ownership] | None = None
 
     def __repr__(self) -> str:
         return f"VaultKvSink({self.mount!r}, {self.path!r}, field={self.field!r})"
@@ -462,7 +465,9 @@ class VaultKvSink(Sink):
         try:
             return self._write_data(data, 0, "create", connection)
         except SinkWriteUnknown:
-            raise  # the value may be there: its record must stay, or the next apply cannot adopt it
+            # The value may be there: its record must stay, or the next apply cannot adopt it.
+            self._unanswered = (meta is not None, previous, ownership)
+            raise
         except SinkError:
             self._undo_record(meta is not None, previous, ownership, connection)
             raise
@@ -485,10 +490,19 @@ class VaultKvSink(Sink):
         try:
             return self._write_data(data, expected_version, "update", connection)
         except SinkWriteUnknown:
-            raise  # the value may be there: its record must stay
+            self._unanswered = (True, previous, ownership)  # the value may be there: its record stays
+            raise
         except SinkError:
             self._undo_record(True, previous, ownership, connection)
             raise
+
+    def abandon(self, ownership: Ownership) -> None:
+        """Take back the record of an unanswered write that a read-back showed had not landed."""
+        if self._unanswered is None or self._unanswered[2] != ownership:
+            return
+        existed, previous, _ = self._unanswered
+        self._unanswered = None
+        self._undo_record(existed, previous, ownership, self._ready())
 
     def delete(self, expected_token_id: str | None) -> bool:
         connection = self._ready()

@@ -11,7 +11,12 @@ sink holds a live token and the issuer has exactly one live token per sink carry
   the resource that wrote it (resource type, scope, sink, description). A create finding its own
   fingerprint on a live token adopts it instead of minting (the previous run crashed after the sink
   write); a create finding someone else's record fails unless `adopt_existing` is set.
-- If the sink write fails, the token just minted is revoked before the error is reported.
+- If the sink refuses the write (a definite answer: conflict, access denied, invalid), the token just
+  minted is revoked before the error is reported. If the outcome of the write is unknown (the answer
+  was lost, a 5xx, any unexpected error), the sink is read back: a record naming our token means it
+  landed and the delivery finishes; otherwise the token is kept (the sink may hold it, or a write still
+  in flight may store it) and `UnsettledWrite` carries what is known for state, so the next apply
+  settles it. A token that a sink might hold is never revoked.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import SinkConflict, TokendropError
+from .errors import SinkConflict, SinkWriteUnknown, TokendropError
 from .issuers.base import IssuedToken, MintedToken, TokenIssuer
 from .settings import batching_enabled
 from .sinks.base import Ownership, Payload, Sink, SinkStatus
@@ -128,6 +133,26 @@ class Delivered:
     revoked: list[str] = field(default_factory=list)
 
 
+    # Things the user should know although the delivery succeeded (e.g. a lost answer, read back).
+    notes: list[str] = field(default_factory=list)
+
+
+class UnsettledWrite(SinkWriteUnknown):
+    """A sink write whose outcome could not be established, even by reading the sink back. The
+    token was kept; `delivered` is what state should record (the token and the sink version the
+    write would have created) so that the next refresh finds out whether the write landed."""
+
+    def __init__(self, summary: str, detail: str, delivered: Delivered) -> None:
+        super().__init__(summary, detail)
+        self.delivered = delivered
+
+
+def definite_refusal(err: BaseException) -> bool:
+    """The sink said no, so nothing was stored (conflict, denied, invalid, throttled past retries,
+    refused before sending). Anything else may have stored the value."""
+    return isinstance(err, TokendropError) and not isinstance(err, SinkWriteUnknown)
+
+
 @dataclass
 class Health:
     """What refresh found."""
@@ -186,6 +211,12 @@ class _ScopeListing:
             if self._value is None:
                 self._value = fetch()
             return self._value
+
+
+def _describe_failure(err: BaseException) -> str:
+    if isinstance(err, TokendropError):
+        return err.summary + (f": {err.detail}" if err.detail else "")
+    return type(err).__name__  # an unexpected error's text is not shown: it may quote the request
 
 
 def _expired(token: IssuedToken, now: datetime.datetime | None = None) -> bool:
@@ -257,19 +288,67 @@ class Delivery:
         self.listings.note_minted(minted.token.id)
         log.info("minted %s in %s", minted.token.id, target.scope)
         try:
-            payload = target.payload(minted)
-            ownership = target.ownership(minted.token.id)
-            target.sink.note_expiry(minted.token.expires_at)
-            if status.version is not None:  # exists, or a deleted/destroyed version is still current
-                version = target.sink.replace(payload, ownership, expected_version=status.version)
-            else:
-                version = target.sink.create(payload, ownership)
-        except BaseException as err:
+            version, notes = self._write(target, minted, status)
+        except UnsettledWrite:
+            raise  # kept: the sink may hold it
+        except Exception as err:
             self._revoke_after_failed_write(target, minted.token.id, err)
             raise
         log.info("delivered %s to %s version %s", minted.token.id, target.sink.address, version)
         revoked = self.sweep(target, keep=keep | {minted.token.id})
-        return Delivered(minted.token, version, revoked=revoked)
+        return Delivered(minted.token, version, revoked=revoked, notes=notes)
+
+    def _write(self, target: Target, minted: MintedToken, status: SinkStatus) -> tuple[int, list[str]]:
+        """Write the minted token to the sink: (version written, notes). A definite refusal is raised
+        as it is; after any other failure the sink is read back, and the write either counts as
+        landed or ends in `UnsettledWrite`."""
+        # A deleted/destroyed version that is still current is overwritten, as an existing one.
+        expected = 1 if status.version is None else status.version + 1
+        try:
+            payload = target.payload(minted)
+            ownership = target.ownership(minted.token.id)
+            target.sink.note_expiry(minted.token.expires_at)
+            if status.version is not None:
+                return target.sink.replace(payload, ownership, expected_version=status.version), []
+            return target.sink.create(payload, ownership), []
+        except Exception as err:
+            if definite_refusal(err):
+                raise
+            failure = err
+        return self._read_back(target, minted.token, expected, failure)
+
+    def _read_back(self, target: Target, token: IssuedToken, expected: int,
+                   failure: Exception) -> tuple[int, list[str]]:
+        what = _describe_failure(failure)
+        try:
+            after: SinkStatus | None = target.sink.status()
+            seen = ""
+        except Exception as read_err:  # the sink is still unreachable: nothing can be said
+            after = None
+            seen = f"Reading it back failed too ({_describe_failure(read_err)})."
+        own = after.ownership if after is not None else None
+        if (after is not None and after.exists and after.ownership_current and own is not None
+                and own.token_id == token.id and own.owner == target.owner_record and after.version == expected):
+            log.warning("the write of %s to %s failed (%s), but reading it back shows it landed",
+                        token.id, target.sink.address, what)
+            return after.version, [f"The answer to the write of {token.id} to {target.sink.address} was lost "
+                                   f"({what}); reading the sink back showed the token at version "
+                                   f"{after.version}, so it was kept."]
+        if after is not None:
+            seen = (f"Reading it back showed version {after.version}, which does not name {token.id}; a write "
+                    "still in flight may yet store it.")
+            try:  # a record written ahead of the value must not vouch for what lands there later
+                target.sink.abandon(target.ownership(token.id))
+            except Exception as undo_err:
+                log.warning("could not take back the record of %s at %s: %s", token.id, target.sink.address,
+                            _describe_failure(undo_err))
+        log.warning("cannot tell whether %s reached %s: %s", token.id, target.sink.address, what)
+        raise UnsettledWrite(
+            f"Cannot tell whether {target.sink.address} now holds {token.id}",
+            f"The write got no clear answer ({what}). {seen} The token was kept, not revoked, because the sink "
+            f"may hold it. State records it; the next apply settles it: it keeps {token.id} if "
+            f"{target.sink.address} holds it, and otherwise writes a new token and revokes {token.id}.",
+            Delivered(token, expected))
 
     def _revoke_after_failed_write(self, target: Target, token_id: str, err: BaseException) -> None:
         try:
@@ -297,7 +376,17 @@ class Delivery:
         if target.issuer.rotates_in_place:
             return self._rekey_and_write(target, current_id, status)
         keep = {current_id} if keep_previous_for else set()
-        delivered = self._mint_and_write(target, status, keep=keep)
+        try:
+            delivered = self._mint_and_write(target, status, keep=keep)
+        except UnsettledWrite as unsettled:
+            # The sink holds the current token or the new one: both stay alive. The current one
+            # becomes the previous token, revoked once the next apply has settled which one landed.
+            # The one before it cannot be in the sink any more.
+            if older_previous and older_previous != current_id:
+                self._revoke_quietly(target, older_previous)
+            unsettled.delivered.previous_token_id = current_id
+            unsettled.delivered.previous_revoke_after = rfc3339(now + (keep_previous_for or datetime.timedelta()))
+            raise
         if older_previous and older_previous != current_id:
             self._revoke(target, older_previous, delivered)
         if keep_previous_for:
@@ -316,20 +405,16 @@ class Delivery:
         self.listings.note_minted(token_id)
         log.info("rotated the key of %s in %s", token_id, target.scope)
         try:
-            payload = target.payload(minted)
-            ownership = target.ownership(minted.token.id)
-            target.sink.note_expiry(minted.token.expires_at)
-            if status.version is not None:
-                version = target.sink.replace(payload, ownership, expected_version=status.version)
-            else:
-                version = target.sink.create(payload, ownership)
+            version, notes = self._write(target, minted, status)
         except TokendropError as err:
+            holds = ("may hold the new key or the previous, now invalid one" if isinstance(err, UnsettledWrite)
+                     else "still holds that previous, now invalid key")
             err.detail += (f"\n\nThe key of {token_id} was already rotated, and rotating invalidates the previous "
-                           f"key at once: {target.sink.address} still holds that previous, now invalid key. Fix "
-                           "the sink and apply again; the next apply rotates the key again and delivers it.")
+                           f"key at once: {target.sink.address} {holds}. Fix the sink and apply again; the next "
+                           "apply rotates the key again and delivers it.")
             raise
         log.info("delivered the new key of %s to %s version %s", token_id, target.sink.address, version)
-        return Delivered(minted.token, version, revoked=self.sweep(target, keep={token_id}))
+        return Delivered(minted.token, version, revoked=self.sweep(target, keep={token_id}), notes=notes)
 
     def _revoke(self, target: Target, token_id: str, delivered: Delivered) -> None:
         if token_id in delivered.revoked:
@@ -337,6 +422,21 @@ class Delivery:
         target.issuer.revoke(target.scope, token_id)
         self.listings.note_revoked(token_id)
         delivered.revoked.append(token_id)
+
+    def _revoke_quietly(self, target: Target, token_id: str) -> None:
+        """Revoke while another error is being reported: a failure is logged, never raised (the token
+        carries our marker, so a later sweep gets it)."""
+        try:
+            self.revoke(target, token_id)
+        except Exception as err:
+            log.error("could not revoke %s: %s", token_id, err)
+
+    def retire_previous(self, target: Target, previous_id: str, current_id: str) -> list[str]:
+        """The previous token's time is over: revoke it, and any orphan of this sink. An unsettled write
+        (see `UnsettledWrite`) ends the apply before its sweep, so settling it here is the first chance
+        to revoke an orphan of an earlier crash. Returns the orphans revoked."""
+        self.revoke(target, previous_id)
+        return self.sweep(target, keep={current_id})
 
     def revoke(self, target: Target, token_id: str) -> bool:
         gone = target.issuer.revoke(target.scope, token_id)
@@ -393,9 +493,14 @@ class Delivery:
         if not status.exists:
             return Health(token, "missing", status.version,
                           f"{target.sink.address} no longer exists (deleted outside tokendrop).")
-        if status.version == sink_version:
-            return Health(token, "delivered", status.version)
         own = status.ownership
+        # The version we recorded, unless our record says someone wrote after it: a write whose outcome
+        # was unknown records the version it would have created, and another writer can create it.
+        written_after = (own is not None and own.version is not None and status.version is not None
+                         and status.version > own.version)
+        holds_another = own is not None and status.ownership_current and own.token_id != token_id
+        if status.version == sink_version and not written_after and not holds_another:
+            return Health(token, "delivered", status.version)
         if (own is not None and status.ownership_current and own.owner == target.owner_record
                 and own.token_id != token_id):
             # Our own later write whose state was lost (a crash after the sink write of a rotation):

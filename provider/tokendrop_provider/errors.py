@@ -66,3 +66,9 @@ class SinkNotFound(SinkError):
 
 class SinkAccessDenied(SinkError):
     """The credentials may not read or write the sink."""
+
+
+class SinkWriteUnknown(SinkError):
+    """A sink write whose outcome is unknown: the request went out, but no answer came back that says
+    whether the value was stored (read timeout, connection dropped after sending, a 5xx). The caller
+    must read the sink back before deciding, and must never treat it as "not written"."""

@@ -39,8 +39,13 @@ _TIMEOUT = (10.0, 30.0)  # connect, read
 
 
 class VaultUnreachable(TokendropError):
-    """No answer from Vault (connection refused, TLS failure, timeout). For a write, whether Vault
+    """No answer from Vault (connection refused, TLS failure, timeout). `sent` is False only when the
+    request surely never left (no connection could be made); otherwise, for a write, whether Vault
     stored it is unknown."""
+
+    def __init__(self, summary: str, detail: str = "", *, sent: bool = True) -> None:
+        super().__init__(summary, detail)
+        self.sent = sent
 
 
 class VaultRedirectRefused(TokendropError):
@@ -214,7 +219,7 @@ class VaultConnection:
                                            timeout=_TIMEOUT, allow_redirects=False)
             except requests.RequestException as exc:
                 raise VaultUnreachable(f"Cannot reach Vault at {self.address}",
-                                       f"{method} {path}: {type(exc).__name__}") from None
+                                       f"{method} {path}: {type(exc).__name__}", sent=_sent(exc)) from None
             if response.status_code not in (301, 302, 303, 307, 308):
                 return VaultReply(response.status_code, _json(response))
             target = urljoin(url, response.headers.get("Location", ""))
@@ -231,6 +236,17 @@ class VaultConnection:
             url = target
         raise VaultRedirectRefused(f"Vault at {self.address} redirected too often",
                                    f"{method} {path}: more than {MAX_REDIRECTS} redirects")
+
+
+def _sent(exc: Exception) -> bool:
+    """False only when the request surely never left: no connection could be made."""
+    import requests
+    import urllib3.exceptions
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return not isinstance(reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError)
 
 
 def _json(response: Any) -> dict[str, Any] | None:

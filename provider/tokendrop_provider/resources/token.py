@@ -12,12 +12,21 @@ import datetime
 from collections.abc import Mapping
 
 from ..attributes import dotted
-from ..delivery import Delivered, Delivery, Target, issuer_description, parse_time, rfc3339, split_description
+from ..delivery import (
+    Delivered,
+    Delivery,
+    Target,
+    UnsettledWrite,
+    issuer_description,
+    parse_time,
+    rfc3339,
+    split_description,
+)
 from ..errors import ConfigError, IssuerNotFound
 from ..issuers.base import IssuedToken, TokenIssuer
 from ..types import UNKNOWN, Unknown
 from ..validation import humanize, parse_duration
-from .base import Context, Path, Resource, State, changed_paths
+from .base import ApplyFailed, Context, Path, Resource, State, changed_paths
 
 TOKEN_COMPUTED = ("id", "sink_version", "created_at", "expires_at")
 
@@ -179,7 +188,9 @@ class TokenResource(Resource, abc.ABC):
         reasons = [f"{dotted(path)} changed" for path in changed_paths(self.schema.attributes, prior, planned,
                                                                          "rotate")]
         sink_status = prior.get("sink_status")
-        if sink_status and sink_status != "delivered":
+        if sink_status == "unknown":
+            reasons.append(f"the last write to the sink {prior.get('sink_address')} may not have landed")
+        elif sink_status and sink_status != "delivered":
             reasons.append(f"the sink {prior.get('sink_address')} is {sink_status} (found by refresh)")
         now = ctx.now()
         created = parse_time(prior.get("created_at"))  # type: ignore[arg-type]
@@ -200,7 +211,10 @@ class TokenResource(Resource, abc.ABC):
 
     def create(self, ctx: Context, planned: State) -> State:
         target = self.target(ctx, planned)
-        delivered = self.delivery(ctx).deliver(target)
+        try:
+            delivered = self.delivery(ctx).deliver(target)
+        except UnsettledWrite as unsettled:
+            raise self._unsettled(planned, target, unsettled) from None
         if delivered.adopted:
             ctx.warn("Adopted a token delivered by an interrupted run",
                      f"{target.sink.address} already held {delivered.token.id}, delivered by this resource in "
@@ -209,13 +223,22 @@ class TokenResource(Resource, abc.ABC):
             ctx.warn("Revoked orphaned tokens",
                      f"Revoked {', '.join(delivered.revoked)}: minted for {target.sink.address} by an "
                      "interrupted run and never recorded in state.")
-        self._sink_warnings(ctx, target)
+        self._sink_warnings(ctx, target, delivered)
         return self._state_after(planned, target.sink.address, delivered)
 
+    def _unsettled(self, planned: State, target: Target, unsettled: UnsettledWrite) -> ApplyFailed:
+        """The token may be in the sink: state records it with sink_status "unknown", so that the next
+        refresh compares the sink with it (and a failed create is replaced as tainted)."""
+        state = self._state_after(planned, target.sink.address, unsettled.delivered)
+        state["sink_status"] = "unknown"
+        return ApplyFailed(unsettled, state)
+
     @staticmethod
-    def _sink_warnings(ctx: Context, target: Target) -> None:
+    def _sink_warnings(ctx: Context, target: Target, delivered: Delivered | None = None) -> None:
         for warning in target.sink.warnings:
             ctx.warn(f"{target.sink.address}", warning)
+        for note in delivered.notes if delivered is not None else ():
+            ctx.warn(f"{target.sink.address}", note)
 
     def update(self, ctx: Context, prior: State, planned: State) -> State:
         target = self.target(ctx, planned)
@@ -223,13 +246,22 @@ class TokenResource(Resource, abc.ABC):
         # A rotation: a new token (unknown id), or a new value for the same id (rotates_in_place).
         if isinstance(planned.get("id"), Unknown) or isinstance(planned.get("sink_version"), Unknown):
             keep = planned.get("keep_previous_for")
-            delivered = self.delivery(ctx).rotate(
-                target, str(prior["id"]), parse_duration(keep) if isinstance(keep, str) else None, ctx.now(),
-                older_previous=prior.get("previous_token_id"))  # type: ignore[arg-type]
-            self._sink_warnings(ctx, target)
+            try:
+                delivered = self.delivery(ctx).rotate(
+                    target, str(prior["id"]), parse_duration(keep) if isinstance(keep, str) else None, ctx.now(),
+                    older_previous=prior.get("previous_token_id"))  # type: ignore[arg-type]
+            except UnsettledWrite as unsettled:
+                if target.issuer.rotates_in_place:
+                    raise  # the key was rotated in place: nothing new to record (see Delivery._rekey_and_write)
+                raise self._unsettled(planned, target, unsettled) from None
+            self._sink_warnings(ctx, target, delivered)
             return self._state_after(planned, target.sink.address, delivered)
         if prior.get("previous_token_id") and planned.get("previous_token_id") is None:
-            self.delivery(ctx).revoke(target, str(prior["previous_token_id"]))
+            orphans = self.delivery(ctx).retire_previous(target, str(prior["previous_token_id"]), str(prior["id"]))
+            if orphans:
+                ctx.warn("Revoked orphaned tokens",
+                         f"Revoked {', '.join(orphans)}: minted for {target.sink.address} by an interrupted run "
+                         "and never recorded in state.")
         if any(prior.get(name) != planned.get(name) for name in self.issuer_updatable):
             # Edited at the issuer; the marker stays in the description so orphan sweeps still work.
             target.issuer.update(target.scope, str(prior["id"]), issuer_description(target.description, target.marker),
@@ -271,6 +303,11 @@ class TokenResource(Resource, abc.ABC):
         if health.token is None:
             return None
         new = dict(state)
+        if (health.recovered is not None and state.get("sink_status") == "unknown"
+                and health.recovered.token.id == state.get("previous_token_id")):
+            # A rotation whose write was unsettled did not land: the sink still holds the previous token.
+            # The status stays "unknown", so the plan carries the rotation out again.
+            return new
         if health.recovered is not None:
             return self._state_after(state, target.sink.address, health.recovered)
         new["sink_status"] = health.sink_status

@@ -16,6 +16,16 @@ counts SSM calls per operation and answers the next N calls of an operation with
 The same process also makes moto's DescribeParameters closer to AWS: it honours MaxResults (moto
 always pages by 10) and leaves the value out of the response (moto sends the "encrypted" value,
 which contains the plaintext; botocore drops it, but it should not cross the wire at all).
+A network can lose the answer to a request the server has already carried out (a dropped connection,
+a read timeout), and a client cannot tell that from a request that never arrived. `FaultProxy` makes
+that happen on demand: a reverse proxy on 127.0.0.1, in the test process, in front of OpenBao or moto,
+that forwards a matching request, lets the server store it, and then closes the connection without
+answering (`drop_response`), or closes it without forwarding at all (`drop_request`):
+
+    with FaultProxy(bao.url) as proxy:          # point VAULT_ADDR / AWS_ENDPOINT_URL_SSM at proxy.url
+        proxy.arm("drop_response", method="POST", path="/v1/secret/data/ci/t")
+        proxy.arm("drop_response", target="AmazonSSM.PutParameter", count=3)
+
 Nothing here is imported by the provider's production code paths.
 """
 
@@ -23,6 +33,9 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
+import http.client
+import http.server
 import json
 import os
 import secrets
@@ -41,7 +54,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Literal
+from urllib.parse import urlsplit
 
 LOOPBACK = "127.0.0.1"
 # Non-secret values that botocore needs to sign requests to moto.
@@ -140,10 +154,11 @@ class MotoServer(ServerHandle):
             self._admin("POST", "reset")
 
     def inject(self, operation: str = "PutParameter", count: int = 1, code: str = "ThrottlingException",
-               message: str = "Rate exceeded") -> None:
-        """Answer the next `count` calls of `operation` with a 400 `code` error."""
+               message: str = "Rate exceeded", status: int = 400) -> None:
+        """Answer the next `count` calls of `operation` with a `code` error (HTTP `status`; AWS sends
+        its service errors as 400 and its internal failures as 500/503)."""
         self._admin("POST", "faults", {"operation": operation, "count": count, "code": code,
-                                       "message": message})
+                                       "message": message, "status": status})
 
     def throttle(self, count: int, operation: str = "PutParameter") -> None:
         self.inject(operation, count, "ThrottlingException", "Rate exceeded")
@@ -314,7 +329,167 @@ def create_policy_token(server: OpenBaoServer, *, policy_name: str, policy: str,
     return str(created["auth"]["client_token"])
 
 
+# --- the answer-dropping proxy ------------------------------------------------------------------
+
+FaultMode = Literal["drop_response", "drop_request"]
+# Hop-by-hop headers (RFC 9110 §7.6.1) are the proxy's own business, never forwarded.
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
+                         "upgrade"})
+
+
+@dataclass
+class _Rule:
+    mode: FaultMode
+    method: str | None
+    path: str | None
+    target: str | None
+    remaining: int
+    then_down: bool = False
+
+    def matches(self, method: str, path: str, target: str) -> bool:
+        return (self.remaining > 0 and (self.method is None or self.method == method)
+                and (self.path is None or path.split("?", 1)[0].startswith(self.path))
+                and (self.target is None or self.target == target))
+
+
+class FaultProxy:
+    """A reverse proxy in front of one sandbox server that loses answers on demand (module docstring).
+
+    Requests are matched by method, path prefix and `X-Amz-Target` (the SSM operation); armed rules are
+    tried in order, each for `count` matching requests. Everything else is forwarded untouched.
+    `seen` lists (method, path, target, fault) of every request, for tests to check what happened.
+    """
+
+    def __init__(self, upstream: str, port: int = 0) -> None:
+        parts = urlsplit(upstream)
+        if parts.hostname != LOOPBACK or parts.port is None:
+            raise ValueError(f"the fault proxy fronts sandbox servers on {LOOPBACK} only, not {upstream}")
+        self.upstream = (parts.hostname, parts.port)
+        self._lock = threading.Lock()
+        self._rules: list[_Rule] = []
+        self.seen: list[tuple[str, str, str, str | None]] = []
+        self._open: set[socket.socket] = set()  # client connections, closed by stop()
+        self._down = False  # set by a rule with then_down: every later request is dropped
+        self._server = http.server.ThreadingHTTPServer((LOOPBACK, port), self._handler_class())
+        self._server.daemon_threads = True
+        self.url = f"http://{LOOPBACK}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
+        self._thread.start()
+
+    def arm(self, mode: FaultMode, *, method: str | None = None, path: str | None = None,
+            target: str | None = None, count: int = 1, then_down: bool = False) -> None:
+        """Apply `mode` to the next `count` matching requests. With `then_down`, the server looks
+        unreachable after that (every later request is dropped unanswered) until `disarm()`."""
+        with self._lock:
+            self._rules.append(_Rule(mode, method, path, target, count, then_down))
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._rules.clear()
+            self._down = False
+
+    def faults(self) -> list[tuple[str, str, str, str]]:
+        """The requests a fault was applied to."""
+        with self._lock:
+            return [(m, p, t, f) for m, p, t, f in self.seen if f is not None]
+
+    def stop(self) -> None:
+        """Stop listening and close the kept-alive client connections (the server behind stays up)."""
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            for connection in self._open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _take(self, method: str, path: str, target: str) -> FaultMode | None:
+        with self._lock:
+            if self._down:
+                self.seen.append((method, path, target, "drop_request"))
+                return "drop_request"
+            rule = next((r for r in self._rules if r.matches(method, path, target)), None)
+            if rule is not None:
+                rule.remaining -= 1
+                self._down = rule.then_down
+            self.seen.append((method, path, target, rule.mode if rule else None))
+            return rule.mode if rule else None
+
+    def _forward(self, method: str, path: str, headers: list[tuple[str, str]],
+                 body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        connection = http.client.HTTPConnection(*self.upstream, timeout=60)
+        try:
+            connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            for name, value in headers:
+                if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
+                    connection.putheader(name, value)
+            connection.putheader("Content-Length", str(len(body)))
+            connection.endheaders(body)
+            response = connection.getresponse()
+            return response.status, response.reason, response.getheaders(), response.read()
+        finally:
+            connection.close()
+
+    def _handler_class(self) -> type[http.server.BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as clients pool connections
+
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._open.add(self.connection)
+
+            def finish(self) -> None:
+                with proxy._lock:
+                    proxy._open.discard(self.connection)
+                with contextlib.suppress(OSError):
+                    super().finish()
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fault = proxy._take(self.command, self.path, self.headers.get("X-Amz-Target", ""))
+                if fault == "drop_request":
+                    self._hang_up()
+                    return
+                status, reason, headers, payload = proxy._forward(self.command, self.path,
+                                                                  list(self.headers.items()), body)
+                if fault == "drop_response":
+                    self._hang_up()  # the server has carried the request out; its answer is lost
+                    return
+                self.send_response_only(status, reason)
+                for name, value in headers:
+                    if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _hang_up(self) -> None:
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_LIST = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # `seen` is the record; stderr stays quiet
+
+        return Handler
+
+
 # --- the fault-injecting moto process -----------------------------------------------------------
+
+
+_STATUS_LINES = {400: "400 Bad Request", 500: "500 Internal Server Error", 503: "503 Service Unavailable"}
 
 
 class SsmFaultInjector:
@@ -338,7 +513,7 @@ class SsmFaultInjector:
             if fault is not None:
                 _read_body(environ)  # consume the request so the connection stays usable
                 body = json.dumps({"__type": fault["code"], "message": fault["message"]}).encode()
-                start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.1"),
+                start_response(fault["status"], [("Content-Type", "application/x-amz-json-1.1"),
                                                    ("Content-Length", str(len(body))),
                                                    ("x-amzn-RequestId", str(uuid.uuid4()))])
                 return [body]
@@ -366,7 +541,8 @@ class SsmFaultInjector:
                 spec = json.loads(_read_body(environ) or b"{}")
                 fault = {"code": str(spec.get("code", "ThrottlingException")),
                          "message": str(spec.get("message", "Rate exceeded")),
-                         "remaining": int(spec.get("count", 1))}
+                         "remaining": int(spec.get("count", 1)),
+                         "status": _STATUS_LINES.get(int(spec.get("status", 400)), "400 Bad Request")}
                 self._faults.setdefault(str(spec.get("operation", "PutParameter")), []).append(fault)
                 result = {"armed": {op: sum(f["remaining"] for f in q) for op, q in self._faults.items()}}
             elif what == "calls" and method == "GET":

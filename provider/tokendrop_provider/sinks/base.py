@@ -80,6 +80,12 @@ class Sink(abc.ABC):
         record still names that token (someone else's value is never deleted). Returns False if
         there was nothing of ours to delete."""
 
+    def abandon(self, ownership: Ownership) -> None:  # noqa: B027 - optional hook
+        """A write for `ownership` got no clear answer (SinkWriteUnknown), and reading the sink back
+        showed that it had not landed: take back whatever was recorded for it ahead of the value, so
+        that a value stored later at that version (by the write arriving late, or by someone else) is
+        not taken for ours. Default: nothing, for sinks that write the record with the value."""
+
     # Non-fatal problems of the last call (the value was written, so they are reported, not raised).
     warnings: list[str] = []
 

@@ -21,6 +21,7 @@ boto3 is imported only inside `ssm_client()`: importing this module stays cheap 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..endpoints import check_ssm_endpoint
-from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, SinkNotFound
+from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, SinkNotFound, SinkWriteUnknown
 from ..lazy import IMPORT_LOCK
 from ..secret import Secret, register
 from ..settings import AwsSettings, batching_enabled
@@ -62,6 +63,9 @@ ADVANCED_VALUE_LIMIT = 8192
 
 _THROTTLE_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyUpdates"})
 _DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied", "403"})
+# A write whose request went out but whose answer was lost (see _invoke): its outcome is unknown.
+_RESPONSE_LOST = "ResponseLost"
+_WRITE_OPERATIONS = frozenset({"PutParameter"})
 _BAD_CREDENTIAL_CODES = frozenset({"UnrecognizedClientException", "InvalidClientTokenId",
                                    "ExpiredTokenException", "InvalidSignatureException",
                                    "SignatureDoesNotMatch"})
@@ -220,15 +224,22 @@ def _invoke(client: BaseClient, retry: SsmRetryPolicy, operation: str, secrets: 
                               "configure the default credential chain (environment, profile, instance "
                               "role) or set aws_access_key_id and aws_secret_access_key",
                               attribute=("aws_access_key_id",)) from None
-        except (bex.EndpointConnectionError, bex.ConnectionClosedError,
-                bex.ReadTimeoutError, bex.ConnectTimeoutError) as exc:
+        except (bex.EndpointConnectionError, bex.ConnectTimeoutError) as exc:
+            # No connection was made, so the request never reached SSM.
             raise _AwsFailure(operation, "ConnectionError", str(exc), None) from None
+        except (bex.ConnectionClosedError, bex.ReadTimeoutError) as exc:
+            # The request went out and no answer came back: SSM may or may not have carried it out.
+            raise _AwsFailure(operation, _RESPONSE_LOST, str(exc), None) from None
 
 
 def _sink_error(failure: _AwsFailure, address: str) -> SinkError:
     """Turn a failed call into the typed error the provider reports."""
     op, code, message = failure.operation, failure.code, failure.message
     detail = f"{code}: {message}" if message else code
+    if op in _WRITE_OPERATIONS and (code == _RESPONSE_LOST or (failure.status or 0) >= 500):
+        return SinkWriteUnknown(f"No clear answer from SSM to {op} on {address}",
+                                f"{detail}. The request was sent, so the value may or may not have been "
+                                "stored")
     if code in _DENIED_CODES or failure.status == 403:
         need = (f"ssm:{op} on resource \"*\" (AWS does not scope it to a parameter)"
                 if op == "DescribeParameters" else
@@ -542,7 +553,12 @@ class SsmSink(Sink):
         if policies:
             params["Policies"] = policies
         _SIBLINGS.forget(self._client(), self.name)  # our own write: later reads ask SSM afresh
-        return _invoke(self._client(), self.retry, "PutParameter", _secret_texts(payload, value), **params)
+        # botocore would resend a PutParameter whose answer was lost: a create then meets its own
+        # value as "already exists", and an overwrite stores a second version. Writes are sent once;
+        # delivery reads the parameter back instead (throttling is still retried by _invoke).
+        write_retry = dataclasses.replace(self.retry, botocore_max_attempts=1)
+        return _invoke(ssm_client(self.settings, write_retry), write_retry, "PutParameter",
+                       _secret_texts(payload, value), **params)
 
     def _owner_text(self, meta: Mapping[str, Any] | None) -> str:
         if meta is None:

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError
+from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, SinkWriteUnknown
 from ..secret import Secret
 from ..settings import VaultSettings
 from ..vault import (
@@ -226,6 +226,9 @@ class VaultKvSink(Sink):
         self.path = path
         self.field = field
         self.settings = settings
+        # (secret existed, its custom_metadata before our record, our record) of the last write that got
+        # no clear answer: what `abandon` restores.
+        self._unanswered: tuple[bool, Mapping[str, Any] | None, Ownership] | None = None
 
     def __repr__(self) -> str:
         return f"VaultKvSink({self.mount!r}, {self.path!r}, field={self.field!r})"
@@ -265,12 +268,22 @@ class VaultKvSink(Sink):
         return f"{self.mount}/{kind}/{self.path}"
 
     def _request(self, method: str, kind: str, capability: str, *, json: Any = None,
-                 allow_missing: bool = False, connection: VaultConnection | None = None) -> Any:
-        """One call on <mount>/<kind>/<path>, with Vault's answers mapped to typed sink errors."""
+                 allow_missing: bool = False, connection: VaultConnection | None = None,
+                 stores_value: bool = False) -> Any:
+        """One call on <mount>/<kind>/<path>, with Vault's answers mapped to typed sink errors. With
+        `stores_value`, a failure after the request went out (no answer, a 5xx) is `SinkWriteUnknown`:
+        the value may or may not have been stored."""
         connection = connection or self._ready()
         path = self._policy_path(kind)
         with _as_sink_errors():
-            reply = connection.request(method, path, json)
+            try:
+                reply = connection.request(method, path, json)
+            except VaultUnreachable as lost:
+                if not (stores_value and lost.sent):
+                    raise
+                raise SinkWriteUnknown(f"No clear answer from Vault to {method} {path}",
+                                       f"{lost.summary} ({lost.detail}). The request was sent, so the value may "
+                                       f"or may not have been stored in {self.address}") from None
         if reply.ok:
             return reply.body
         message = reply.message
@@ -287,6 +300,11 @@ class VaultKvSink(Sink):
             if "check-and-set" in message:
                 raise SinkConflict(f"{self.address} changed under us", message)
             raise SinkError(f"Vault rejected {method} {path}", message)
+        if stores_value and reply.status >= 500:
+            raise SinkWriteUnknown(f"No clear answer from Vault to {method} {path}",
+                                   f"HTTP {reply.status}" + (f": {message}" if message else "") +
+                                   f". The request was sent, so the value may or may not have been stored in "
+                                   f"{self.address}")
         raise SinkError(f"Vault {method} {path} failed", f"HTTP {reply.status}" + (f": {message}" if message else ""))
 
     def _ready(self) -> VaultConnection:
@@ -347,7 +365,7 @@ class VaultKvSink(Sink):
     def _write_data(self, data: dict[str, str], cas: int, capability: str,
                     connection: VaultConnection) -> int:
         body = self._request("POST", "data", capability, json={"options": {"cas": cas}, "data": data},
-                             connection=connection)
+                             connection=connection, stores_value=True)
         return int(((body or {}).get("data") or {}).get("version") or 0)
 
     def _owner_text(self, status: SinkStatus) -> str:
@@ -405,6 +423,10 @@ class VaultKvSink(Sink):
                            connection)
         try:
             return self._write_data(data, 0, "create", connection)
+        except SinkWriteUnknown:
+            # The value may be there: its record must stay, or the next apply cannot adopt it.
+            self._unanswered = (meta is not None, previous, ownership)
+            raise
         except SinkError:
             self._undo_record(meta is not None, previous, ownership, connection)
             raise
@@ -427,9 +449,20 @@ class VaultKvSink(Sink):
                            connection)
         try:
             return self._write_data(data, expected_version, "update", connection)
+        except SinkWriteUnknown:
+            self._unanswered = (True, previous, ownership)  # the value may be there: its record stays
+            raise
         except SinkError:
             self._undo_record(True, previous, ownership, connection)
             raise
+
+    def abandon(self, ownership: Ownership) -> None:
+        """Take back the record of an unanswered write that a read-back showed had not landed."""
+        if self._unanswered is None or self._unanswered[2] != ownership:
+            return
+        existed, previous, _ = self._unanswered
+        self._unanswered = None
+        self._undo_record(existed, previous, ownership, self._ready())
 
     def delete(self, expected_token_id: str | None) -> bool:
         """Remove what we wrote. The whole secret (metadata and every version) only when tokendrop

@@ -339,9 +339,20 @@ def test_too_many_updates_is_retried(ssm_settings, clean_moto: MotoServer):
 
 def test_botocore_retries_are_configured(ssm_settings, clean_moto: MotoServer):
     policy = SsmRetryPolicy(botocore_mode="standard", botocore_max_attempts=3, attempts=1)
+    clean_moto.throttle(2, operation="DescribeParameters")
+    assert sink(ssm_settings, retry=policy).status().exists is False
+    assert clean_moto.calls()["DescribeParameters"] == 3
+
+
+def test_botocore_never_resends_a_write(ssm_settings, clean_moto: MotoServer):
+    # A resent PutParameter whose first answer was lost would store a second version: writes are sent
+    # once by botocore, and only our own loop retries them, on throttling alone (tests/unit/sinks/
+    # test_ambiguous_writes.py has the lost answers).
+    policy = SsmRetryPolicy(botocore_mode="standard", botocore_max_attempts=3, attempts=1)
     clean_moto.throttle(2)
-    assert sink(ssm_settings, retry=policy).create(Secret(VALUE), OWN) == 1
-    assert clean_moto.calls()["PutParameter"] == 3
+    with pytest.raises(SinkError, match="after 1 attempts"):
+        sink(ssm_settings, retry=policy).create(Secret(VALUE), OWN)
+    assert clean_moto.calls()["PutParameter"] == 1
 
 
 def test_throttled_past_the_bound_fails_clearly(ssm_settings, clean_moto: MotoServer):

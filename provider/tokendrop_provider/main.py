@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+
 
 def main() -> int:
     # Keep this path lean: start-up to handshake is import time. boto3, hvac and the issuer clients
@@ -12,7 +16,19 @@ def main() -> int:
     from .provider import ProviderCore
 
     logs.configure()
-    return PluginServer(service.register(ProviderCore())).serve()
+    code = PluginServer(service.register(ProviderCore())).serve()
+    exit_without_teardown(code)
+    return code  # not reached
+
+
+def exit_without_teardown(code: int) -> None:
+    """Exit once the server has stopped and every call has finished, skipping interpreter teardown:
+    unloading grpc, boto3 and their threads took up to 170 ms per launch, and Terraform waits for the
+    process to end before it moves on. Logs and stdio are flushed first; nothing else is pending."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ import sys
 def main() -> int:
     # Keep this path lean: start-up to handshake is import time. boto3, hvac and the issuer clients
     # load on first use.
-    from . import logs
+    from . import lazy, logs
+
+    lazy.import_grpc_core()
     from .plugin import service
     from .plugin.server import PluginServer
     from .provider import ProviderCore

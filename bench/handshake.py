@@ -1,17 +1,28 @@
-"""Provider start-up to handshake: launch the provider as Terraform does and time the handshake line.
+"""Provider launches as Terraform makes them, timed from exec: to the handshake line, and to exit for the
+two launches that only answer questions (a schema launch: GetProviderSchema, then Shutdown; a validate
+launch: ten ValidateResourceConfig calls, then Shutdown).
 
-Usage: python bench/handshake.py [runs]   (prints median, min and max in milliseconds)
+Usage: python bench/handshake.py [runs] [-- provider command ...]
+       (prints median, min and max in milliseconds; the command defaults to this environment's
+        terraform-provider-tokendrop)
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import grpc
+
+from tokendrop_provider import schema
+from tokendrop_provider.plugin import codec
+from tokendrop_provider.plugin.gen import go_plugin_pb2, go_plugin_pb2_grpc, tfplugin6_pb2, tfplugin6_pb2_grpc
 from tokendrop_provider.plugin.server import MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE
 
 
@@ -20,33 +31,112 @@ def provider_command() -> list[str]:
     return [str(script)]
 
 
-def time_handshake() -> float:
+def _launch(command: Sequence[str]) -> subprocess.Popen[bytes]:
     env = {**os.environ, MAGIC_COOKIE_KEY: MAGIC_COOKIE_VALUE, "PLUGIN_PROTOCOL_VERSIONS": "5,6"}
     env.pop("TF_LOG", None)
+    return subprocess.Popen(list(command), env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+
+def _handshake(proc: subprocess.Popen[bytes]) -> tuple[str, bytes]:
+    """(socket path, PEM certificate) from the handshake line."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode().strip()
+    if not line.startswith("1|6|unix|"):
+        raise RuntimeError(f"unexpected handshake line: {line[:80]!r}")
+    _, _, _, address, _, cert = line.split("|")
+    der = base64.b64decode(cert + "=" * (-len(cert) % 4))
+    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n"
+    return address, pem
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> float:
+    """Wait for the process; its user + system CPU seconds (a number that load on a shared machine does
+    not inflate, unlike wall time)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_handshake(command: Sequence[str] | None = None) -> float:
     started = time.perf_counter()
-    proc = subprocess.Popen(provider_command(), env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = _launch(command or provider_command())
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        elapsed = time.perf_counter() - started
-        if not line.startswith(b"1|6|unix|"):
-            raise RuntimeError(f"unexpected handshake line: {line[:80]!r}")
-        return elapsed
+        _handshake(proc)
+        return time.perf_counter() - started
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        _reap(proc)
 
 
-def measure(runs: int = 20) -> list[float]:
-    time_handshake()  # warm the page cache
-    return [time_handshake() for _ in range(runs)]
+def _ask_schema(provider: tfplugin6_pb2_grpc.ProviderStub) -> None:
+    provider.GetProviderSchema(tfplugin6_pb2.GetProviderSchema.Request(), timeout=30)
+
+
+def _validate_ten(provider: tfplugin6_pb2_grpc.ProviderStub) -> None:
+    token = schema.TFE_AGENT_TOKEN
+    config = {a.name: None for a in token.attributes}
+    config.update(agent_pool_id="apool-1234567890abcdef", deliver_to={
+        "ssm": {"name": "/ci/token", "kms_key_id": None, "tier": None, "description": None, "tags": None},
+        "vault_kv": None})
+    value = tfplugin6_pb2.DynamicValue(msgpack=codec.encode(config, token.cty_type))
+    for _ in range(10):
+        response = provider.ValidateResourceConfig(tfplugin6_pb2.ValidateResourceConfig.Request(
+            type_name=token.type_name, config=value), timeout=30)
+        if response.diagnostics:
+            raise RuntimeError(f"validation failed: {response.diagnostics}")
+
+
+def time_launch(calls: Callable[[tfplugin6_pb2_grpc.ProviderStub], None],
+                command: Sequence[str] | None = None) -> tuple[float, float]:
+    """(wall seconds from exec to exit, CPU seconds) of one launch that makes `calls`, then shuts the
+    provider down."""
+    started = time.perf_counter()
+    proc = _launch(command or provider_command())
+    try:
+        address, pem = _handshake(proc)
+        credentials = grpc.ssl_channel_credentials(root_certificates=pem)
+        with grpc.secure_channel(f"unix:{address}", credentials,
+                                 options=[("grpc.ssl_target_name_override", "localhost")]) as channel:
+            calls(tfplugin6_pb2_grpc.ProviderStub(channel))
+            go_plugin_pb2_grpc.GRPCControllerStub(channel).Shutdown(go_plugin_pb2.Empty(), timeout=30)
+        cpu = _reap(proc)
+        return time.perf_counter() - started, cpu
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+
+
+def measure(runs: int = 20, command: Sequence[str] | None = None) -> list[float]:
+    time_handshake(command)  # warm the page cache
+    return [time_handshake(command) for _ in range(runs)]
+
+
+def measure_launches(runs: int = 20, command: Sequence[str] | None = None) -> dict[str, list[float]]:
+    """Start-up to handshake, and exec to exit (wall and CPU) of a schema launch and of a validate launch,
+    interleaved so that load changes hit all alike."""
+    time_launch(_ask_schema, command)  # warm the page cache
+    samples: dict[str, list[float]] = {"handshake": [], "schema launch": [], "schema launch CPU": [],
+                                       "validate launch": [], "validate launch CPU": []}
+    for _ in range(runs):
+        samples["handshake"].append(time_handshake(command))
+        for name, calls in (("schema launch", _ask_schema), ("validate launch", _validate_ten)):
+            wall, cpu = time_launch(calls, command)
+            samples[name].append(wall)
+            samples[name + " CPU"].append(cpu)
+    return samples
 
 
 def main() -> int:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-    samples = [s * 1000 for s in measure(runs)]
-    print(f"handshake over {runs} launches: median {statistics.median(samples):.0f} ms, "
-          f"min {min(samples):.0f} ms, max {max(samples):.0f} ms")
+    args = sys.argv[1:]
+    command = None
+    if "--" in args:
+        command, args = args[args.index("--") + 1:], args[:args.index("--")]
+    runs = int(args[0]) if args else 20
+    for name, seconds in measure_launches(runs, command).items():
+        samples = [s * 1000 for s in seconds]
+        print(f"{name:>20} over {runs} launches: median {statistics.median(samples):.0f} ms, "
+              f"min {min(samples):.0f} ms, max {max(samples):.0f} ms")
     return 0
 
 

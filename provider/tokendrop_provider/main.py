@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+
 
 def main() -> int:
     # Keep this path lean: start-up to handshake is import time. boto3, hvac and the issuer clients
     # load on first use.
-    from . import logs
+    from . import lazy, logs
     from .secret import register_environment
 
     # Before anything can fail or log: credentials boto3 and hvac read themselves are scrubbed too, and
@@ -14,12 +18,24 @@ def main() -> int:
     register_environment()
     logs.install_guards()
     logs.configure()
-
+    lazy.import_grpc_core()
     from .plugin import service
     from .plugin.server import PluginServer
     from .provider import ProviderCore
 
-    return PluginServer(service.register(ProviderCore())).serve()
+    code = PluginServer(service.register(ProviderCore())).serve()
+    exit_without_teardown(code)
+    return code  # not reached
+
+
+def exit_without_teardown(code: int) -> None:
+    """Exit once the server has stopped and every call has finished, skipping interpreter teardown:
+    unloading grpc, boto3 and their threads took up to 170 ms per launch, and Terraform waits for the
+    process to end before it moves on. Logs and stdio are flushed first; nothing else is pending."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokendrop.rpc")
 Response = TypeVar("Response")
 
+# get_provider_schema_optional: the schema is the same in every launch, so Terraform answers the later
+# launches of one command (validate, plan, apply) from the schema it cached in the first instead of
+# asking each new process for it again. See docs/wire.md.
+SERVER_CAPABILITIES = pb.ServerCapabilities(plan_destroy=True, get_provider_schema_optional=True)
+
 
 def _dynamic(value: object, cty_type) -> pb.DynamicValue:  # type: ignore[no-untyped-def]
     return pb.DynamicValue(msgpack=codec.encode(value, cty_type))
@@ -88,17 +93,17 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
     # --- schema and configuration ---------------------------------------------------------------
 
     def GetProviderSchema(self, request, context):
-        if self._schema_response is None:  # Terraform asks many times per command; build it once
+        if self._schema_response is None:  # built once per process
             self._schema_response = pb.GetProviderSchema.Response(
                 provider=convert.schema_pb(self.core.provider_schema),
                 resource_schemas={name: convert.schema_pb(r.schema) for name, r in self.core.resources.items()},
-                server_capabilities=pb.ServerCapabilities(plan_destroy=True),
+                server_capabilities=SERVER_CAPABILITIES,
             )
         return self._schema_response
 
     def GetMetadata(self, request, context):
         return pb.GetMetadata.Response(
-            server_capabilities=pb.ServerCapabilities(plan_destroy=True),
+            server_capabilities=SERVER_CAPABILITIES,
             resources=[pb.GetMetadata.ResourceMetadata(type_name=name) for name in self.core.resources],
         )
 

@@ -1,0 +1,98 @@
+"""What a launch of the provider costs Terraform: which RPCs it can skip and what the process loads.
+Measured by `make bench`; these tests check the mechanisms, never a duration."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+
+import grpc
+
+from tokendrop_provider import schema
+from tokendrop_provider.plugin import codec
+from tokendrop_provider.plugin.gen import go_plugin_pb2, go_plugin_pb2_grpc, tfplugin6_pb2_grpc
+from tokendrop_provider.plugin.gen import tfplugin6_pb2 as pb
+from tokendrop_provider.plugin.server import MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE
+from tokendrop_provider.plugin.service import ProviderService
+from tokendrop_provider.provider import ProviderCore
+
+
+def test_schema_and_metadata_let_terraform_reuse_the_schema_it_cached():
+    """With get_provider_schema_optional, Terraform answers the validate, plan and apply launches from
+    the schema the first launch returned, instead of fetching it again in each new process."""
+    service = ProviderService(ProviderCore())
+    schema = service.GetProviderSchema(pb.GetProviderSchema.Request(), None)
+    metadata = service.GetMetadata(pb.GetMetadata.Request(), None)
+    for capabilities in (schema.server_capabilities, metadata.server_capabilities):
+        assert capabilities.get_provider_schema_optional
+        assert capabilities.plan_destroy
+    assert {r.type_name for r in metadata.resources} == set(schema.resource_schemas)
+
+
+# Runs the provider and, as it exits, writes the names of every module it holds loaded.
+PROBE = """
+import json, os, sys
+from tokendrop_provider.main import main
+
+exit_now = os._exit
+
+def record_and_exit(code):
+    with open(sys.argv[1], "w") as out:
+        json.dump(sorted(name for name, module in sys.modules.items() if module is not None), out)
+    exit_now(code)
+
+os._exit = record_and_exit
+main()
+"""
+
+
+def _launch_imports(calls, tmp_path) -> set[str]:  # type: ignore[no-untyped-def]
+    """Every module a provider launch had loaded when it exited after `calls` and a Shutdown."""
+    env = {**os.environ, MAGIC_COOKIE_KEY: MAGIC_COOKIE_VALUE, "PLUGIN_PROTOCOL_VERSIONS": "6"}
+    env.pop("TF_LOG", None)
+    record = tmp_path / "modules.json"
+    proc = subprocess.Popen([sys.executable, "-c", PROBE, str(record)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        _, _, _, address, _, cert = proc.stdout.readline().decode().strip().split("|")
+        der = base64.b64decode(cert + "=" * (-len(cert) % 4))
+        pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n"
+        with grpc.secure_channel(f"unix:{address}", grpc.ssl_channel_credentials(root_certificates=pem),
+                                 options=[("grpc.ssl_target_name_override", "localhost")]) as channel:
+            calls(tfplugin6_pb2_grpc.ProviderStub(channel))
+            go_plugin_pb2_grpc.GRPCControllerStub(channel).Shutdown(go_plugin_pb2.Empty(), timeout=30)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-2000:]
+    return set(json.loads(record.read_text()))
+
+
+def _validate(provider: tfplugin6_pb2_grpc.ProviderStub) -> None:
+    token = schema.TFE_AGENT_TOKEN
+    config = {a.name: None for a in token.attributes}
+    config.update(agent_pool_id="apool-1234567890abcdef", deliver_to={
+        "ssm": {"name": "/ci/token", "kms_key_id": None, "tier": None, "description": None, "tags": None},
+        "vault_kv": None})
+    response = provider.ValidateResourceConfig(pb.ValidateResourceConfig.Request(
+        type_name=token.type_name, config=pb.DynamicValue(msgpack=codec.encode(config, token.cty_type))), timeout=30)
+    assert not response.diagnostics, response.diagnostics
+
+
+HEAVY = ("boto3", "botocore", "hvac", "requests", "urllib3", "cryptography.x509", "grpc_tools", "grpc_health",
+         "grpc_reflection", "tokendrop_provider.issuers.tfe", "tokendrop_provider.sinks.ssm")
+
+
+def test_schema_and_validate_launches_load_no_client_library(tmp_path):
+    """The launches that only answer GetProviderSchema and ValidateResourceConfig never pay for the
+    issuer and sink clients (requests, boto3, hvac) or grpc's optional extensions."""
+    imported = _launch_imports(lambda p: (p.GetProviderSchema(pb.GetProviderSchema.Request(), timeout=30),
+                                          _validate(p)), tmp_path)
+    assert "tokendrop_provider.plugin.service" in imported and "grpc" in imported  # the log is complete
+    assert sorted(m for m in imported if m.split(".")[0] in HEAVY or m in HEAVY) == []

@@ -90,10 +90,13 @@ def pyinstaller_version() -> str | None:
 
 
 def default_cache_dir() -> Path:
-    """$TOKENDROP_CACHE_DIR, else $XDG_CACHE_HOME/tokendrop, else ~/.cache/tokendrop."""
+    """$TOKENDROP_CACHE_DIR; else, running from a checkout, its git-ignored `.tokendrop/cache` (each
+    checkout keeps the build of its own sources); else $XDG_CACHE_HOME/tokendrop or ~/.cache/tokendrop."""
     explicit = os.environ.get("TOKENDROP_CACHE_DIR")
     if explicit:
         return Path(explicit)
+    if (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "provider" / "tokendrop_provider").is_dir():
+        return CHECKOUT / ".tokendrop" / "cache"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokendrop"
 
 
@@ -183,10 +186,14 @@ def build_frozen(cache_dir: Path | None = None, *, log: Log = lambda message: No
                 (built / "_internal" / library).unlink(missing_ok=True)
             check_handshake(built / executable_name(version))
             os.replace(built, final)
-        # Older builds of other inputs are dead weight: keep only this one.
+        # Older builds of other inputs (and their zips) are dead weight: keep only this one.
         for other in root.iterdir():
-            if other.is_dir() and other.name != final.name and not other.name.startswith("tokendrop-freeze-"):
+            if other.name.startswith((final.name, "tokendrop-freeze-")) or other.suffix == ".lock":
+                continue
+            if other.is_dir():
                 shutil.rmtree(other, ignore_errors=True)
+            else:
+                other.unlink(missing_ok=True)
     return FrozenBuild(final, version, digest, time.monotonic() - started, cached=False)
 
 

@@ -62,3 +62,4 @@ clean:
 
 bench: $(STAMP)
 	cd bench && ../$(PY) scale.py 10 100 1000
+	cd bench && ../$(PY) frozen.py

@@ -16,7 +16,7 @@ help:
 	@echo "make lint   ruff and the generated-code checks"
 	@echo "make bench  the performance benchmark (prints one table)"
 
-$(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
+$(STAMP): requirements/runtime.txt requirements/dev.txt requirements/build.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
@@ -62,3 +62,4 @@ clean:
 
 bench: $(STAMP)
 	cd bench && ../$(PY) scale.py 10 100 1000
+	cd bench && ../$(PY) frozen.py

@@ -14,6 +14,13 @@ So, once per stack and after cdktf has written the stack, the stack's synthesize
    directory, computed as Terraform does), so cdktf finds the lock complete and skips
    `providers lock`. Entries of other providers in an existing lock file are kept.
 
+**Portable stacks.** A stack whose configuration is run elsewhere — uploaded to HCP Terraform / TFE by
+a `cloud` or `remote` backend, or applied by another CI job — cannot use that launcher: it execs this
+machine's virtualenv. Such a stack (a `cloud` block or a `remote` backend in the synthesized
+configuration, `TokendropProvider(..., portable=True)`, or the context flag `tokendrop:portable`) gets the
+self-contained provider instead (tokendrop_provider.freeze: interpreter included, for linux_amd64), as a
+packed zip in the same implied mirror, and a lock entry with that zip's `h1:` and `zh:` hashes.
+
 cdktf never deletes a stack directory that is still synthesized, so both survive until deploy.
 An explicit `provider_installation` block in the user's CLI configuration disables implied mirrors:
 the provider construct warns about it at synth time (see `explicit_installation_config`).
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -61,11 +69,12 @@ def _block_pattern(source: str) -> re.Pattern[str]:
     return re.compile(rf'^provider "{re.escape(source)}" \{{\n(?:.*\n)*?\}}\n?', re.MULTILINE)
 
 
-def merge_lock(existing: str | None, source: str, version: str, package_h1: str) -> str | None:
+def merge_lock(existing: str | None, source: str, version: str, package_hashes: str | list[str]) -> str | None:
     """The lock file with our provider's entry current, or None when `existing` is already right.
-    Only our entry changes; an entry that already lists our hash for this version stays as it is
+    Only our entry changes; an entry that already lists our hashes for this version stays as it is
     (it may carry more hashes, e.g. from `tokendrop provider package`)."""
-    block = lock_block(source, version, version, [package_h1])
+    hashes = [package_hashes] if isinstance(package_hashes, str) else list(package_hashes)
+    block = lock_block(source, version, version, hashes)
     if not existing:
         return f"{_LOCK_HEADER}\n{block}"
     match = _block_pattern(source).search(existing)
@@ -73,7 +82,7 @@ def merge_lock(existing: str | None, source: str, version: str, package_h1: str)
         return existing.rstrip("\n") + "\n\n" + block
     current = match.group(0)
     if f'version     = "{version}"' in current and f'constraints = "{version}"' in current \
-            and f'"{package_h1}"' in current:
+            and all(f'"{h}"' in current for h in hashes):
         return None
     return existing[: match.start()] + block + existing[match.end():]
 
@@ -88,14 +97,79 @@ def install_into(working_directory: Path, executable: Path | None = None) -> Ins
     for other in versions.iterdir():
         if other.is_dir() and other.name != installed.version:
             shutil.rmtree(other)  # a launcher left by an older tokendrop would confuse `init -upgrade`
+    for stale in versions.glob("*.zip"):
+        stale.unlink()  # a portable package from an earlier synthesis would shadow the launcher
+    _write_lock(working_directory, installed.source, installed.version, [package_hash(installed.path.parent)])
+    return installed
+
+
+def _write_lock(working_directory: Path, source: str, version: str, hashes: list[str]) -> None:
     lock = working_directory / LOCK_FILE
     existing = lock.read_text() if lock.exists() else None
-    merged = merge_lock(existing, installed.source, installed.version, package_hash(installed.path.parent))
+    merged = merge_lock(existing, source, version, hashes)
     if merged is not None:
         tmp = lock.with_name(lock.name + ".tmp")
         tmp.write_text(merged)
         os.replace(tmp, lock)
-    return installed
+
+
+def install_portable(working_directory: Path) -> Path:
+    """Put the self-contained provider (built, or taken from the build cache) into the stack's implied
+    mirror as a packed zip, remove any launcher, and lock the zip's hashes. Returns the zip's path.
+    Raises FreezeError where it cannot be built (not linux_amd64, no PyInstaller)."""
+    from tokendrop_provider import freeze, package  # synth of a portable stack only: the build machinery
+
+    frozen = freeze.build_frozen()
+    platform = freeze.FROZEN_PLATFORMS[0]
+    cached, h1, zh = package.frozen_archive(frozen, platform)
+    versions = package.provider_dir(working_directory / MIRROR)
+    target = versions / package.archive_name(frozen.version, platform)
+    versions.mkdir(parents=True, exist_ok=True)
+    for other in versions.iterdir():
+        if other != target:  # unpacked launchers and other versions: one package per version and platform
+            shutil.rmtree(other) if other.is_dir() else other.unlink()
+    if not target.exists() or not (os.path.samefile(target, cached) or package.zh_zip(target) == zh):
+        partial = target.with_name(target.name + ".partial")
+        partial.unlink(missing_ok=True)
+        try:
+            os.link(cached, partial)  # the cached zip never changes: share its blocks when we can
+        except OSError:
+            shutil.copyfile(cached, partial)
+        os.replace(partial, target)
+    _write_lock(working_directory, package.PROVIDER_SOURCE, frozen.version, [h1, zh])
+    return target
+
+
+# --- which stacks are portable -------------------------------------------------------------------------
+
+PORTABLE_CONTEXT = "tokendrop:portable"
+
+
+def runs_remotely(synthesized: dict[str, Any]) -> bool:
+    """True when the synthesized configuration uploads itself for remote execution: a `cloud` block,
+    or the `remote` backend (HCP Terraform / TFE), which run plans and applies on their workers."""
+    terraform = synthesized.get("terraform") or {}
+    return bool(terraform.get("cloud")) or "remote" in (terraform.get("backend") or {})
+
+
+def portable_flag(value: Any) -> bool | None:
+    """The context flag's value: true/false (also as strings, as `cdktf synth --context` gives them)."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(f"context {PORTABLE_CONTEXT} must be true or false, not {value!r}")
+
+
+def wants_portable(option: bool | None, context: bool | None, synthesized: dict[str, Any]) -> bool:
+    """The construct option wins, then the context flag, then the backend."""
+    for explicit in (option, context):
+        if explicit is not None:
+            return explicit
+    return runs_remotely(synthesized)
 
 
 def find_executable() -> Path | None:
@@ -155,26 +229,38 @@ def _wrapper_class(core: ModuleType) -> type:
                 """Delegates to the stack's synthesizer, then installs the provider into the stack's
                 working directory. Runs for real synthesis only (App.synth, Testing.full_synth)."""
 
-                def __init__(self, stack: Any, inner: Any, executable: Path | None) -> None:
+                def __init__(self, stack: Any, inner: Any, executable: Path | None, portable: bool | None,
+                             context: bool | None) -> None:
                     self._stack = stack
                     self._inner = inner
                     self._executable = executable
+                    self.portable = portable
+                    self._context = context
 
                 def synthesize(self, session: Any) -> None:
                     self._inner.synthesize(session)
+                    manifest = session.manifest.for_stack(self._stack)
+                    directory = Path(session.outdir) / manifest.working_directory
+                    synthesized = json.loads((Path(session.outdir) / manifest.synthesized_stack_path).read_text())
+                    if wants_portable(self.portable, self._context, synthesized):
+                        install_portable(directory)
+                        return
                     if self._executable is None:
                         return  # warned about at construction
-                    directory = session.manifest.for_stack(self._stack).working_directory
-                    install_into(Path(session.outdir) / directory, self._executable)
+                    install_into(directory, self._executable)
 
             wrapper = _WRAPPERS[core.__name__] = OfflineProviderSynthesizer
         return wrapper
 
 
-def hook_stack(stack: Any, core: ModuleType, executable: Path | None) -> bool:
-    """Wrap the stack's synthesizer once; False when it was already wrapped (a second provider block)."""
+def hook_stack(stack: Any, core: ModuleType, executable: Path | None, portable: bool | None = None) -> bool:
+    """Wrap the stack's synthesizer once; False when it was already wrapped (a second provider block,
+    whose `portable=True` still makes the stack portable)."""
     wrapper = _wrapper_class(core)
     if isinstance(stack.synthesizer, wrapper):  # jsii hands back our own Python object
+        if portable:
+            stack.synthesizer.portable = True
         return False
-    stack.synthesizer = wrapper(stack, stack.synthesizer, executable)
+    context = portable_flag(stack.node.try_get_context(PORTABLE_CONTEXT))
+    stack.synthesizer = wrapper(stack, stack.synthesizer, executable, portable, context)
     return True

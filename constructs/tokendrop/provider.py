@@ -37,12 +37,16 @@ class TokendropProvider(_ProviderBase, metaclass=CoreDispatch):
     environment, or pass a reference (e.g. a sensitive `TerraformVariable`'s `string_value`).
 
     Creating it also arranges for the provider to be installed into the stack's directory at
-    synthesis, so that `cdktf deploy` finds it with no network (see `_offline`).
+    synthesis, so that `cdktf deploy` finds it with no network (see `_offline`). `portable=True` (or the
+    context flag `tokendrop:portable`, or a `CloudBackend`/`RemoteBackend` on the stack) installs the
+    self-contained linux_amd64 build instead, for a configuration applied on a machine without Python
+    (HCP Terraform workers, another CI job); `portable=False` keeps the local launcher even then.
     """
 
     _core_base = "TerraformProvider"
 
-    def __init__(self, scope: Any, id: str, *, alias: str | None = None, **settings: Any) -> None:
+    def __init__(self, scope: Any, id: str, *, alias: str | None = None, portable: bool | None = None,
+                 **settings: Any) -> None:
         path = child_path(scope, id)
         literal_secrets = [Problem(a.name, "refusing a literal credential: it would be written into cdktf.out "
                                    "and the plan. Leave it unset to use "
@@ -61,14 +65,20 @@ class TokendropProvider(_ProviderBase, metaclass=CoreDispatch):
                          terraform_provider_source=PROVIDER_SOURCE.removeprefix("registry.terraform.io/"),
                          terraform_generator_metadata=core.TerraformProviderGeneratorMetadata(
                              provider_name=PROVIDER_NAME, provider_version=version))
-        self._install_offline(core)
+        self._install_offline(core, path, portable)
 
-    def _install_offline(self, core: Any) -> None:
+    def _install_offline(self, core: Any, path: str, portable: bool | None) -> None:
+        if portable is not None and not isinstance(portable, bool):
+            raise TokendropValidationError(path, [Problem("portable", f"must be True or False, not {portable!r}")])
         stack = core.TerraformStack.of(self)
         executable = _offline.find_executable()
-        if not _offline.hook_stack(stack, core, executable):
+        try:
+            hooked = _offline.hook_stack(stack, core, executable, portable)
+        except ValueError as err:  # a bad tokendrop:portable context value
+            raise TokendropValidationError(path, [Problem("portable", str(err))]) from err
+        if not hooked:
             return  # a second (aliased) provider block in the same stack
-        if executable is None:
+        if executable is None and not portable:
             core.Annotations.of(self).add_warning(
                 "terraform-provider-tokendrop is not installed in this Python environment, so the stack "
                 "cannot install its provider offline: `pip install tokendrop` into the environment that "

@@ -13,6 +13,10 @@ The runner needs nothing but a CPython of a bundled version: the libraries are m
 from the package index, pinned to requirements/runtime.txt, and the launcher keeps the runner's own
 site-packages, PYTHON* variables and working directory out of sys.path.
 
+With --self-contained (the default for the platform of the build machine, when PyInstaller is
+installed) that platform's zip holds the frozen provider instead (see freeze.py): the executable and
+its `_internal/` directory, interpreter included, so the runner needs no Python at all.
+
 The zips are laid out as a filesystem mirror (packed layout) or a network mirror (index.json and
 <version>.json with h1:/zh: hashes), next to a `.terraform.lock.hcl` covering every platform built.
 
@@ -42,8 +46,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from . import freeze
 from .errors import TokendropError
-from .install import PROVIDER_TYPE, provider_version
+from .install import PROVIDER_TYPE, provider_version, terraform_platform
 from .schema import PROVIDER_SOURCE
 
 # Terraform platform -> (wheel platform tag, `uname -m` values the bundle runs on).
@@ -555,6 +560,8 @@ class Package:
     uncompiled: list[str] = field(default_factory=list)  # Python versions without precompiled bytecode
     network_files: tuple[Path, ...] = ()
     seconds: float = 0.0
+    frozen: tuple[str, ...] = ()  # platforms whose zip holds the self-contained (frozen) provider
+    frozen_build: freeze.FrozenBuild | None = None
 
     def cli_config(self, location: str | None = None) -> str:
         if self.layout == "network":
@@ -606,18 +613,63 @@ def write_tree(tree: Path, version: str, platform: str, pythons: Sequence[str], 
                 log(f"warning: some modules did not compile for CPython {python}:\n{complaint}")
 
 
+def self_contained_platforms(platforms: Sequence[str], requested: bool | None) -> tuple[str, ...]:
+    """The platforms to build frozen. `requested` None (the command's default): the build machine's own
+    platform when it is among `platforms` and PyInstaller is installed. True: the same, but an error
+    when that is impossible. False: none."""
+    host = terraform_platform()
+    possible = host in platforms and freeze.can_freeze_for(host)
+    if requested is None:
+        return (host,) if possible and freeze.pyinstaller_version() is not None else ()
+    if not requested:
+        return ()
+    if not possible:
+        raise PackageError(f"--self-contained builds for the platform of this machine ({host}) only",
+                           f"it needs {host} among --platform and is supported for "
+                           f"{', '.join(freeze.FROZEN_PLATFORMS)}; other platforms get the bundle that needs "
+                           "CPython on the runner")
+    if freeze.pyinstaller_version() is None:
+        raise PackageError("--self-contained needs PyInstaller, which is not installed here",
+                           f"pip install -r {freeze.CHECKOUT / 'requirements' / 'build.txt'}")
+    return (host,)
+
+
+def frozen_archive(frozen: freeze.FrozenBuild, platform: str) -> tuple[Path, str, str]:
+    """(zip, h1, zh) of a frozen build, written once next to it in the cache (the build never changes),
+    with its hashes beside it: hashing 100 MB at every synthesis of every stack would add seconds."""
+    path = frozen.directory.with_name(f"{frozen.directory.name}-{archive_name(frozen.version, platform)}")
+    hashes = path.with_name(path.name + ".hashes.json")
+    if not path.is_file() or not hashes.is_file():
+        write_zip(frozen.directory, path, executables=freeze.executable_bits(frozen.directory))
+        partial = hashes.with_name(hashes.name + ".partial")
+        partial.write_text(json.dumps({"h1": h1_zip(path), "zh": zh_zip(path)}))
+        os.replace(partial, hashes)
+    recorded = json.loads(hashes.read_text())
+    return path, recorded["h1"], recorded["zh"]
+
+
 def build(out: Path, platforms: Sequence[str] = DEFAULT_PLATFORMS, pythons: Sequence[str] = DEFAULT_PYTHONS,
           layout: str = "filesystem", *, constraints: Path | None = None, wheelhouse: Path | None = None,
           requirements: Sequence[str] | None = None, verify: bool = True, version: str | None = None,
-          provider_source: Path | None = None, log: Log = lambda message: None) -> Package:
+          provider_source: Path | None = None, self_contained: Sequence[str] = (),
+          cache_dir: Path | None = None, log: Log = lambda message: None) -> Package:
     """Build the artifact for every platform into `out`, in `layout`, with a lock file. `wheelhouse`
     builds from local wheels only (air-gapped); `requirements` replaces the provider's dependencies and
     `provider_source` the tokendrop_provider directory (tests); `verify` cross-checks the lock file with
-    `terraform providers lock` when terraform exists."""
+    `terraform providers lock` when terraform exists. The platforms in `self_contained` (see
+    `self_contained_platforms`) get the frozen provider, built or taken from `cache_dir`."""
     started = time.monotonic()
     platforms = list(dict.fromkeys(platforms))
     pythons = tuple(dict.fromkeys(pythons))
     _check_options(platforms, pythons, layout)
+    frozen_platforms = tuple(p for p in platforms if p in self_contained)
+    frozen = None
+    if frozen_platforms:
+        if provider_source is not None or version is not None:
+            raise PackageError("a self-contained build is made from the installed provider only",
+                               "provider_source and version apply to the interpreter-needing bundle")
+        log("freezing the provider (or taking it from the cache)")
+        frozen = freeze.build_frozen(cache_dir, log=log)
     version = version or provider_version()
     pins, pins_from = (read_pins(constraints), str(constraints)) if constraints else default_pins()
     requirements = list(requirements) if requirements is not None else provider_requirements()
@@ -631,22 +683,31 @@ def build(out: Path, platforms: Sequence[str] = DEFAULT_PLATFORMS, pythons: Sequ
         # Every wheel of every platform first: a missing one fails the build before anything is written.
         wheels: dict[tuple[str, str], list[Wheel]] = {}
         for platform in platforms:
+            if platform in frozen_platforms:
+                continue
             for python in pythons:
                 log(f"fetching wheels for {platform}, CPython {python}")
                 wheels[platform, python] = fetch_wheels(platform, python, requirements, pins,
                                                         work / "wheels" / platform / python, index_args)
         (out / ".terraform.lock.hcl").unlink(missing_ok=True)  # never leave an old one next to new zips
         for platform in platforms:
+            zip_path = directory / archive_name(version, platform)
+            if frozen is not None and platform in frozen_platforms:
+                log(f"writing {zip_path.name} (self-contained)")
+                zip_path.parent.mkdir(parents=True, exist_ok=True)
+                cached, h1, zh = frozen_archive(frozen, platform)
+                shutil.copyfile(cached, zip_path)
+                archives.append(Archive(platform, zip_path, h1, zh, zip_path.stat().st_size, ()))
+                continue
             tree = work / "tree" / platform
             write_tree(tree, version, platform, pythons, {p: wheels[platform, p] for p in pythons}, interpreters,
                        provider_source, log)
-            zip_path = directory / archive_name(version, platform)
             log(f"writing {zip_path.name}")
             write_zip(tree, zip_path, executables=[launcher_name(version)])
             archives.append(Archive(platform, zip_path, h1_zip(zip_path), zh_zip(zip_path), zip_path.stat().st_size,
                                     tuple(sorted({w.path.name for p in pythons for w in wheels[platform, p]}))))
             shutil.rmtree(tree)
-    uncompiled = [p for p in pythons if interpreters[p] is None]
+    uncompiled = [p for p in pythons if interpreters[p] is None and len(frozen_platforms) < len(platforms)]
 
     network_files: tuple[Path, ...] = ()
     # A filesystem build into a directory that already serves as a network mirror keeps its JSON true.
@@ -670,7 +731,7 @@ def build(out: Path, platforms: Sequence[str] = DEFAULT_PLATFORMS, pythons: Sequ
     return Package(out=out, layout=layout, source=PROVIDER_SOURCE, version=version, pythons=pythons,
                    archives=archives, lock_file=lock_file, sums_file=sums_file, pins_from=pins_from,
                    verified_by_terraform=verified, uncompiled=uncompiled, network_files=network_files,
-                   seconds=time.monotonic() - started)
+                   seconds=time.monotonic() - started, frozen=frozen_platforms, frozen_build=frozen)
 
 
 # -- the command ------------------------------------------------------------------------------------
@@ -684,7 +745,9 @@ def report(package: Package) -> str:
     lines = [f"Built {package.source} {package.version} for CPython {' / '.join(package.pythons)} "
              f"({package.layout} mirror) in {package.seconds:.1f} s, pins from {package.pins_from}:", ""]
     for archive in package.archives:
-        lines += [f"  {archive.platform}  {_megabytes(archive.size):>8}  {archive.path}",
+        kind = "self-contained, no Python needed" if archive.platform in package.frozen else \
+            f"needs CPython {' or '.join(package.pythons)}"
+        lines += [f"  {archive.platform}  {_megabytes(archive.size):>8}  {archive.path}  ({kind})",
                   f"  {'':11}  {'':>8}  {archive.h1}  {archive.zh}"]
     lines += ["", f"Mirror:     {package.out}"]
     for path in package.network_files:
@@ -701,7 +764,15 @@ def report(package: Package) -> str:
     else:
         lines.append("CLI configuration (TF_CLI_CONFIG_FILE or ~/.terraformrc); on a runner image, `path` is "
                      "where the mirror directory is copied to:")
-    lines += ["", package.cli_config(), f"Runners need CPython {' or '.join(package.pythons)} on PATH "
+    if package.frozen_build is not None:
+        floor, _files = freeze.glibc_floor(package.frozen_build.directory)
+        lines += ["", package.cli_config(), f"The self-contained build ({', '.join(package.frozen)}) needs {floor} "
+                  "or newer and the system's libstdc++.so.6; nothing else."]
+    else:
+        lines += ["", package.cli_config()]
+    if len(package.frozen) == len(package.archives):
+        return "\n".join(lines)
+    lines += [f"Runners of the other platforms need CPython {' or '.join(package.pythons)} on PATH "
               f"({', '.join(python_candidates(package.pythons))}) or in TOKENDROP_PYTHON. On a runner, "
               f"`.terraform/providers/{package.source}/{package.version}/<platform>/{launcher_name(package.version)}"
               " --self-test` shows the interpreter and files it uses."]
@@ -716,7 +787,9 @@ def run(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"tokendrop: {message}", file=sys.stderr, flush=True)
 
-    package = build(Path(args.out), args.platform or DEFAULT_PLATFORMS, args.python or DEFAULT_PYTHONS, args.layout,
+    platforms = args.platform or DEFAULT_PLATFORMS
+    package = build(Path(args.out), platforms, args.python or DEFAULT_PYTHONS, args.layout,
+                    self_contained=self_contained_platforms(platforms, args.self_contained),
                     constraints=Path(args.constraints) if args.constraints else None,
                     wheelhouse=Path(args.wheelhouse) if args.wheelhouse else None, verify=not args.no_verify, log=log)
     print(report(package))
@@ -742,6 +815,10 @@ def add_command(provider_commands: argparse._SubParsersAction) -> None:  # type:
                              "else the versions installed here)")
     parser.add_argument("--wheelhouse", metavar="DIR",
                         help="take wheels from this directory only, not from the package index")
+    parser.add_argument("--self-contained", action=argparse.BooleanOptionalAction, default=None,
+                        help="freeze the provider with its interpreter for this machine's platform, so runners "
+                             "need no Python (default: yes, when PyInstaller is installed and this machine's "
+                             "platform is among --platform)")
     parser.add_argument("--no-verify", action="store_true",
                         help="do not cross-check the lock file with `terraform providers lock`")
     parser.set_defaults(handler=run)

@@ -1,0 +1,91 @@
+"""The frozen-build helpers: the cache key follows every input, the glibc floor reader agrees with
+binutils' readelf, and the cached build starts and answers the plugin handshake with no Python on PATH."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from tokendrop_provider import freeze
+
+LIBPYTHON = Path(sysconfig.get_config_var("LIBDIR") or "/") / str(sysconfig.get_config_var("INSTSONAME") or "-")
+SYSTEM_ELVES = [p for p in (Path(sys.executable).resolve(), LIBPYTHON, Path("/bin/ls")) if p.is_file()]
+needs_readelf = pytest.mark.skipif(shutil.which("readelf") is None, reason="binutils' readelf is not installed")
+
+
+def readelf_glibc_versions(path: Path) -> set[str]:
+    out = subprocess.run(["readelf", "-V", "--wide", str(path)], capture_output=True, text=True, check=True).stdout
+    needs = out.split("Version needs section", 1)[-1] if "Version needs section" in out else ""
+    return set(re.findall(r"Name: (GLIBC_\d+(?:\.\d+)+)", needs))
+
+
+@needs_readelf
+@pytest.mark.parametrize("path", SYSTEM_ELVES, ids=lambda p: p.name)
+def test_glibc_versions_are_readelfs(path: Path) -> None:
+    expected = readelf_glibc_versions(path)
+    assert expected, f"{path} needs no glibc version: a useless sample"
+    assert freeze.elf_glibc_versions(path) == expected
+
+
+@needs_readelf
+def test_glibc_floor_is_the_highest_need_and_names_its_files(tmp_path: Path) -> None:
+    for number, path in enumerate(SYSTEM_ELVES):
+        shutil.copyfile(path, tmp_path / f"{number}-{path.name}")
+    (tmp_path / "notes.txt").write_text("not an ELF file")
+    (tmp_path / "short").write_bytes(b"\x7fE")
+    floor, files = freeze.glibc_floor(tmp_path)
+    everything = set().union(*(readelf_glibc_versions(p) for p in SYSTEM_ELVES))
+    assert floor == max(everything, key=lambda v: tuple(int(x) for x in v[6:].split(".")))
+    assert files and all(floor in readelf_glibc_versions(tmp_path / f) for f in files)
+
+
+def copy_sources(tmp_path: Path) -> Path:
+    source = tmp_path / "tokendrop_provider"
+    shutil.copytree(freeze.SOURCE_DIR, source, ignore=shutil.ignore_patterns("__pycache__"))
+    return source
+
+
+def test_digest_follows_sources_and_requirements(tmp_path: Path) -> None:
+    source = copy_sources(tmp_path)
+    pins = tmp_path / "runtime.txt"
+    pins.write_text("grpcio==1.0\n")
+    before = freeze.inputs_digest(source, (pins,))
+    assert freeze.inputs_digest(source, (pins,)) == before  # stable
+
+    delivery = source / "delivery.py"
+    delivery.write_text(delivery.read_text() + "\n# a change\n")
+    after_source = freeze.inputs_digest(source, (pins,))
+    assert after_source != before
+
+    (source / "issuers" / "new_issuer.py").write_text("X = 1\n")  # a new module counts too
+    after_new = freeze.inputs_digest(source, (pins,))
+    assert after_new != after_source
+
+    pins.write_text("grpcio==1.1\n")
+    assert freeze.inputs_digest(source, (pins,)) != after_new
+
+
+def test_sandbox_is_neither_bundled_nor_hashed(tmp_path: Path) -> None:
+    source = copy_sources(tmp_path)
+    before = freeze.inputs_digest(source, ())
+    (source / "sandbox" / "tfe.py").write_text("# the emulators never reach a runner\n")
+    assert freeze.inputs_digest(source, ()) == before
+    modules = freeze.hidden_imports(source)
+    assert "tokendrop_provider.sinks.ssm" in modules and "tokendrop_provider.plugin.server" in modules
+    assert not [m for m in modules if m.startswith("tokendrop_provider.sandbox")]
+
+
+def test_cached_build_is_reused_and_answers_without_python(frozen_provider: freeze.FrozenBuild) -> None:
+    again = freeze.build_frozen(frozen_provider.directory.parent.parent)
+    assert again.cached and again.directory == frozen_provider.directory
+    # check_handshake runs it in a bare environment: no virtualenv, no PYTHON* variables
+    assert freeze.check_handshake(again.executable).startswith("1|6|unix|")
+    assert not (again.directory / "_internal" / "libstdc++.so.6").exists()
+    floor, _files = freeze.glibc_floor(again.directory)
+    assert floor.startswith("GLIBC_2.")

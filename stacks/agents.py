@@ -56,8 +56,8 @@ def define(stack: Any, config: AgentsSettings | None = None) -> dict[str, Any]:
     bot = TokenVaultAgent(stack, "triage", name=config.agent_name, description="issue triage",
                           deliver_key_to=SsmParameter(f"/agents/{config.agent_name}/tvagent-key"),
                           rotate_every=timedelta(days=30))
-    bot.grant("github", expires_in=timedelta(hours=12), auto_refresh=True)
-    bot.grant("linear")  # until revoked
+    bot.grant("github")  # agent grants last until revoked (docs/wire.md)
+    bot.grant("linear")
 
     login = VaultAppRoleSecretId(stack, "ci-login", role_name=config.approle_role, mount=config.approle_mount,
                                  ttl=timedelta(hours=24), rotate_before_expiry=timedelta(hours=2),

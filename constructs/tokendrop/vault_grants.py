@@ -1,4 +1,4 @@
-"""Vault grants: Token Vault agents with scoped, time-limited grants (their `tvagent_` key delivered to a
+"""Vault grants: Token Vault agents with their per-service grants (their `tvagent_` key delivered to a
 sink), and HashiCorp Vault AppRole secret ids (delivered with their role id)."""
 
 from __future__ import annotations
@@ -33,12 +33,11 @@ class TokenVaultAgent(TokenResource):
         """The agent's id (stable across key rotations), a reference for outputs."""
         return self.get_string_attribute("id")
 
-    def grant(self, service: str, *, expires_in: Duration | None = None, auto_refresh: bool = False) -> None:
-        """Let the agent use `service` for `expires_in` (1 hour to 30 days), or until revoked when None;
-        `auto_refresh` keeps OAuth tokens fresh. Validated at once: a duplicate service or an expiry out
-        of range raises here, naming the grant."""
-        grants = [*(self._tokendrop_arguments.get("grants") or []),
-                  {"service": service, "expires_in": expires_in, "auto_refresh": auto_refresh}]
+    def grant(self, service: str) -> None:
+        """Let the agent use `service` until the grant is revoked. Token Vault's agent grant route takes
+        no expiry or refresh policy (docs/wire.md), so neither can be asked for here. Validated at once:
+        a duplicate or malformed service raises here, naming the grant."""
+        grants = [*(self._tokendrop_arguments.get("grants") or []), {"service": service}]
         arguments = {**self._tokendrop_arguments, "grants": grants}
         self._tokendrop_config = configure(self.node.path, self.schema.attributes, self.schema.checks,
                                            arguments, type(self).__name__)

@@ -49,7 +49,8 @@ PROVIDER = ProviderSchema(
         _setting("buildkite_api_token", "Buildkite API access token. Env: `BUILDKITE_API_TOKEN`.", sensitive=True),
         _setting("buildkite_organization", "Buildkite organization slug. Env: `BUILDKITE_ORGANIZATION_SLUG`."),
         _setting("tokenvault_api_url", "Token Vault API URL. Env: `TOKENVAULT_API_URL` (default https://api.tokenvault.uk)."),
-        _setting("tokenvault_api_key", "Token Vault admin API key. Env: `TOKENVAULT_API_KEY`.", sensitive=True),
+        _setting("tokenvault_api_key", "Token Vault scoped API key (`tvkey_…`) with the scopes the configuration "
+                 "needs (docs/wire.md, \"Token Vault\"). Env: `TOKENVAULT_API_KEY`.", sensitive=True),
         _setting("aws_region", "AWS region of the SSM sinks. Env: `AWS_REGION` / `AWS_DEFAULT_REGION`."),
         _setting("aws_profile", "AWS shared-config profile. Env: `AWS_PROFILE`."),
         _setting("aws_endpoint_url_ssm", "SSM endpoint override. Env: `AWS_ENDPOINT_URL_SSM`."),
@@ -380,8 +381,11 @@ BUILDKITE_CLUSTER_TOKEN = ResourceSchema(
 
 # --- Token Vault (tokenvault.uk) agents -----------------------------------------------------------
 
-TOKENVAULT_MIN_GRANT = timedelta(hours=1)  # the dashboard's range: 1 hour to 30 days, or until revoked
-TOKENVAULT_MAX_GRANT = timedelta(days=30)
+# An agent grant is POST /api/agents/{id}/grants {agentId, serviceName} (docs/wire.md, "Token Vault"):
+# the route takes no expiry and no refresh policy, so tokendrop refuses them rather than report a setting
+# Token Vault never applied.
+_AGENT_GRANT_ROUTE = ("Token Vault's agent grant route takes only the agent and the service (see the Token Vault "
+                      "section of docs/wire.md)")
 
 
 def _text(what: str) -> Rule:
@@ -393,14 +397,19 @@ def _text(what: str) -> Rule:
     return Rule(check, f"a non-empty {what} without surrounding whitespace")
 
 
-def _whole_hours(value: object) -> str | None:
-    try:
-        seconds = parse_duration(str(value)).total_seconds()
-    except ValueError:
-        return None  # the duration rule reports malformed values
-    if seconds % 3600 == 0:
-        return None
-    return f"must be a whole number of hours (got {value}): Token Vault grants expire after whole hours"
+def _expiry_not_applied(value: object) -> str | None:
+    return (f"is not applied to an agent grant: {_AGENT_GRANT_ROUTE}, so no expiry would reach the server. "
+            "Remove expires_in (the grant lasts until revoked)")
+
+
+def _refresh_not_applied(config: Mapping[str, object]) -> list[tuple[tuple[str | int, ...], str]]:
+    grants = config.get("grants")
+    if not isinstance(grants, list):
+        return []
+    return [(("grants", i, "auto_refresh"), f"grants[{i}].auto_refresh: true is not applied: {_AGENT_GRANT_ROUTE}, "
+             "so Token Vault would keep its own refresh policy while state said otherwise. Remove auto_refresh "
+             "(state shows the policy Token Vault reports)")
+            for i, grant in enumerate(grants) if isinstance(grant, Mapping) and grant.get("auto_refresh") is True]
 
 
 def _no_previous_key(value: object) -> str | None:
@@ -431,15 +440,15 @@ TOKENVAULT_GRANT = (
     Attr("service", STRING, "The vault token (service) the agent may use, e.g. `github`.", required=True,
          rules=(_text("service name"), length(1, 200),
                 pattern(r"[^/]+", "must not contain / (it is a path segment of Token Vault's API)"))),
-    Attr("expires_in", STRING, "How long the grant lasts once granted: 1h to 30d in whole hours, e.g. `12h` or "
-         "`7d`. Unset: until revoked. Changing it grants the service again with a fresh expiry; an expired grant "
-         "is granted again by the next apply (remove it from the configuration to let it lapse).", optional=True,
-         rules=(duration(minimum=TOKENVAULT_MIN_GRANT, maximum=TOKENVAULT_MAX_GRANT),
-                Rule(_whole_hours, "a whole number of hours"))),
-    Attr("auto_refresh", BOOL, "Let Token Vault refresh the service's OAuth token when it runs out. Changing it "
-         "grants the service again.", optional=True, computed=True, default=False),
-    Attr("expires_at", STRING, "When the grant expires at Token Vault (RFC 3339); null while it lasts until "
-         "revoked.", computed=True),
+    Attr("expires_in", STRING, "Must be left unset: Token Vault's agent grant route takes no expiry, so an agent "
+         "grant lasts until revoked (a grant that ends anyway, e.g. set to expire in the dashboard, is granted again "
+         "by the next apply).", optional=True,
+         rules=(Rule(_expiry_not_applied, "left unset"),)),
+    Attr("auto_refresh", BOOL, "The grant's refresh policy as Token Vault reports it (`true` for `auto`). Read "
+         "only in effect: setting it to true is a plan error, as the agent grant route cannot set it.",
+         optional=True, computed=True, default=False),
+    Attr("expires_at", STRING, "When the grant expires at Token Vault (RFC 3339), as the agent's record says; "
+         "null while it lasts until revoked.", computed=True),
 )
 
 _AGENT_STATE = {a.name: a for a in (
@@ -477,7 +486,8 @@ TOKENVAULT_AGENT = ResourceSchema(
              "(its key is refused until it is resumed).", computed=True),
         *(_AGENT_STATE.get(a.name, a) for a in DELIVERY_STATE if a.name != "id"),
     ),
-    checks=(DELIVER_TO_CHECK, Check(_unique_services, "each service is granted once")),
+    checks=(DELIVER_TO_CHECK, Check(_unique_services, "each service is granted once"),
+            Check(_refresh_not_applied, "no refresh policy on agent grants")),
     import_id="`<agent id>/<sink address>` (e.g. `agt_123/ssm:/agents/triage/key`) for an agent whose key the "
     "sink already holds; the sink comes from the configuration and the grants are read from the agent.",
     secret_delivered="the agent's API key (`tvagent_…`)",

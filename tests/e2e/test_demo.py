@@ -152,7 +152,7 @@ class Agents(TerraformStack):
             "cluster_id": "${{tokendrop_buildkite_cluster.linux.id}}", "description": "linux agents",
             "deliver_to": {{"vault_kv": {{"path": "ci/buildkite/linux"}}}}}})
         self.add_override("resource.tokendrop_tokenvault_agent.triage", {{
-            "name": "triage-bot", "grants": [{{"service": "github", "expires_in": "12h"}}],
+            "name": "triage-bot", "grants": [{{"service": "github"}}],
             "deliver_to": {{"ssm": {{"name": "/agents/triage/key"}}}}}})
 
 

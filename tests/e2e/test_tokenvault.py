@@ -1,6 +1,7 @@
 """Token Vault agents through the real terraform binary against the Token Vault emulator, moto and
-OpenBao. Proves: create (agent, key in the sink, grants); grant changes in place (same key, same sink
-version); key rotation through rotate-key (the old key is refused by the agent endpoint, the sink holds
+OpenBao. Proves: create (agent, key in the sink, grants sent as the CLI sends them and read back);
+grant changes in place (same key, same sink version); a key lacking a scope fails the plan naming it;
+key rotation through rotate-key (the old key is refused by the agent endpoint, the sink holds
 the new one as the next version, the agent id stays); drift (grants expired or added out of band, key
 rotated out of band, agent deleted); a provider killed between rotate-key and the sink write (the next
 apply repairs the dead key even after the configuration went back); destroy; and that no key value
@@ -29,7 +30,7 @@ VAULT = '{ vault_kv = { path = "agents/triage" } }'
 ADDRESS = "tokendrop_tokenvault_agent.bot"
 
 GRANTS = """[
-    { service = "github", expires_in = "12h", auto_refresh = true },
+    { service = "github" },
     { service = "linear" },
   ]"""
 
@@ -84,11 +85,14 @@ def test_create_change_grants_rotate_destroy(box, make_workspace):
     assert box.ssm_value("/agents/triage/key") == (key, 1)
     assert bot["sink_address"] == "ssm:/agents/triage/key" and bot["sink_version"] == 1
     assert bot["status"] == "active" and bot["sink_status"] == "delivered"
-    github, linear = bot["grants"]
-    assert (github["service"], github["expires_in"], github["auto_refresh"]) == ("github", "12h", True)
-    assert github["expires_at"] == grants_at(em, bot["id"])["github"]["grantExpiresAt"]
-    assert (linear["service"], linear["expires_in"], linear["auto_refresh"], linear["expires_at"]) == (
-        "linear", None, False, None)
+    # Each grant went out as the CLI sends it ({agentId, serviceName}); state is what the agent's record says.
+    assert [e["fields"] for e in em.events() if e["event"] == "grant.created"] == [["agentId", "serviceName"]] * 2
+    live = grants_at(em, bot["id"])
+    for element in bot["grants"]:
+        held = live[element["service"]]
+        assert (element["expires_in"], element["expires_at"]) == (None, held["grantExpiresAt"])
+        assert element["auto_refresh"] == (held["refreshPolicy"] == "auto")
+    assert [g["service"] for g in bot["grants"]] == ["github", "linear"]
     # The delivered key works at the agent endpoint and sees exactly the configured grants.
     listed = credentials(em, key)
     assert listed.status_code == 200
@@ -96,10 +100,10 @@ def test_create_change_grants_rotate_destroy(box, make_workspace):
     assert credentials(em, key, "github").status_code == 200
     assert ws.plan_exitcode().returncode == 0
 
-    # Grants change in place: one removed, one added, one altered. The key and the sink stay.
+    # Grants change in place: one removed, one added. The key and the sink stay.
     ws.write(agent(grants="""[
-    { service = "github", expires_in = "24h", auto_refresh = true },
-    { service = "slack", expires_in = "7d" },
+    { service = "github" },
+    { service = "slack" },
   ]"""))
     plan = ws.plan()
     assert f"{ADDRESS} will be updated in-place" in plan.stdout and "will rotate" not in plan.output
@@ -110,15 +114,15 @@ def test_create_change_grants_rotate_destroy(box, make_workspace):
     live = grants_at(em, bot["id"])
     assert set(live) == {"github", "slack"}
     assert [g["service"] for g in after["grants"]] == ["github", "slack"]
-    assert after["grants"][0]["expires_at"] == live["github"]["grantExpiresAt"] != github["expires_at"]
+    assert after["grants"][0] == bot["grants"][0], "the kept grant was not granted again"
     assert after["grants"][1]["expires_at"] == live["slack"]["grantExpiresAt"]
     assert credentials(em, key, "linear").json()["detail"]["code"] == "POLICY_DENIED"
     assert ws.plan_exitcode().returncode == 0
 
     # Rotation: rotate-key keeps the agent; the old key is refused at once; the sink gets version 2.
     ws.write(agent(grants="""[
-    { service = "github", expires_in = "24h", auto_refresh = true },
-    { service = "slack", expires_in = "7d" },
+    { service = "github" },
+    { service = "slack" },
   ]""", extra='  rotate_on = { epoch = "2" }\n'))
     plan = ws.plan()
     assert "will rotate" in plan.output and "rotate_on changed" in plan.output
@@ -170,6 +174,20 @@ def test_drift_is_noticed_and_repaired(box, make_workspace):
     assert ws.resources()[ADDRESS]["sink_version"] == 1
     assert ws.plan_exitcode().returncode == 0
 
+    # The dashboard gives a grant a refresh policy the agent grant route cannot set: refresh shows it
+    # (state follows the server), the plan shows the drift, and the apply grants it again as configured.
+    assert requests.delete(f"{em.url}/api/agents/{bot['id']}/grants/linear", timeout=10,
+                           headers={"Authorization": f"Bearer {em.admin_key}"}).status_code == 200
+    em.grant(bot["id"], "linear", refresh_policy="auto")
+    ws.run("apply", "-refresh-only", "-auto-approve", "-no-color")
+    assert [g["auto_refresh"] for g in ws.resources()[ADDRESS]["grants"]] == [False, True]
+    plan = ws.plan_exitcode()
+    assert plan.returncode == 2 and "auto_refresh" in plan.stdout
+    ws.apply()
+    assert grants_at(em, bot["id"])["linear"]["refreshPolicy"] == "none"
+    assert [g["auto_refresh"] for g in ws.resources()[ADDRESS]["grants"]] == [False, False]
+    assert ws.plan_exitcode().returncode == 0
+
     # Someone rotates the key outside Terraform: the sink now holds a dead key; the plan rotates.
     em.rotate_key(bot["id"])
     plan = ws.plan_exitcode()
@@ -208,8 +226,7 @@ def test_import_adopts_an_agent_whose_key_is_in_the_sink(box, make_workspace):
     assert imported["id"] == bot["id"] and imported["name"] == "triage-bot" and imported["sink_version"] == 1
     assert imported["description"] == "issue triage" and imported["created_at"] == bot["created_at"]
     assert {g["service"] for g in imported["grants"]} == {"github", "linear"}
-    ws.apply()  # reconciles whatever import could not read back (a grant's expires_in)
-    assert ws.plan_exitcode().returncode == 0
+    assert ws.plan_exitcode().returncode == 0, "import reads back everything state holds"
     assert em.agent_ids() == [bot["id"]] and box.ssm_value("/agents/triage/key")[1] == 1
     ws.destroy()
     assert scan(key_values(em), ws.artifacts()) == []
@@ -340,12 +357,10 @@ def test_rotation_whose_state_was_lost_converges(box, make_workspace):
 
 BAD = {
     "empty agent name": (agent().replace('name        = "triage-bot"', 'name = ""'), "name"),
-    "grant expiry under 1h": (agent(grants='[{ service = "github", expires_in = "30m" }]'),
-                              "grants[0].expires_in"),
-    "grant expiry over 30d": (agent(grants='[{ service = "github", expires_in = "31d" }]'),
-                              "grants[0].expires_in"),
-    "grant expiry not in whole hours": (agent(grants='[{ service = "github", expires_in = "90m" }]'),
-                                        "grants[0].expires_in"),
+    # The agent grant route takes neither (docs/wire.md): refused rather than reported as set.
+    "grant expiry": (agent(grants='[{ service = "github", expires_in = "12h" }]'), "grants[0].expires_in"),
+    "grant auto refresh": (agent(grants='[{ service = "linear" }, { service = "github", auto_refresh = true }]'),
+                           "grants[1].auto_refresh"),
     "duplicate service": (agent(grants='[{ service = "github" }, { service = "linear" }, { service = "github" }]'),
                           "grants[2].service"),
     "empty service": (agent(grants='[{ service = "" }]'), "grants[0].service"),
@@ -375,6 +390,18 @@ def test_missing_api_key_fails_the_plan(box, make_workspace):
     assert "Missing Token Vault API key" in result.stderr
     assert "tokenvault_api_key" in result.stderr and "TOKENVAULT_API_KEY" in result.stderr
     assert box.tokenvault.requests() == []
+
+
+def test_a_key_lacking_a_scope_fails_the_plan_naming_it(box, make_workspace):
+    em = box.tokenvault
+    ws = make_workspace({**box.env, "TOKENVAULT_API_KEY": em.mint_key(["agents:read", "agents:create"])})
+    ws.write(agent())
+    ws.init()
+    result = ws.plan(check=False)
+    assert result.returncode == 1
+    text = " ".join(result.stderr.split())
+    assert "lacks the scope grants:write" in text and "tokenvault_api_key" in text
+    assert writes(em) == [] and em.agent_ids() == []
 
 
 def test_unknown_service_fails_the_apply_naming_grants(box, make_workspace):

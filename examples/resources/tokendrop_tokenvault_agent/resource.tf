@@ -2,8 +2,8 @@ resource "tokendrop_tokenvault_agent" "triage" {
   name        = "triage-bot"
   description = "issue triage"
   grants = [
-    { service = "github", expires_in = "12h", auto_refresh = true },
-    { service = "linear" }, # until revoked
+    { service = "github" }, # agent grants last until revoked
+    { service = "linear" },
   ]
   deliver_to = {
     ssm = { name = "/agents/triage-bot/tvagent-key" }

@@ -1,31 +1,26 @@
-"""Token Vault (tokenvault.uk) admin API client: agents, their grants, and their API keys.
+"""Token Vault (tokenvault.uk) API client: whoami, agents and their grants, scoped keys and theirs.
 
-Every wire detail of Token Vault lives here (reference/apis.md §3). The admin API has no published
-reference, so what this module relies on is marked by where it comes from.
+Every wire detail of Token Vault lives here; docs/wire.md ("Token Vault") lists each fact with the
+file of the official CLI (github.com/c-lgrant/tvault) it rests on, and what the sources leave open.
+In short:
 
-Observed (the official CLI's Go client, c-lgrant/tvault internal/api, which calls the live API):
-- JSON bodies; admin auth `Authorization: Bearer <credential>`.
-- GET /api/agents -> [{id, name, status, grantCount}]; grantCount may arrive as a float (2.0).
-- GET /api/agents/{id} -> {id, name, status, grantCount, grants: [{serviceName, refreshPolicy,
-  grantExpiresAt}]}. There is no separate grants listing.
-- POST /api/agents {name, description?} -> {id, name, apiKey}: the key appears in this response only.
-- POST /api/agents/{id}/rotate-key -> {id, apiKey}: the previous key is invalid at once.
-- PATCH /api/agents/{id} {status: "active" | "suspended"}; DELETE /api/agents/{id}.
-- POST /api/agents/{id}/grants requires {agentId, serviceName} (no agentId -> 422), one service per
-  call; DELETE /api/agents/{id}/grants/{serviceName} revokes one.
-- Errors carry `detail` (a string, {code, message}, or FastAPI's [{loc, msg}]) or `error` / `message`;
-  statuses 401, 423 (VAULT_LOCKED), 400/403/404/409/422, 5xx. No rate limits or paging documented.
+- Auth: `Authorization: Bearer <credential>`; the server tells a human's ID token, a `tvkey_` API
+  key and a `tvagent_` agent key apart by prefix. tokendrop authenticates as a `tvkey_` key.
+- Errors: `{"detail": string | {code, message, missingScope?}}` (FastAPI's 422 list for bad bodies).
+  SCOPE_DENIED names the missing scope (`TokenVaultScopeError`), HUMAN_ONLY marks what no key may do.
+- Agents: list, get (with `grants`), create (`apiKey` once), PATCH status, delete, rotate-key.
+  Agent grants: POST `{agentId, serviceName}`, one service per call, nothing else: the CLI sends no
+  expiry and no refresh policy there, so this client sends none and reads the grant back.
+- Keys: create `{name, scopes, expiresAt}` (`key` once), list, get (with `grants`), rotate, revoke.
+  Key grants: POST `{serviceName, expiresInHours?}` — the one route where a grant expiry exists.
+- Scope check: `GET /api/agents/whoami` answers a key's own scopes, so the plan names a missing scope
+  before anything is created.
 
-Assumed (the request fields follow the observed scoped-key grant API, POST /api/keys/{id}/grants):
-- A grant's expiry is sent as `expiresInHours` (whole hours, omitted = until revoked) and
-  auto-refresh as `refreshPolicy: "auto"` ("none" otherwise); grants come back with
-  `grantExpiresAt` (RFC 3339, null = until revoked) and `refreshPolicy`.
-- An expired grant may still be listed with a past `grantExpiresAt`; it counts as absent.
-- GET /api/agents/{id} also returns `description` (the dashboard shows it) and `keyCreatedAt`, when the
-  live key was issued. tokendrop reads its orphan marker from the first and notices a key rotated but
-  never delivered with the second. Without them both degrade safely: an agent whose marker cannot be
-  read is never deleted as an orphan, and a dead key in the sink is then repaired only by the rotation
-  that the next plan still shows (see resources/tokenvault_agent.py).
+Assumed (see docs/wire.md, "Left open"): GET /api/agents/{id} also returns `description` and
+`keyCreatedAt`. tokendrop reads its orphan marker from the first and notices a key rotated but never
+delivered with the second. Without them both degrade safely: an agent whose marker cannot be read is
+never deleted as an orphan, and a dead key in the sink is then repaired only by the rotation that
+the next plan still shows (see resources/tokenvault_agent.py).
 """
 
 from __future__ import annotations
@@ -62,21 +57,36 @@ from .http import (
 
 # No documented limit: a polite client-side pace, which 429s and rate-limit headers adjust.
 RATE_PER_SECOND = 10
-KEY_PATTERN = re.compile(r"tvagent_[A-Za-z0-9_\-]{8,}")  # agent keys; scrubbed from every error
-MIN_GRANT_HOURS = 1
+# Agent and API keys; scrubbed from every error.
+KEY_PATTERN = re.compile(r"(?:tvagent|tvkey)_[A-Za-z0-9_\-]{8,}")
+API_KEY_PREFIX = "tvkey_"
+MIN_GRANT_HOURS = 1  # key grants: 1 hour to 30 days (the CLI's --expires-in-hours; docs/wire.md)
 MAX_GRANT_HOURS = 30 * 24
-AUTO_REFRESH = "auto"  # assumed refreshPolicy values
-NO_REFRESH = "none"
+AUTO_REFRESH = "auto"
 
 # Where a 422's `loc` points -> our attribute.
 _FIELD_ATTRIBUTES: Mapping[str, tuple[str, ...]] = {
     "name": ("name",),
     "description": ("description",),
     "serviceName": ("grants",),
-    "expiresInHours": ("grants",),
-    "refreshPolicy": ("grants",),
 }
 
+
+class TokenVaultScopeError(IssuerAuthError):
+    """403 SCOPE_DENIED, or a plan-time check that found scopes missing: `missing` names them."""
+
+    def __init__(self, missing: Sequence[str], what: str, detail: str = "") -> None:
+        names = ", ".join(missing)
+        super().__init__(
+            f"The Token Vault API key lacks the scope {names}",
+            f"{what} needs {names}. {detail}Mint a key that carries it (dashboard, or `tvault keys create "
+            f"--scopes {','.join(missing)}`) and set it as tokenvault_api_key / TOKENVAULT_API_KEY.",
+            attribute=("tokenvault_api_key",), status=403)
+        self.missing = tuple(missing)
+
+
+class TokenVaultHumanOnlyError(IssuerAuthError):
+    """403 HUMAN_ONLY: no API key may do this; a signed-in human must."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,7 @@ class Grant:
     service: str
     expires_at: str | None  # RFC 3339; None = until revoked
     refresh_policy: str | None
+    source: str | None = None
 
     @property
     def auto_refresh(self) -> bool:
@@ -116,6 +127,31 @@ class Agent:
     grants: tuple[Grant, ...]
 
 
+@dataclass(frozen=True)
+class Principal:
+    """GET /api/agents/whoami: who the credential is, and (for a key or scoped agent) its scopes."""
+
+    type: str  # "user" (a signed-in human) | "key" | "agent" (docs/wire.md: the key's type name is left open)
+    id: str
+    name: str
+    kind: str
+    scopes: frozenset[str]
+    expires_at: str | None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A scoped `tvkey_` key as GET /api/keys and /api/keys/{id} show it (never its secret)."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    status: str
+    expires_at: str | None
+    created_at: str | None
+    grants: tuple[Grant, ...]
+
+
 class TokenVaultClient(TokenIssuer):
     """Agents of one Token Vault account, as one admin credential.
 
@@ -134,6 +170,12 @@ class TokenVaultClient(TokenIssuer):
             raise ConfigError("Missing Token Vault API key",
                               "Set tokenvault_api_key in the provider block or the TOKENVAULT_API_KEY environment "
                               "variable.", attribute=("tokenvault_api_key",))
+        if not settings.api_key.reveal().startswith(API_KEY_PREFIX):
+            raise ConfigError("Token Vault needs a scoped API key",
+                              "tokenvault_api_key / TOKENVAULT_API_KEY must be a tvkey_ key minted in the dashboard "
+                              "(or with `tvault keys create`) with the scopes the configuration needs: an agent's "
+                              "tvagent_ key cannot manage agents, and a human's ID token expires within the hour.",
+                              attribute=("tokenvault_api_key",))
         self.url = normalize_url(settings.api_url)
         if limiter is None:
             limiter = shared_limiter(limiter_key(self.url, settings.api_key), RATE_PER_SECOND, 1.0,
@@ -143,6 +185,36 @@ class TokenVaultClient(TokenIssuer):
             self.url, issuer="Token Vault", auth=settings.api_key, limiters=(limiter,), timeout=timeout,
             max_retries=max_retries, error_mapper=self._map_error, rate_limit_hook=_rate_limit_info,
             secret_patterns=(KEY_PATTERN,), cancel=cancel, sleep=sleep)
+        self._principal: Principal | None = None
+        self._principal_lock = threading.Lock()
+
+    # -- who the key is -----------------------------------------------------------------------------
+
+    def whoami(self) -> Principal:
+        """The key's own record (cached: a key's scopes cannot change under a running provider
+        without a rotation, which needs a new key value anyway)."""
+        with self._principal_lock:
+            if self._principal is None:
+                resp = self._http.get("/api/agents/whoami", expect=(200,), what="the API key's own record")
+                self._principal = _principal(_object(resp), resp)
+            return self._principal
+
+    def missing_scopes(self, required: Sequence[str | tuple[str, ...]]) -> list[str]:
+        """Which of `required` the key lacks; a tuple is satisfied by any one of its scopes (where
+        the sources leave open which of them the server asks for)."""
+        principal = self.whoami()
+        missing = []
+        for need in required:
+            options = (need,) if isinstance(need, str) else need
+            if not any(option in principal.scopes for option in options):
+                missing.append(" or ".join(options))
+        return missing
+
+    def require_scopes(self, required: Sequence[str | tuple[str, ...]], what: str) -> None:
+        missing = self.missing_scopes(required)
+        if missing:
+            raise TokenVaultScopeError(missing, what, "The key's scopes (GET /api/agents/whoami) are: "
+                                       f"{', '.join(sorted(self.whoami().scopes)) or 'none'}. ")
 
     # -- agents -----------------------------------------------------------------------------------
 
@@ -162,13 +234,19 @@ class TokenVaultClient(TokenIssuer):
             return None
         return _agent(_object(resp), resp)
 
-    def create_agent(self, name: str, description: str | None = None) -> tuple[Agent, Secret]:
-        """Create an agent; returns it and its key (which exists nowhere else from now on)."""
+    def create_agent(self, name: str, description: str | None = None, *, kind: str | None = None,
+                     scopes: Sequence[str] = ()) -> tuple[Agent, Secret]:
+        """Create an agent; returns it and its key (which exists nowhere else from now on). `kind`
+        and `scopes` are sent only when given, as the CLI does (the server defaults to classic)."""
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("Invalid agent name", "the name must not be empty", attribute=("name",))
         body: dict[str, Any] = {"name": name}
         if description:
             body["description"] = description
+        if kind:
+            body["kind"] = kind
+        if scopes:
+            body["scopes"] = list(scopes)
         # A POST: never retried once it may have reached Token Vault (no second agent with a lost key).
         resp = self._http.post("/api/agents", json_body=body, expect=(200, 201), what=f"agent {name!r}")
         doc = _object(resp)
@@ -182,7 +260,7 @@ class TokenVaultClient(TokenIssuer):
         secret = Secret(key)
         return self._details_after_write(agent_id, doc, name, description), secret
 
-    def rotate_key(self, agent_id: str) -> tuple[Agent, Secret]:
+    def rotate_agent_key(self, agent_id: str) -> tuple[Agent, Secret]:
         """A new key for the agent; the previous one stops working at once."""
         resp = self._http.post(f"/api/agents/{_segment(agent_id, 'agent id')}/rotate-key", expect=(200, 201),
                                what=f"agent {agent_id}")
@@ -208,30 +286,88 @@ class TokenVaultClient(TokenIssuer):
 
     # -- grants -----------------------------------------------------------------------------------
 
-    def add_grant(self, agent_id: str, service: str, *, expires_in_hours: int | None = None,
-                  auto_refresh: bool = False) -> Grant:
-        """Grant one service (one call per service: the API has no bulk route)."""
-        if expires_in_hours is not None and not (
-                isinstance(expires_in_hours, int) and MIN_GRANT_HOURS <= expires_in_hours <= MAX_GRANT_HOURS):
-            raise ConfigError("Invalid grant expiry", f"{service}: a grant lasts {MIN_GRANT_HOURS} to "
-                              f"{MAX_GRANT_HOURS} whole hours, or until revoked", attribute=("grants",))
-        body: dict[str, Any] = {"agentId": agent_id, "serviceName": service,
-                                "refreshPolicy": AUTO_REFRESH if auto_refresh else NO_REFRESH}
-        if expires_in_hours is not None:
-            body["expiresInHours"] = expires_in_hours
-        resp = self._http.post(f"/api/agents/{_segment(agent_id, 'agent id')}/grants", json_body=body,
-                               expect=(200, 201), what=f"grant {service!r} of agent {agent_id}",
-                               idempotent=False)
-        doc = resp.json_or_none()
-        doc = doc if isinstance(doc, dict) else {}
-        return Grant(service=str(doc.get("serviceName") or service), expires_at=_text(doc.get("grantExpiresAt")),
-                     refresh_policy=_text(doc.get("refreshPolicy")) or body["refreshPolicy"])
+    def add_grant(self, agent_id: str, service: str) -> Grant:
+        """Grant one service, with exactly the body the CLI sends ({agentId, serviceName}: the
+        route has no expiry or refresh policy), and return the grant as the agent now holds it."""
+        segment = _segment(agent_id, "agent id")
+        self._http.post(f"/api/agents/{segment}/grants", json_body={"agentId": agent_id, "serviceName": service},
+                        expect=(200, 201), what=f"grant {service!r} of agent {agent_id}", idempotent=False)
+        agent = self.get_agent(agent_id)
+        held = next((g for g in agent.grants if g.service == service), None) if agent else None
+        if held is None:
+            raise IssuerError("Token Vault accepted a grant the agent does not hold",
+                              f"POST /api/agents/{agent_id}/grants for {service!r} succeeded, but the agent's record "
+                              "shows no live grant for it.", attribute=("grants",))
+        return held
 
     def remove_grant(self, agent_id: str, service: str) -> bool:
         """Revoke one grant; False if the agent had none for `service`."""
         resp = self._http.delete(f"/api/agents/{_segment(agent_id, 'agent id')}/grants/"
                                  f"{_segment(service, 'service name')}", expect=(200, 204, 404),
                                  what=f"grant {service!r} of agent {agent_id}")
+        return resp.status != 404
+
+    # -- scoped keys (internal/api/keys.go) --------------------------------------------------------
+
+    def create_key(self, name: str, scopes: Sequence[str], expires_at: str | None) -> tuple[ApiKey, Secret]:
+        """Mint a `tvkey_` key (`expires_at` RFC 3339, or None for a key that never expires: sent as
+        JSON null, as the CLI does). The secret is in this response only."""
+        body = {"name": name, "scopes": list(scopes), "expiresAt": expires_at}
+        resp = self._http.post("/api/keys", json_body=body, expect=(200, 201), what=f"key {name!r}")
+        doc = _object(resp)
+        key_id, secret = doc.get("id"), doc.get("key")
+        if not isinstance(key_id, str) or not key_id or not isinstance(secret, str) or not secret:
+            raise _malformed(resp)
+        return _api_key({**doc, "grants": []}), Secret(secret)
+
+    def list_keys(self) -> list[ApiKey]:
+        resp = self._http.get("/api/keys", expect=(200,), what="the key list")
+        doc = _object(resp)
+        items = doc.get("keys")
+        if not isinstance(items, list):
+            raise _malformed(resp)
+        return [_api_key(item) for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)]
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        resp = self._http.get(f"/api/keys/{_segment(key_id, 'key id')}", expect=(200, 404), what=f"key {key_id}")
+        return None if resp.status == 404 else _api_key(_object(resp))
+
+    def rotate_api_key(self, key_id: str) -> Secret:
+        """A new secret for the key; the old one stops working at once. Another principal's key can
+        only be rotated by a human (HUMAN_ONLY), a key may rotate itself."""
+        resp = self._http.post(f"/api/keys/{_segment(key_id, 'key id')}/rotate", expect=(200, 201),
+                               what=f"key {key_id}")
+        secret = _object(resp).get("key")
+        if not isinstance(secret, str) or not secret:
+            raise IssuerError("Token Vault rotated a key but returned no secret",
+                              f"key {key_id} now has a secret nobody has seen; rotate it again", status=resp.status)
+        return Secret(secret)
+
+    def revoke_key(self, key_id: str) -> bool:
+        """Revoke the key for good; False if it was already gone."""
+        resp = self._http.delete(f"/api/keys/{_segment(key_id, 'key id')}", expect=(200, 204, 404),
+                                 what=f"key {key_id}")
+        return resp.status != 404
+
+    def grant_key(self, key_id: str, service: str, *, expires_in_hours: int | None = None) -> Grant:
+        """Grant one service to a key, for 1 to 720 whole hours or (None) until revoked."""
+        if expires_in_hours is not None and (isinstance(expires_in_hours, bool) or not isinstance(
+                expires_in_hours, int) or not MIN_GRANT_HOURS <= expires_in_hours <= MAX_GRANT_HOURS):
+            raise ConfigError("Invalid grant expiry", f"{service}: a key grant lasts {MIN_GRANT_HOURS} to "
+                              f"{MAX_GRANT_HOURS} whole hours, or until revoked", attribute=("expires_in",))
+        body: dict[str, Any] = {"serviceName": service}
+        if expires_in_hours is not None:
+            body["expiresInHours"] = expires_in_hours
+        resp = self._http.post(f"/api/keys/{_segment(key_id, 'key id')}/grants", json_body=body, expect=(200, 201),
+                               what=f"grant {service!r} of key {key_id}", idempotent=False)
+        doc = _object(resp)
+        return Grant(service=str(doc.get("serviceName") or service), expires_at=_text(doc.get("grantExpiresAt")),
+                     refresh_policy=_text(doc.get("refreshPolicy")), source=_text(doc.get("source")))
+
+    def ungrant_key(self, key_id: str, service: str) -> bool:
+        """Remove one grant from a key; False if it had none for `service`."""
+        resp = self._http.delete(f"/api/keys/{_segment(key_id, 'key id')}/grants/{_segment(service, 'service name')}",
+                                 expect=(200, 204, 404), what=f"grant {service!r} of key {key_id}")
         return resp.status != 404
 
     # -- TokenIssuer: the token is the agent's key ------------------------------------------------
@@ -243,7 +379,7 @@ class TokenVaultClient(TokenIssuer):
         return MintedToken(token=_issued(agent), value=key)
 
     def rekey(self, scope: str, token_id: str) -> MintedToken:
-        agent, key = self.rotate_key(token_id)
+        agent, key = self.rotate_agent_key(token_id)
         return MintedToken(token=_issued(agent), value=key)
 
     def lookup(self, scope: str, token_id: str) -> IssuedToken | None:
@@ -289,19 +425,34 @@ class TokenVaultClient(TokenIssuer):
 
     def _map_error(self, response: HttpResponse, what: str) -> IssuerError:
         status = response.status
-        text = _error_text(response)
-        if status == 401:
+        code, text, missing_scope = _error_parts(response)
+        said = f": {text}" if text else ""
+        if code == "SCOPE_DENIED" or missing_scope:
+            return TokenVaultScopeError([missing_scope or "(not named by the server)"], what,
+                                        f"Token Vault answered {status} SCOPE_DENIED{said}. ")
+        if code == "HUMAN_ONLY":
+            return TokenVaultHumanOnlyError(
+                "Only a signed-in human may do this in Token Vault",
+                f"{self.url} answered {status} HUMAN_ONLY to {what}{said}. No API key can do it, whatever its scopes: "
+                "do it in the dashboard or with `tvault` logged in as a human.", status=status)
+        if code == "SCOPE_NOT_DELEGABLE":
+            return TokenVaultHumanOnlyError(
+                "Only a signed-in human may hand out this scope",
+                f"{what}{said}. Keys and agents cannot give the scopes keys:manage, keys:revoke, agents:manage, "
+                "agents:delete, policies:write, grants:write, tokens:update, tokens:delete or proxies:write.",
+                attribute=("scopes",), status=status)
+        if status == 401 or code in ("INVALID_KEY", "KEY_EXPIRED", "KEY_SUSPENDED"):
+            reason = {"KEY_EXPIRED": "is past its expiry", "KEY_SUSPENDED": "is suspended",
+                      "INVALID_KEY": "is unknown, malformed or revoked"}.get(code, "is missing, invalid or expired")
             return IssuerAuthError(
                 "Token Vault rejected the API key",
-                f"{self.url} answered 401 to {what}: the admin key (tokenvault_api_key / TOKENVAULT_API_KEY) is "
-                "missing, invalid or expired.", attribute=("tokenvault_api_key",), status=status)
+                f"{self.url} answered {status}{' ' + code if code else ''} to {what}: the key (tokenvault_api_key / "
+                f"TOKENVAULT_API_KEY) {reason}.", attribute=("tokenvault_api_key",), status=status)
         if status == 403:
-            return IssuerAuthError(
-                "Token Vault denied access",
-                f"{self.url} answered 403 to {what}" + (f": {text}" if text else "") + ". The key may lack the "
-                "scope this needs (e.g. agents:write).", attribute=("tokenvault_api_key",), status=status)
+            return IssuerAuthError("Token Vault denied access", f"{self.url} answered 403 to {what}{said}.",
+                                   attribute=("tokenvault_api_key",), status=status)
         if status == 404:
-            return IssuerNotFound(f"{what} not found", f"{self.url} answered 404" + (f": {text}" if text else ""),
+            return IssuerNotFound(f"{what} not found", f"{self.url} answered 404{said}",
                                   attribute=_attribute(response), status=status)
         if status == 423:
             return IssuerError("Token Vault is locked",
@@ -393,13 +544,39 @@ def _agent(doc: Mapping[str, Any], resp: HttpResponse | None) -> Agent:
     for item in raw if isinstance(raw, list) else []:
         if not isinstance(item, dict) or not isinstance(item.get("serviceName"), str):
             continue
-        grant = Grant(service=item["serviceName"], expires_at=_text(item.get("grantExpiresAt")),
-                      refresh_policy=_text(item.get("refreshPolicy")))
+        grant = _grant(item)
         if not grant.expired(now):
             grants.append(grant)
     return Agent(id=doc["id"], name=str(doc.get("name") or ""), status=str(doc.get("status") or "active"),
                  description=_text(doc.get("description")), key_created_at=_text(doc.get("keyCreatedAt")),
                  grants=tuple(grants))
+
+
+def _grant(item: Mapping[str, Any]) -> Grant:
+    return Grant(service=item["serviceName"], expires_at=_text(item.get("grantExpiresAt")),
+                 refresh_policy=_text(item.get("refreshPolicy")), source=_text(item.get("source")))
+
+
+def _principal(doc: Mapping[str, Any], resp: HttpResponse) -> Principal:
+    """WhoamiResult; a server that predates scoped keys answers a flat {id, name} (a classic agent)."""
+    block = doc.get("principal") if isinstance(doc.get("principal"), dict) else {}
+    scopes = doc.get("scopes") if isinstance(doc.get("scopes"), list) else []
+    ident = block.get("id") or doc.get("id")
+    if not isinstance(ident, str):
+        raise _malformed(resp)
+    return Principal(type=str(block.get("type") or "agent"), id=ident, name=str(block.get("name") or doc.get("name")
+                     or ""), kind=str(doc.get("kind") or "classic"),
+                     scopes=frozenset(s for s in scopes if isinstance(s, str)), expires_at=_text(doc.get("expiresAt")))
+
+
+def _api_key(doc: Mapping[str, Any]) -> ApiKey:
+    raw = doc.get("grants")
+    grants = tuple(_grant(g) for g in (raw if isinstance(raw, list) else [])
+                   if isinstance(g, dict) and isinstance(g.get("serviceName"), str))
+    scopes = doc.get("scopes") if isinstance(doc.get("scopes"), list) else []
+    return ApiKey(id=str(doc["id"]), name=str(doc.get("name") or ""), scopes=tuple(str(s) for s in scopes),
+                  status=str(doc.get("status") or "active"), expires_at=_text(doc.get("expiresAt")),
+                  created_at=_text(doc.get("createdAt")), grants=grants)
 
 
 def _issued(agent: Agent) -> IssuedToken:
@@ -418,29 +595,30 @@ def _rate_limit_info(response: HttpResponse) -> Sequence[RateLimitInfo]:
     return (RateLimitInfo(limit=limit, remaining=remaining, reset_seconds=reset),)
 
 
-def _error_text(response: HttpResponse) -> str:
-    """The error's message, in any of the shapes Token Vault uses (never echoing request values:
-    FastAPI's `input` is left out)."""
+def _error_parts(response: HttpResponse) -> tuple[str | None, str, str | None]:
+    """(code, message, missingScope) of an error, in any of the shapes Token Vault uses: `detail` a
+    string, {code, message, missingScope?}, or FastAPI's [{loc, msg}] (never echoing `input`)."""
     doc = response.json_or_none()
     if not isinstance(doc, dict):
-        return ""
+        return None, "", None
     detail = doc.get("detail")
     if isinstance(detail, str):
-        return detail[:300]
+        return None, detail[:300], None
     if isinstance(detail, dict):
-        code, message = detail.get("code"), detail.get("message")
-        return ": ".join(str(p) for p in (code, message) if p)[:300]
+        code, message, scope = detail.get("code"), detail.get("message"), detail.get("missingScope")
+        return (_text(code), ": ".join(str(p) for p in (code, message) if p)[:300],
+                scope if isinstance(scope, str) and scope else None)
     if isinstance(detail, list):
         parts = []
         for item in detail[:5]:
             if isinstance(item, dict):
                 loc = [str(p) for p in item.get("loc") or [] if p != "body"]
                 parts.append(f"{'.'.join(loc)}: {item.get('msg')}" if loc else str(item.get("msg")))
-        return "; ".join(parts)[:300]
+        return None, "; ".join(parts)[:300], None
     for key in ("error", "message"):
         if isinstance(doc.get(key), str):
-            return doc[key][:300]
-    return ""
+            return None, doc[key][:300], None
+    return None, "", None
 
 
 def _attribute(response: HttpResponse) -> tuple[str, ...]:

@@ -27,17 +27,20 @@ A crash after the sink write but before state is saved leaves the sink one versi
 refresh reports it (`overwritten`) and the next apply rotates once more, so state, sink and agent
 agree again. No key is ever written twice, and no agent is left without a deliverable key.
 
-Grants: added, removed and altered in place; Token Vault cannot edit a grant, so a changed expiry or
-refresh policy revokes the grant and grants it again (a fresh expiry). Refresh drops grants that
-expired or were revoked (the plan grants them again) and reports grants added outside Terraform (the
-plan revokes them).
+Grants: added and removed in place, one call per service with exactly the body the CLI sends
+({agentId, serviceName}); the route takes no expiry and no refresh policy, so the schema refuses
+both at plan and state holds what the agent's record reports after each grant (`expires_at`,
+`auto_refresh`). A grant whose reported refresh policy differs from the configuration is revoked and
+granted again. Refresh drops grants that expired or were revoked (the plan grants them again) and
+reports grants added outside Terraform (the plan revokes them).
+
+Scopes: the plan asks Token Vault which scopes the provider's key holds (whoami) and fails naming any
+that this resource's next apply needs (see `required_scopes`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .. import schema
@@ -45,7 +48,6 @@ from ..delivery import parse_time, split_description
 from ..errors import ConfigError, IssuerValidationError, TokendropError
 from ..issuers.base import IssuedToken
 from ..types import UNKNOWN, Unknown
-from ..validation import parse_duration
 from .base import ApplyFailed, Context, Path, State
 from .token import TokenResource, same_instant
 
@@ -68,6 +70,7 @@ class TokenVaultAgent(TokenResource):
 
     def check_issuer(self, ctx: Context, prior: State | None, planned: State) -> None:
         ctx.provider.check_tokenvault_settings()
+        self.issuer(ctx).require_scopes(required_scopes(prior, planned), "tokendrop_tokenvault_agent")
 
     # --- plan -----------------------------------------------------------------------------------
 
@@ -128,20 +131,17 @@ class TokenVaultAgent(TokenResource):
 
     @staticmethod
     def _grant(client: TokenVaultClient, agent_id: str, element: Element) -> Element:
+        """Grant one service; the element is what the agent's record then reports."""
         service = str(element["service"])
-        expires_in = element.get("expires_in")
-        hours = int(parse_duration(str(expires_in)).total_seconds() // 3600) if expires_in else None
-        auto_refresh = bool(element.get("auto_refresh"))
         try:
-            grant = client.add_grant(agent_id, service, expires_in_hours=hours, auto_refresh=auto_refresh)
+            grant = client.add_grant(agent_id, service)
         except IssuerValidationError as err:
             if err.status != 409:
                 raise
             # Granted outside Terraform since the last refresh: replace it with ours.
             client.remove_grant(agent_id, service)
-            grant = client.add_grant(agent_id, service, expires_in_hours=hours, auto_refresh=auto_refresh)
-        return {"service": service, "expires_in": expires_in, "auto_refresh": auto_refresh,
-                "expires_at": grant.expires_at}
+            grant = client.add_grant(agent_id, service)
+        return _element_from(grant, None)
 
     # --- read -----------------------------------------------------------------------------------
 
@@ -234,24 +234,32 @@ def _plan_grants(prior_value: object, planned_value: object) -> object:
         elif before is not None and _settings(before) == _settings(element):
             element["expires_at"] = before.get("expires_at")
         else:
-            element["expires_at"] = UNKNOWN if element.get("expires_in") is not None else None
+            element["expires_at"] = UNKNOWN  # whatever the agent's record reports once granted
         out.append(element)
     return out
 
 
 def _element_from(grant: Grant, before: Mapping[str, object] | None) -> Element:
-    """A live grant in state's shape. `expires_in` cannot be read back: it is kept from state when the
-    grant still has an expiry exactly when state says so, else derived from what is left of it."""
-    expires_in: object = None
-    if before is not None and (before.get("expires_in") is None) == (grant.expires_at is None):
-        expires_in = before.get("expires_in")
-    elif grant.expires_at is not None:
-        moment = parse_time(grant.expires_at)
-        left = (moment - datetime.now(UTC)).total_seconds() if moment else 3600
-        expires_in = f"{max(1, math.ceil(left / 3600))}h"
+    """A live grant in state's shape: what the agent's record reports. `expires_in` is configuration
+    only (and must be unset, see schema.py), so it is always null here."""
     known = before.get("expires_at") if before is not None else None
-    return {"service": grant.service, "expires_in": expires_in, "auto_refresh": grant.auto_refresh,
+    return {"service": grant.service, "expires_in": None, "auto_refresh": grant.auto_refresh,
             "expires_at": same_instant(known, grant.expires_at)}
+
+
+def required_scopes(prior: State | None, planned: State) -> list[str | tuple[str, ...]]:
+    """The scopes the provider's key needs for the planned apply of one agent: reading it always,
+    creating it when new, grants:write when it has or gets grants, agents:manage when rotation is
+    configured (rotate-key). A destroy's scope (agents:delete or agents:manage, left open by the
+    sources, docs/wire.md) is named by Token Vault's SCOPE_DENIED at apply."""
+    needed: list[str | tuple[str, ...]] = ["agents:read"]
+    if prior is None:
+        needed.append("agents:create")
+    if _elements(planned.get("grants")) or _elements((prior or {}).get("grants")):
+        needed.append("grants:write")
+    if prior is not None and (planned.get("rotate_every") is not None or planned.get("rotate_on") is not None):
+        needed.append("agents:manage")
+    return needed
 
 
 def _ordered(desired: Sequence[Element], current: Mapping[str, Element], desired_value: object) -> object:

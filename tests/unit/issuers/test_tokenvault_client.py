@@ -1,10 +1,13 @@
-"""TokenVaultClient against the Token Vault emulator: agents, grants and keys, the TokenIssuer contract
-(a token is an agent's key, rotated in place), error mapping and scrubbing, and retries that never
-repeat a create. Waits go through a recording sleep: no test waits for real."""
+"""TokenVaultClient against the Token Vault emulator: the CLI's wire (docs/wire.md, "Token Vault") for
+agents, agent grants, scoped keys and key grants; scopes checked up front and SCOPE_DENIED as a typed
+error naming the scope; the TokenIssuer contract (a token is an agent's key, rotated in place); error
+mapping and scrubbing; retries that never repeat a create. Waits go through a recording sleep: no
+test waits for real."""
 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,7 +18,13 @@ from tokendrop_provider.errors import (
     IssuerNotFound,
     IssuerValidationError,
 )
-from tokendrop_provider.issuers.tokenvault import TokenVaultClient, normalize_url
+from tokendrop_provider.issuers.tokenvault import (
+    TokenVaultClient,
+    TokenVaultHumanOnlyError,
+    TokenVaultScopeError,
+    normalize_url,
+    parse_timestamp,
+)
 from tokendrop_provider.ratelimit import RateLimiter
 from tokendrop_provider.sandbox.tokenvault import TokenVaultEmulator
 from tokendrop_provider.secret import Secret
@@ -57,6 +66,15 @@ def test_missing_key_names_the_setting():
     assert err.value.attribute == ("tokenvault_api_key",) and "TOKENVAULT_API_KEY" in err.value.detail
 
 
+def test_only_a_tvkey_key_is_accepted(em):
+    """The provider authenticates as a scoped API key: an agent key or anything else fails before any call."""
+    for wrong in ("tvagent_" + "a" * 40, "some-id-token"):
+        with pytest.raises(ConfigError) as err:
+            make_client(em, key=wrong)
+        assert err.value.attribute == ("tokenvault_api_key",) and "tvkey_" in err.value.detail
+        assert wrong not in str(err.value)
+
+
 def test_url_must_be_https_unless_loopback():
     assert normalize_url("api.tokenvault.uk/") == "https://api.tokenvault.uk"
     assert normalize_url("http://127.0.0.1:8080") == "http://127.0.0.1:8080"
@@ -76,10 +94,9 @@ def test_agents_round_trip(client, em):
     [summary] = client.list_agents()
     assert (summary.id, summary.name, summary.grant_count) == (agent.id, "triage", 0)
 
-    grant = client.add_grant(agent.id, "github", expires_in_hours=12, auto_refresh=True)
-    assert grant.service == "github" and grant.auto_refresh and grant.expires_at
-    forever = client.add_grant(agent.id, "linear")
-    assert forever.expires_at is None and not forever.auto_refresh
+    github = client.add_grant(agent.id, "github")
+    assert (github.service, github.expires_at, github.auto_refresh) == ("github", None, False)
+    client.add_grant(agent.id, "linear")
     assert client.list_agents()[0].grant_count == 2, "grantCount arrives as a float"
     assert {g.service for g in client.get_agent(agent.id).grants} == {"github", "linear"}
 
@@ -93,21 +110,97 @@ def test_agents_round_trip(client, em):
     assert client.get_agent(agent.id) is None
 
 
-def test_grant_expiry_is_checked_before_any_call(client, em):
+def test_agent_grant_sends_exactly_the_cli_body_and_reports_what_the_agent_holds(client, em):
+    """internal/api/agents.go AddGrants sends {agentId, serviceName} and nothing else."""
     agent, _ = client.create_agent("bot")
+    grant = client.add_grant(agent.id, "github")
+    [event] = [e for e in em.events() if e["event"] == "grant.created"]
+    assert event["fields"] == ["agentId", "serviceName"]
+    # What the client returns is the agent's record, not an echo of the request: a grant the dashboard
+    # set to auto refresh with an expiry shows as such.
+    assert client.remove_grant(agent.id, "github")
+    em.grant(agent.id, "github", expires_in=timedelta(hours=5), refresh_policy="auto")
+    held = client.get_agent(agent.id).grants[0]
+    assert held.auto_refresh and held.expires_at and grant.expires_at is None
+
+
+def test_a_grant_the_agent_does_not_hold_afterwards_is_an_error(client, em):
+    agent, _ = client.create_agent("bot")
+    em.add_fault(r"/api/agents/[^/]+/grants$", method="POST", status=201, body={"success": True})
+    with pytest.raises(IssuerError) as err:
+        client.add_grant(agent.id, "github")
+    assert err.value.attribute == ("grants",) and "no live grant" in err.value.detail
+
+
+def test_rotate_agent_key_keeps_the_agent(client, em):
+    agent, key = client.create_agent("bot")
+    rotated, new_key = client.rotate_agent_key(agent.id)
+    assert rotated.id == agent.id and new_key != key and new_key.reveal() == em.current_key(agent.id)
+    assert rotated.key_created_at and rotated.key_created_at >= agent.key_created_at
+
+
+# -- scoped keys and key grants -----------------------------------------------------------------------
+
+def test_keys_round_trip(client, em):
+    expires = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    key, secret = client.create_key("ci", ["credentials:read", "tokens:list"], expires)
+    assert secret.reveal().startswith("tvkey_") and "tvkey" not in repr(secret)
+    assert (key.name, key.scopes, key.grants) == ("ci", ("credentials:read", "tokens:list"), ())
+    assert parse_timestamp(key.expires_at) == parse_timestamp(expires)
+    assert key.id in {k.id for k in client.list_keys()}
+
+    week = client.grant_key(key.id, "github", expires_in_hours=7 * 24)
+    left = parse_timestamp(week.expires_at) - datetime.now(UTC)
+    assert timedelta(days=7) - timedelta(minutes=1) < left <= timedelta(days=7)
+    assert client.grant_key(key.id, "linear").expires_at is None
+    [event, _] = [e for e in em.events() if e["event"] == "key_grant.created"]
+    assert event["fields"] == ["expiresInHours", "serviceName"]
+    assert {g.service for g in client.get_key(key.id).grants} == {"github", "linear"}
+    assert client.ungrant_key(key.id, "linear") and not client.ungrant_key(key.id, "linear")
+
+    # Rotating another principal's key is human-only; the key itself may.
+    with pytest.raises(TokenVaultHumanOnlyError) as human:
+        client.rotate_api_key(key.id)
+    assert human.value.status == 403 and "HUMAN_ONLY" in human.value.detail
+    with make_client(em, key=secret.reveal()) as itself:
+        new_secret = itself.rotate_api_key(key.id)
+    assert new_secret.reveal() != secret.reveal()
+    assert client.revoke_key(key.id) and not client.revoke_key(key.id) and client.get_key(key.id) is None
+
+
+def test_key_grant_expiry_is_checked_before_any_call(client, em):
+    key, _ = client.create_key("ci", ["tokens:list"], None)
     em.clear_requests()
-    for hours in (0, 721):
+    for hours in (0, 721, True):
         with pytest.raises(ConfigError) as err:
-            client.add_grant(agent.id, "github", expires_in_hours=hours)
-        assert err.value.attribute == ("grants",)
+            client.grant_key(key.id, "github", expires_in_hours=hours)
+        assert err.value.attribute == ("expires_in",)
     assert em.requests() == []
 
 
-def test_rotate_key_keeps_the_agent(client, em):
-    agent, key = client.create_agent("bot")
-    rotated, new_key = client.rotate_key(agent.id)
-    assert rotated.id == agent.id and new_key != key and new_key.reveal() == em.current_key(agent.id)
-    assert rotated.key_created_at and rotated.key_created_at >= agent.key_created_at
+# -- scopes -------------------------------------------------------------------------------------------
+
+def test_a_missing_scope_is_a_typed_error_naming_it(em):
+    """SCOPE_DENIED {code, message, missingScope} (internal/api/client.go parseErrorBody)."""
+    with make_client(em, key=em.mint_key(["agents:read"])) as client, \
+            pytest.raises(TokenVaultScopeError) as err:
+        client.create_agent("bot")
+    assert err.value.missing == ("agents:create",) and err.value.status == 403
+    assert err.value.attribute == ("tokenvault_api_key",)
+    assert "agents:create" in err.value.summary and "--scopes agents:create" in err.value.detail
+    assert em.agent_ids() == []
+
+
+def test_scopes_are_checked_up_front_with_whoami(em):
+    with make_client(em, key=em.mint_key(["agents:read", "grants:write"])) as client:
+        assert client.missing_scopes(["agents:read", "grants:write"]) == []
+        with pytest.raises(TokenVaultScopeError) as err:
+            client.require_scopes(["agents:read", "agents:create", ("agents:delete", "agents:manage")], "the plan")
+        assert err.value.missing == ("agents:create", "agents:delete or agents:manage")
+        assert "agents:read, grants:write" in err.value.detail, "says which scopes the key has"
+        client.missing_scopes(["agents:create"])
+    assert len(em.requests(path="/api/agents/whoami")) == 1, "asked once per client"
+    assert [r["method"] for r in em.requests()] == ["GET"], "nothing but whoami was called"
 
 
 # -- the TokenIssuer contract -------------------------------------------------------------------------
@@ -136,11 +229,17 @@ def test_issuer_contract(client, em):
 
 # -- errors -------------------------------------------------------------------------------------------
 
-def test_a_wrong_key_is_an_auth_error_naming_the_setting(em):
-    with make_client(em, key="tvkey_wrong") as client, pytest.raises(IssuerAuthError) as err:
+def test_a_wrong_or_expired_key_is_an_auth_error_naming_the_setting(em):
+    wrong = "tvkey_" + "w" * 40
+    with make_client(em, key=wrong) as client, pytest.raises(IssuerAuthError) as err:
         client.list_agents()
     assert err.value.status == 401 and err.value.attribute == ("tokenvault_api_key",)
-    assert "tvkey_wrong" not in str(err.value)
+    assert "INVALID_KEY" in err.value.detail and wrong not in str(err.value)
+    expiring = em.mint_key(["agents:read"], expires_in=timedelta(hours=1))
+    em.advance(2 * 3600)
+    with make_client(em, key=expiring) as client, pytest.raises(IssuerAuthError) as expired:
+        client.list_agents()
+    assert "past its expiry" in expired.value.detail
 
 
 def test_validation_errors_name_the_attribute(client, em):
@@ -168,11 +267,11 @@ def test_a_locked_vault_says_so(client, em):
 
 
 def test_keys_are_scrubbed_from_errors(client, em):
-    leaked = "tvagent_" + "A" * 40
-    em.add_fault("/api/agents", status=400, body={"detail": f"bad key {leaked}"})
-    with pytest.raises(IssuerValidationError) as err:
-        client.list_agents()
-    assert leaked not in str(err.value) and "***" in err.value.detail
+    for leaked in ("tvagent_" + "A" * 40, "tvkey_" + "B" * 40):
+        em.add_fault("/api/agents", status=400, body={"detail": f"bad key {leaked}"})
+        with pytest.raises(IssuerValidationError) as err:
+            client.list_agents()
+        assert leaked not in str(err.value) and "***" in err.value.detail
 
 
 def test_a_create_that_may_have_happened_is_never_repeated(em):

@@ -1,7 +1,8 @@
 """Plan semantics of the vault-grant resources, through the tfplugin6 service with msgpack values as
 Terraform sends them: the list-nested `grants` attribute (schema, defaults, what stays known), key
 rotation in place (the agent id stays known), AppRole rotation and replacement, and validation
-paths that point into list elements. Also the generic planner's list support on a synthetic schema."""
+paths that point into list elements, and the plan-time scope check of the Token Vault key (against
+the Token Vault emulator). Also the generic planner's list support on a synthetic schema."""
 
 from __future__ import annotations
 
@@ -27,15 +28,20 @@ def grant(service, expires_in=None, auto_refresh=None, expires_at=None):
 
 
 @pytest.fixture
-def service(openbao_server):
-    return configured_service(tokenvault_api_url="http://127.0.0.1:1", tokenvault_api_key="tvkey_unused_in_plan",
+def service(openbao_server, fresh_tokenvault_emulator):
+    return configured_service(tokenvault_api_url=fresh_tokenvault_emulator.url,
+                              tokenvault_api_key=fresh_tokenvault_emulator.admin_key,
                               vault_address=openbao_server.url, vault_token=openbao_server.root_token)
 
 
-def plan(svc, resource_schema, prior, config):
-    response = svc.PlanResourceChange(pb.PlanResourceChange.Request(
+def plan_response(svc, resource_schema, prior, config):
+    return svc.PlanResourceChange(pb.PlanResourceChange.Request(
         type_name=resource_schema.type_name, prior_state=dynamic(prior, resource_schema),
         proposed_new_state=dynamic(config, resource_schema), config=dynamic(config, resource_schema)), None)
+
+
+def plan(svc, resource_schema, prior, config):
+    response = plan_response(svc, resource_schema, prior, config)
     errors = [d for d in response.diagnostics if d.severity == pb.Diagnostic.Severity.ERROR]
     assert not errors, errors
     return codec.decode(response.planned_state.msgpack), response
@@ -43,7 +49,7 @@ def plan(svc, resource_schema, prior, config):
 
 def agent_state(**overrides):
     state = full(AGENT, id="agt1", name="bot", deliver_to=SSM, adopt_existing=False, status="active",
-                 grants=[grant("github", "12h", True, "2030-01-01T12:00:00.000Z"), grant("linear", None, False)],
+                 grants=[grant("github", None, False, "2030-01-01T12:00:00.000Z"), grant("linear", None, False)],
                  sink_address="ssm:/agents/key", sink_version=1, sink_status="delivered",
                  created_at="2026-11-01T00:00:00.000Z")
     state.update(overrides)
@@ -63,25 +69,44 @@ def test_grants_are_a_list_of_nested_attributes(service):
 
 
 def test_create_plan(service):
-    config = full(AGENT, name="bot", deliver_to=SSM, grants=[grant("github", "12h", True), grant("linear")])
+    config = full(AGENT, name="bot", deliver_to=SSM, grants=[grant("github"), grant("linear")])
     planned, _ = plan(service, AGENT, None, config)
     assert isinstance(planned["id"], Unknown) and isinstance(planned["status"], Unknown)
-    github, linear = planned["grants"]
-    assert isinstance(github["expires_at"], Unknown) and github["auto_refresh"] is True
-    assert linear["expires_at"] is None and linear["auto_refresh"] is False, "until revoked: no expiry, known now"
+    for planned_grant in planned["grants"]:
+        assert isinstance(planned_grant["expires_at"], Unknown), "whatever the agent's record reports once granted"
+        assert planned_grant["auto_refresh"] is False and planned_grant["expires_in"] is None
 
 
 def test_grant_changes_update_in_place_and_keep_the_key(service):
     prior = agent_state()
-    config = dict(prior, grants=[grant("github", "12h", True), grant("slack", "7d"), grant("linear", "24h")])
+    config = dict(prior, grants=[grant("github"), grant("slack")])
     planned, response = plan(service, AGENT, prior, config)
     assert not response.requires_replace
     assert planned["id"] == "agt1" and planned["sink_version"] == 1 and planned["created_at"] == prior["created_at"]
-    github, slack, linear = planned["grants"]
-    assert github["expires_at"] == "2030-01-01T12:00:00.000Z", "unchanged grant keeps its expiry"
-    assert isinstance(slack["expires_at"], Unknown), "a new grant gets its expiry at apply"
-    assert isinstance(linear["expires_at"], Unknown), "an altered grant is granted anew"
+    github, slack = planned["grants"]
+    assert github["expires_at"] == "2030-01-01T12:00:00.000Z", "unchanged grant keeps the expiry the server reported"
+    assert isinstance(slack["expires_at"], Unknown), "a new grant gets what the server reports at apply"
     assert not any("will rotate" in d.summary for d in response.diagnostics)
+
+
+@pytest.mark.parametrize(("scopes", "prior", "missing"), [
+    (["agents:read", "grants:write"], None, "agents:create"),
+    (["agents:read", "agents:create"], None, "grants:write"),
+    (["agents:create", "grants:write"], "existing", "agents:read"),
+    (["agents:read", "grants:write"], "rotating", "agents:manage"),
+])
+def test_a_key_without_a_needed_scope_fails_the_plan_naming_it(scopes, prior, missing, openbao_server,
+                                                                fresh_tokenvault_emulator):
+    svc = configured_service(tokenvault_api_url=fresh_tokenvault_emulator.url,
+                             tokenvault_api_key=fresh_tokenvault_emulator.mint_key(scopes),
+                             vault_address=openbao_server.url, vault_token=openbao_server.root_token)
+    before = {"existing": agent_state(), "rotating": agent_state(rotate_every="720h")}.get(prior)
+    config = dict(before) if before else full(AGENT, name="bot", deliver_to=SSM, grants=[grant("github")])
+    response = plan_response(svc, AGENT, before, config)
+    [error] = [d for d in response.diagnostics if d.severity == pb.Diagnostic.Severity.ERROR]
+    assert missing in error.summary and f"--scopes {missing}" in error.detail
+    assert [s.attribute_name for s in error.attribute.steps] == ["tokenvault_api_key"]
+    assert fresh_tokenvault_emulator.agent_ids() == []
 
 
 def test_reordering_grants_keeps_their_expiry(service):
@@ -116,14 +141,15 @@ def test_renaming_replaces_the_agent(service):
 
 def test_validation_points_into_the_list(service):
     config = full(AGENT, name="bot", deliver_to=SSM,
-                  grants=[grant("github"), grant("linear", "90m"), grant("github")])
+                  grants=[grant("github"), grant("linear", "12h"), grant("github"), grant("slack", auto_refresh=True)])
     response = service.ValidateResourceConfig(pb.ValidateResourceConfig.Request(
         type_name=AGENT.type_name, config=dynamic(config, AGENT)), None)
     found = {(d.attribute.steps[1].element_key_int, d.attribute.steps[2].attribute_name): d.detail
              for d in response.diagnostics}
-    assert set(found) == {(1, "expires_in"), (2, "service")}
-    assert "whole number of hours" in found[(1, "expires_in")]
+    assert set(found) == {(1, "expires_in"), (2, "service"), (3, "auto_refresh")}
+    assert "not applied to an agent grant" in found[(1, "expires_in")]
     assert "already granted by grants[0]" in found[(2, "service")]
+    assert "auto_refresh: true is not applied" in found[(3, "auto_refresh")]
 
 
 def test_approle_changes_rotate_or_replace(service, openbao_server):

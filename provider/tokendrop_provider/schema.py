@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from .attributes import Attr, Check, ProviderSchema, ResourceSchema, exactly_one_of
+from .attributes import Attr, Check, ResourceSchema, exactly_one_of
 from .sinks import ssm_rules, vault_rules
 from .types import BOOL, NUMBER, STRING, ListOf, MapOf, SetOf, Unknown
 from .validation import (
@@ -32,42 +32,7 @@ from .validation import (
 PROVIDER_SOURCE = "registry.terraform.io/tokendrop/tokendrop"
 PROVIDER_NAME = "tokendrop"
 
-# --- the provider block ---------------------------------------------------------------------------
-
-def _setting(name: str, description: str, *, sensitive: bool = False, type_=STRING) -> Attr:
-    return Attr(name, type_, description, optional=True, sensitive=sensitive)
-
-
-PROVIDER = ProviderSchema(
-    description="tokendrop mints CI and agent tokens and delivers them into SSM or Vault; "
-    "Terraform state keeps ids, sink addresses and versions only. Every setting falls back to the "
-    "environment variable the official provider uses.",
-    attributes=(
-        _setting("tfe_address", "HCP Terraform / TFE address. Env: `TFE_ADDRESS` (default https://app.terraform.io)."),
-        _setting("tfe_token", "HCP Terraform / TFE API token. Env: `TFE_TOKEN`.", sensitive=True),
-        _setting("buildkite_rest_url", "Buildkite REST API URL. Env: `BUILDKITE_REST_URL` (default https://api.buildkite.com)."),
-        _setting("buildkite_api_token", "Buildkite API access token. Env: `BUILDKITE_API_TOKEN`.", sensitive=True),
-        _setting("buildkite_organization", "Buildkite organization slug. Env: `BUILDKITE_ORGANIZATION_SLUG`."),
-        _setting("tokenvault_api_url", "Token Vault API URL. Env: `TOKENVAULT_API_URL` (default https://api.tokenvault.uk)."),
-        _setting("tokenvault_api_key", "Token Vault admin API key. Env: `TOKENVAULT_API_KEY`.", sensitive=True),
-        _setting("aws_region", "AWS region of the SSM sinks. Env: `AWS_REGION` / `AWS_DEFAULT_REGION`."),
-        _setting("aws_profile", "AWS shared-config profile. Env: `AWS_PROFILE`."),
-        _setting("aws_endpoint_url_ssm", "SSM endpoint override. Env: `AWS_ENDPOINT_URL_SSM`."),
-        _setting("aws_access_key_id", "AWS access key id (prefer the default credential chain)."),
-        _setting("aws_secret_access_key", "AWS secret access key.", sensitive=True),
-        _setting("aws_session_token", "AWS session token.", sensitive=True),
-        _setting("vault_address", "Vault address. Env: `VAULT_ADDR`."),
-        _setting("vault_token", "Vault token. Env: `VAULT_TOKEN`.", sensitive=True),
-        _setting("vault_namespace", "Vault Enterprise namespace. Env: `VAULT_NAMESPACE`."),
-        _setting("vault_approle_role_id",
-                 "Log in to Vault with this AppRole role id (with `vault_approle_secret_id`)."),
-        _setting("vault_approle_secret_id", "AppRole secret id for the Vault login.", sensitive=True),
-        _setting("vault_approle_mount", "Mount of the AppRole auth method used to log in (default `approle`)."),
-        _setting("vault_ca_cert", "CA bundle to verify Vault's TLS certificate. Env: `VAULT_CACERT`."),
-        _setting("vault_skip_verify", "Skip Vault TLS verification (testing only). Env: `VAULT_SKIP_VERIFY`.",
-                 type_=BOOL),
-    ),
-)
+# The provider block is built from the registered issuers' and sinks' settings: registry/__init__.py.
 
 # --- sinks: one `deliver_to` shape for every token resource ---------------------------------------
 

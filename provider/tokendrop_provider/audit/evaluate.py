@@ -27,8 +27,16 @@ from .state import ManagedToken
 
 FLAGS = ("orphan", "revoked", "sink_drift", "rotation_overdue", "expiring", "previous_overdue")
 DEFAULT_EXPIRY_WINDOW = datetime.timedelta(days=7)
-# Issuers that report when a token was last used (TFE's last-used-at); others show "n/a", not "never".
-REPORTS_LAST_USE = frozenset({"tfe"})
+
+
+def reports_last_use(issuer: str) -> bool:
+    """The issuer reports when a token was last used (TFE's last-used-at); others show "n/a", not "never"."""
+    from ..registry.issuers import issuer as registered
+
+    try:
+        return registered(issuer).reports_last_use
+    except KeyError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -189,8 +197,12 @@ def _managed_row(token: ManagedToken, listing: ScopeListing | None, sinks: Mappi
 
 
 def _scope_noun(issuer: str) -> str:
-    return {"tfe": "agent pool", "buildkite": "cluster", "tokenvault": "agent",
-            "vault-approle": "AppRole role"}.get(issuer, "scope")
+    from ..registry.issuers import issuer as registered
+
+    try:
+        return registered(issuer).scope_label
+    except KeyError:
+        return "scope"
 
 
 def _issuer_status(token: ManagedToken, listing: ScopeListing | None, live: IssuedToken | None,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..validation import humanize
-from .evaluate import FLAGS, REPORTS_LAST_USE, Report, Row, ScopeListing, parse_time
+from .evaluate import FLAGS, Report, Row, ScopeListing, parse_time, reports_last_use
 
 SCHEMA = "tokendrop-audit/1"
 _LABELS = {"orphan": "orphan", "revoked": "revoked", "sink_drift": "sink drift", "rotation_overdue": "rotation overdue",
@@ -110,7 +110,7 @@ def _expires(row: Row, now: datetime.datetime) -> str:
 def _last_used(row: Row, now: datetime.datetime) -> str:
     if row.last_used_at:
         return f"{_ago(row.last_used_at, now) or row.last_used_at} ago"
-    return "never" if row.issuer in REPORTS_LAST_USE else "n/a"
+    return "never" if reports_last_use(row.issuer) else "n/a"
 
 
 def _version(row: Row) -> str:

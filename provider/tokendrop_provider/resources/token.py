@@ -15,45 +15,14 @@ from ..attributes import dotted
 from ..delivery import Delivered, Delivery, Target, issuer_description, parse_time, rfc3339, split_description
 from ..errors import ConfigError, IssuerNotFound
 from ..issuers.base import IssuedToken, TokenIssuer
+from ..registry.sinks import address_of as sink_address_of
+from ..registry.sinks import chosen, deliver_to_from_address
+from ..registry.sinks import prefixes as sink_prefixes
 from ..types import UNKNOWN, Unknown
 from ..validation import humanize, parse_duration
 from .base import Context, Path, Resource, State, changed_paths
 
 TOKEN_COMPUTED = ("id", "sink_version", "created_at", "expires_at")
-
-
-def sink_address_of(deliver_to: object) -> object:
-    """The sink address a `deliver_to` configuration names, or Unknown until its values are known."""
-    if not isinstance(deliver_to, Mapping):
-        return UNKNOWN
-    ssm = deliver_to.get("ssm")
-    vault = deliver_to.get("vault_kv")
-    if isinstance(ssm, Unknown) or isinstance(vault, Unknown):
-        return UNKNOWN
-    if isinstance(ssm, Mapping):
-        name = ssm.get("name")
-        return UNKNOWN if isinstance(name, Unknown) or name is None else f"ssm:{name}"
-    if isinstance(vault, Mapping):
-        parts = (vault.get("mount") or "secret", vault.get("path"), vault.get("field") or "token")
-        if any(isinstance(p, Unknown) or p is None for p in parts):
-            return UNKNOWN
-        return f"vault_kv:{parts[0]}/{parts[1]}#{parts[2]}"
-    return UNKNOWN
-
-
-def deliver_to_from_address(address: str) -> dict[str, object]:
-    """Invert `sink_address_of` (for import)."""
-    kind, _, rest = address.partition(":")
-    if kind == "ssm" and rest:
-        return {"ssm": {"name": rest, "kms_key_id": None, "tier": None, "description": None, "tags": None},
-                "vault_kv": None}
-    if kind == "vault_kv" and "/" in rest:
-        location, _, field = rest.partition("#")
-        mount, _, path = location.partition("/")
-        return {"ssm": None, "vault_kv": {"mount": mount, "path": path, "field": field or "token"}}
-    raise ConfigError("Invalid import id",
-                      f"{address!r} is not a sink address: use ssm:<parameter name> or "
-                      "vault_kv:<mount>/<path>#<field>.")
 
 
 class TokenResource(Resource, abc.ABC):
@@ -93,7 +62,7 @@ class TokenResource(Resource, abc.ABC):
             issuer=self.issuer(ctx),
             scope=self.scope_of(state),
             description=state.get("description"),  # type: ignore[arg-type]
-            sink=ctx.provider.sink(deliver_to),
+            sink=ctx.clients.sink(deliver_to),
             mint_options=self.mint_options(ctx, state),
             adopt_existing=bool(state.get("adopt_existing")),
             description_in_fingerprint="description" not in self.issuer_updatable,
@@ -110,7 +79,7 @@ class TokenResource(Resource, abc.ABC):
         self.check_issuer(ctx, prior, planned)
         deliver_to = planned.get("deliver_to")
         if isinstance(deliver_to, Mapping):
-            ctx.provider.check_sink_settings(deliver_to)
+            ctx.clients.check_sink(deliver_to)
             address = sink_address_of(deliver_to)
             if isinstance(address, str) and (prior is None or prior.get("sink_address") != address):
                 self.check_sink_access(ctx, deliver_to, address)
@@ -119,16 +88,17 @@ class TokenResource(Resource, abc.ABC):
     def check_sink_access(ctx: Context, deliver_to: Mapping[str, object], address: str) -> None:
         """A new sink location: fail the plan if the sink credentials may not write there (Vault
         answers that without side effects; SSM cannot be asked, so it is found at apply)."""
-        if not isinstance(deliver_to.get("vault_kv"), Mapping):
+        found = chosen(deliver_to)
+        if found is None or not found[0].checks_access_at_plan:
             return
-        sink = ctx.provider.sink(deliver_to)
-        missing = ctx.provider.memo(("vault-capabilities", address), sink.missing_capabilities)
+        sink = ctx.clients.sink(deliver_to)
+        missing = ctx.clients.memo(("sink-capabilities", address), sink.missing_capabilities)  # type: ignore[attr-defined]
         if missing:
             needs = "; ".join(f"'{capability}' on {path}" for path, capability in missing)
             raise ConfigError(f"The Vault token cannot deliver to {address}",
-                              f"Its policies lack {needs}. Grant them (e.g. `vault policy write` with the "
-                              "policy tokendrop's VaultKvSink.writer_policy() prints) or deliver elsewhere.",
-                              ("deliver_to", "vault_kv", "path"))
+                              f"Its policies lack {needs}. Grant them in a policy of the provider's Vault token "
+                              "(`vault policy write`) or deliver elsewhere.",
+                              ("deliver_to", found[0].name, "path"))
 
     @abc.abstractmethod
     def check_issuer(self, ctx: Context, prior: State | None, planned: State) -> None:
@@ -320,11 +290,10 @@ class TokenResource(Resource, abc.ABC):
     def parse_import_id(self, import_id: str) -> tuple[str, str | None, str]:
         """`<scope>/<sink address>` or `<scope>/<token id>/<sink address>`."""
         scope, _, rest = import_id.partition("/")
-        for prefix in ("ssm:", "vault_kv:"):
-            if rest.startswith(prefix):
-                return scope, None, rest
+        if rest.startswith(sink_prefixes()):
+            return scope, None, rest
         token_id, _, address = rest.partition("/")
-        if scope and token_id and address.startswith(("ssm:", "vault_kv:")):
+        if scope and token_id and address.startswith(sink_prefixes()):
             return scope, token_id, address
         raise ConfigError("Invalid import id",
                           f"Expected <{self.scope_attribute}>/<sink address> or "

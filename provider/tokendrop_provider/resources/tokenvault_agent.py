@@ -44,6 +44,8 @@ from .. import schema
 from ..delivery import parse_time, split_description
 from ..errors import ConfigError, IssuerValidationError, TokendropError
 from ..issuers.base import IssuedToken
+from ..registry.sinks import prefixes as sink_prefixes
+from ..registry.tokenvault import ISSUER as TOKENVAULT
 from ..types import UNKNOWN, Unknown
 from ..validation import parse_duration
 from .base import ApplyFailed, Context, Path, State
@@ -64,10 +66,10 @@ class TokenVaultAgent(TokenResource):
     expiring = False  # agent keys do not expire; grants do (their own expires_at)
 
     def issuer(self, ctx: Context) -> TokenVaultClient:
-        return ctx.provider.tokenvault()
+        return ctx.clients.of(TOKENVAULT)
 
     def check_issuer(self, ctx: Context, prior: State | None, planned: State) -> None:
-        ctx.provider.check_tokenvault_settings()
+        ctx.clients.check(TOKENVAULT)
 
     # --- plan -----------------------------------------------------------------------------------
 
@@ -190,7 +192,7 @@ class TokenVaultAgent(TokenResource):
         """`<agent id>/<sink address>`. The scope (the agent's name) is read from Token Vault, see
         `imported_attributes`; until then the agent id stands in for it."""
         agent_id, _, address = import_id.partition("/")
-        if not agent_id or not address.startswith(("ssm:", "vault_kv:")):
+        if not agent_id or not address.startswith(sink_prefixes()):
             raise ConfigError("Invalid import id",
                               f"Expected <agent id>/<sink address>, got {import_id!r}. Sink addresses look like "
                               "ssm:/agents/triage/key or vault_kv:secret/agents/triage#token.")

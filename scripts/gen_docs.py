@@ -89,7 +89,8 @@ def resource_page(res: ResourceSchema) -> str:
                 f"The value of {res.secret_delivered}, written to the sink named by `deliver_to` in the call that "
                 "mints it. See [the lifecycle guide](../lifecycle.md) for rotation, drift and failure handling.", ""]
     out += ["## Import", "", res.import_id or "Not supported.", "", "```sh",
-            f"terraform import {res.type_name}.{short} '<id>'", "```", ""]
+            f"terraform import {res.type_name}.{short} '{res.import_examples[0] if res.import_examples else '<id>'}'",
+            "```", ""]
     return "\n".join(out)
 
 

@@ -192,8 +192,10 @@ TFE_AGENT_TOKEN = ResourceSchema(
         *DELIVERY_STATE,
     ),
     checks=(DELIVER_TO_CHECK,),
-    import_id="`<agent pool id>/<token id>` (e.g. `apool-123/at-456`) for a token whose sink already holds "
-    "it; the sink comes from the configuration.",
+    import_id="`<agent pool id>/<sink address>` or `<agent pool id>/<token id>/<sink address>` (e.g. "
+    "`apool-123/at-456/ssm:/ci/tfc-agent/token`) for a token whose sink already holds it; the sink comes from "
+    "the configuration.",
+    import_examples=("apool-123/at-456/ssm:/ci/tfc-agent/token",),
     secret_delivered="the agent token (`TFC_AGENT_TOKEN`)",
     in_state=TOKEN_IN_STATE,
 )
@@ -335,9 +337,11 @@ BUILDKITE_CLUSTER_TOKEN = ResourceSchema(
                                     f"rotate_before_expiry needs expires_in and must be shorter than it "
                                     f"(minimum expiry {format_duration(BUILDKITE_MIN_EXPIRY)})")),
     import_id="`<cluster uuid>/<sink address>` or `<cluster uuid>/<token uuid>/<sink address>`, optionally "
-    "prefixed with `<organization>/` (e.g. `acme/0189…/ssm:/buildkite/agent-token`), for a token whose sink "
+    "prefixed with `<organization>/` (e.g. `acme/0189a3c5-7b1e-4c1a-9f0e-5d2c8b7a6e41/ssm:/buildkite/agent-token`), "
+    "for a token whose sink "
     "already holds it; the sink comes from the configuration. Set `expires_at` to the token's expiry, if it "
     "has one, or the plan replaces it.",
+    import_examples=("acme/0189a3c5-7b1e-4c1a-9f0e-5d2c8b7a6e41/ssm:/buildkite/agent-token",),
     secret_delivered="the cluster agent token (`BUILDKITE_AGENT_TOKEN`)",
     in_state=TOKEN_IN_STATE,
 )
@@ -442,6 +446,7 @@ TOKENVAULT_AGENT = ResourceSchema(
         *(_AGENT_STATE.get(a.name, a) for a in DELIVERY_STATE if a.name != "id"),
     ),
     checks=(DELIVER_TO_CHECK, Check(_unique_services, "each service is granted once")),
+    import_examples=("agt_123/ssm:/agents/triage/key",),
     import_id="`<agent id>/<sink address>` (e.g. `agt_123/ssm:/agents/triage/key`) for an agent whose key the "
     "sink already holds; the sink comes from the configuration and the grants are read from the agent.",
     secret_delivered="the agent's API key (`tvagent_…`)",
@@ -544,8 +549,10 @@ VAULT_APPROLE_SECRET_ID = ResourceSchema(
     checks=(DELIVER_TO_CHECK, Check(_approle_expiry_check, "rotate_before_expiry needs a ttl and must be "
                                     "shorter than it")),
     import_id="`<mount>/<role name>/<sink address>` for a secret id whose sink carries tokendrop's record, or "
-    "`<mount>/<role name>/<accessor>/<sink address>` (e.g. `approle/ci/9f1c…/ssm:/ci/vault/secret-id`); the sink "
+    "`<mount>/<role name>/<accessor>/<sink address>` (e.g. "
+    "`approle/ci/9f1c2b7e-3d4a-4e5f-8a6b-7c8d9e0f1a2b/ssm:/ci/vault/secret-id`); the sink "
     "comes from the configuration.",
+    import_examples=("approle/ci/9f1c2b7e-3d4a-4e5f-8a6b-7c8d9e0f1a2b/ssm:/ci/vault/secret-id",),
     secret_delivered="the secret id, with the role id (`role_id`, `secret_id`)",
     in_state="the accessor, role and mount, the sink address and version, and timestamps: never the secret id "
     "or the role id, never a hash of them.",

@@ -47,7 +47,14 @@ def address_of(deliver_to: object) -> object:
     location = kind.with_defaults(block)
     if any(isinstance(location.get(name), Unknown) or location.get(name) is None for name in kind.address_fields):
         return UNKNOWN
-    return f"{kind.name}:{kind.address(location)}"
+    return format_address(kind.name, location)
+
+
+def format_address(kind: str, location: Mapping[str, Any]) -> str:
+    """The address of a location of the sink `kind` (its block; unset attributes take the schema's
+    defaults)."""
+    entry = sink_kind(kind)
+    return f"{kind}:{entry.address(entry.with_defaults(location))}"
 
 
 def prefixes() -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from ..delivery import marker, split_description
 from ..issuers.base import IssuedToken
 from ..sinks.base import SinkStatus
+from ..timestamps import parse_rfc3339
 from ..validation import humanize, parse_duration
 from .state import ManagedToken
 
@@ -114,17 +115,6 @@ class Report:
         return counts
 
 
-def parse_time(text: str | None) -> datetime.datetime | None:
-    """An RFC 3339 timestamp, or None if absent or unreadable (an audit reports, it does not crash)."""
-    if not text:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
-
-
 def _duration(text: str | None) -> datetime.timedelta | None:
     if not text:
         return None
@@ -135,7 +125,7 @@ def _duration(text: str | None) -> datetime.timedelta | None:
 
 
 def _expired(expires_at: str | None, now: datetime.datetime) -> bool:
-    moment = parse_time(expires_at)
+    moment = parse_rfc3339(expires_at)
     return moment is not None and moment <= now
 
 
@@ -234,7 +224,7 @@ def _sink_check(token: ManagedToken, sinks: Mapping[str, SinkStatus], live: Issu
     elif token.sink_status not in (None, "delivered"):
         state = "drifted"  # as refresh recorded it; the sink looks fine now but state will rotate
     elif (token.issuer == "tokenvault" and live is not None and live.created_at and token.created_at
-          and parse_time(live.created_at) != parse_time(token.created_at)):
+          and parse_rfc3339(live.created_at) != parse_rfc3339(token.created_at)):
         state = "stale"  # the agent's key is newer than the delivered one: the sink holds a dead key
     else:
         state = "delivered"
@@ -272,7 +262,7 @@ def _sink_drift(token: ManagedToken, check: SinkCheck, status: SinkStatus | None
 
 def _rotation_overdue(token: ManagedToken, now: datetime.datetime) -> str | None:
     period = _duration(token.rotate_every)
-    created = parse_time(token.created_at)
+    created = parse_rfc3339(token.created_at)
     if period is None or created is None or now - created < period:
         return None
     late = now - created - period
@@ -282,7 +272,7 @@ def _rotation_overdue(token: ManagedToken, now: datetime.datetime) -> str | None
 
 def _expiring(expires_at: str | None, rotate_before_expiry: str | None, now: datetime.datetime,
               default: datetime.timedelta) -> str | None:
-    expires = parse_time(expires_at)
+    expires = parse_rfc3339(expires_at)
     if expires is None:
         return None
     left = expires - now
@@ -299,7 +289,7 @@ def _expiring(expires_at: str | None, rotate_before_expiry: str | None, now: dat
 
 
 def _previous_overdue(token: ManagedToken, live: bool | None, now: datetime.datetime) -> str | None:
-    deadline = parse_time(token.previous_revoke_after)
+    deadline = parse_rfc3339(token.previous_revoke_after)
     if deadline is not None and deadline > now:
         return None
     when = (f"its grace period ended {humanize(now - deadline)} ago ({token.previous_revoke_after})"

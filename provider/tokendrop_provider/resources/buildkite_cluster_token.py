@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..issuers.base import IssuedToken
 from ..registry.buildkite import ISSUER as BUILDKITE
 from ..registry.sinks import split_before_address
+from ..timestamps import format_rfc3339
 from ..types import Unknown
 from ..validation import parse_duration
 from .base import Context, Plan, State
@@ -159,4 +160,4 @@ def mint_expiry(now: datetime.datetime, expires_in: datetime.timedelta) -> str:
     moment = now + max(expires_in, schema.BUILDKITE_MIN_EXPIRY + MINT_SLACK)
     if moment.microsecond:
         moment = moment.replace(microsecond=0) + datetime.timedelta(seconds=1)
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_rfc3339(moment)

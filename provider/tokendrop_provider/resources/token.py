@@ -12,12 +12,13 @@ import datetime
 from collections.abc import Mapping
 
 from ..attributes import dotted
-from ..delivery import Delivered, Delivery, Target, issuer_description, parse_time, rfc3339, split_description
+from ..delivery import Delivered, Delivery, Target, issuer_description, split_description
 from ..errors import ConfigError, IssuerNotFound
 from ..issuers.base import IssuedToken, TokenIssuer
 from ..registry.sinks import address_of as sink_address_of
 from ..registry.sinks import chosen, deliver_to_from_address
 from ..registry.sinks import prefixes as sink_prefixes
+from ..timestamps import format_rfc3339, parse_rfc3339
 from ..types import UNKNOWN, Unknown
 from ..validation import humanize, parse_duration
 from .base import Context, Path, Resource, State, changed_paths
@@ -138,7 +139,7 @@ class TokenResource(Resource, abc.ABC):
                      f"{prior.get('sink_address')}, then " + (
                          f"keeps {prior.get('id')} valid for {keep}." if grace else f"revokes {prior.get('id')}."))
             return
-        deadline = parse_time(prior.get("previous_revoke_after"))  # type: ignore[arg-type]
+        deadline = parse_rfc3339(prior.get("previous_revoke_after"))  # type: ignore[arg-type]
         if prior.get("previous_token_id") and (deadline is None or deadline <= ctx.now()):
             planned["previous_token_id"] = None
             planned["previous_revoke_after"] = None
@@ -152,14 +153,14 @@ class TokenResource(Resource, abc.ABC):
         if sink_status and sink_status != "delivered":
             reasons.append(f"the sink {prior.get('sink_address')} is {sink_status} (found by refresh)")
         now = ctx.now()
-        created = parse_time(prior.get("created_at"))  # type: ignore[arg-type]
+        created = parse_rfc3339(prior.get("created_at"))  # type: ignore[arg-type]
         every = planned.get("rotate_every")
         if isinstance(every, str) and created is not None:
             period = parse_duration(every)
             if now - created >= period:
                 reasons.append(f"rotation due: minted {humanize(now - created)} ago, rotate_every {every}")
         before = planned.get("rotate_before_expiry")
-        expires = parse_time(prior.get("expires_at"))  # type: ignore[arg-type]
+        expires = parse_rfc3339(prior.get("expires_at"))  # type: ignore[arg-type]
         if isinstance(before, str) and expires is not None and expires - parse_duration(before) <= now:
             left = expires - now
             reasons.append(f"expiry near: expires in {humanize(left)}, rotate_before_expiry {before}"
@@ -215,7 +216,7 @@ class TokenResource(Resource, abc.ABC):
             sink_address=address,
             sink_version=delivered.sink_version,
             sink_status="delivered",
-            created_at=delivered.token.created_at or rfc3339(datetime.datetime.now(datetime.UTC)),
+            created_at=delivered.token.created_at or format_rfc3339(datetime.datetime.now(datetime.UTC)),
             expires_at=same_instant(planned.get("expires_at"), delivered.token.expires_at) if self.expiring else None,
             previous_token_id=delivered.previous_token_id,
             previous_revoke_after=delivered.previous_revoke_after,
@@ -306,7 +307,7 @@ def same_instant(known: object, reported: str | None) -> str | None:
     `expires_at` keeps the user's spelling, so Terraform sees no difference."""
     if isinstance(known, str) and reported:
         try:
-            if parse_time(known) == parse_time(reported):
+            if parse_rfc3339(known) == parse_rfc3339(reported):
                 return known
         except ValueError:
             pass

@@ -41,11 +41,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .. import schema
-from ..delivery import parse_time, split_description
+from ..delivery import split_description
 from ..errors import ConfigError, IssuerValidationError, TokendropError
 from ..issuers.base import IssuedToken
 from ..registry.sinks import prefixes as sink_prefixes
 from ..registry.tokenvault import ISSUER as TOKENVAULT
+from ..timestamps import parse_rfc3339
 from ..types import UNKNOWN, Unknown
 from ..validation import parse_duration
 from .base import ApplyFailed, Context, Path, State
@@ -248,7 +249,7 @@ def _element_from(grant: Grant, before: Mapping[str, object] | None) -> Element:
     if before is not None and (before.get("expires_in") is None) == (grant.expires_at is None):
         expires_in = before.get("expires_in")
     elif grant.expires_at is not None:
-        moment = parse_time(grant.expires_at)
+        moment = parse_rfc3339(grant.expires_at)
         left = (moment - datetime.now(UTC)).total_seconds() if moment else 3600
         expires_in = f"{max(1, math.ceil(left / 3600))}h"
     known = before.get("expires_at") if before is not None else None
@@ -266,6 +267,6 @@ def _ordered(desired: Sequence[Element], current: Mapping[str, Element], desired
 
 def _same_moment(a: str, b: str) -> bool:
     try:
-        return parse_time(a) == parse_time(b)
+        return parse_rfc3339(a) == parse_rfc3339(b)
     except ValueError:
         return a == b

@@ -112,7 +112,8 @@ class Setting:
 @dataclass(frozen=True)
 class SettingsGroup(Generic[G]):
     """The settings of one issuer or sink (or of a service several share, like Vault): their
-    declarations and how the resolved values (attribute name -> value) become its typed settings."""
+    declarations and how the resolved values (attribute name -> value) become its typed settings, a
+    hashable value (a frozen dataclass): clients are shared per settings value."""
 
     name: str
     settings: tuple[Setting, ...]

@@ -234,13 +234,15 @@ class Sink:
 
     @classmethod
     def of(cls, attrs: Mapping[str, Any]) -> Sink | None:
-        target = attrs.get("deliver_to") or {}
-        if target.get("ssm"):
-            return cls("ssm", name=target["ssm"]["name"])
-        if target.get("vault_kv"):
-            kv = target["vault_kv"]
-            return cls("vault_kv", mount=kv.get("mount") or "secret", path=kv["path"], field=kv.get("field") or "token")
-        return None
+        """The sink of a resource's state, defaults applied as the provider applies them."""
+        from tokendrop_provider.registry.sinks import chosen
+
+        found = chosen(attrs.get("deliver_to") or {})
+        if found is None:
+            return None
+        kind, block = found
+        location = kind.with_defaults(block)
+        return cls(kind.name, **{name: str(location[name]) for name in kind.address_fields})
 
     def describe(self) -> str:
         if self.kind == "ssm":

@@ -1,4 +1,5 @@
-"""Generate the reference pages in docs/resources/ (and docs/provider.md) from schema.py.
+"""Generate the reference pages in docs/resources/ (and docs/provider.md) from the registries: every
+registered issuer's resources and every registered setting, with its environment variables.
 
 Usage: python scripts/gen_docs.py [--check]   (--check: fail if the committed pages are stale)
 """
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from tokendrop_provider import schema
 from tokendrop_provider.attributes import Attr, ResourceSchema
+from tokendrop_provider.registry import PROVIDER_DESCRIPTION, settings_groups
+from tokendrop_provider.registry.issuers import resources
 from tokendrop_provider.types import CtyType, ListOf, MapOf, ObjectOf, Primitive, SetOf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,22 +89,36 @@ def resource_page(res: ResourceSchema) -> str:
                 f"The value of {res.secret_delivered}, written to the sink named by `deliver_to` in the call that "
                 "mints it. See [the lifecycle guide](../lifecycle.md) for rotation, drift and failure handling.", ""]
     out += ["## Import", "", res.import_id or "Not supported.", "", "```sh",
-            f"terraform import {res.type_name}.{short} '<id>'", "```", ""]
+            f"terraform import {res.type_name}.{short} '{res.import_examples[0] if res.import_examples else '<id>'}'",
+            "```", ""]
     return "\n".join(out)
 
 
+def resource_schemas() -> dict[str, ResourceSchema]:
+    return {name: resource.schema for name, resource in sorted(resources().items())}
+
+
 def provider_page() -> str:
-    out = ["# Provider: tokendrop", "", schema.PROVIDER.description, "",
+    out = ["# Provider: tokendrop", "", PROVIDER_DESCRIPTION, "",
            f"Source address: `{schema.PROVIDER_SOURCE}` (short: `tokendrop/tokendrop`). Install it offline with "
            "`tokendrop provider install`.", "", "## Settings", "",
-           *attribute_lines(schema.PROVIDER.attributes, arguments=True), "", "## Resources", ""]
-    out += [f"- [{name}](resources/{name.removeprefix('tokendrop_')}.md)" for name in sorted(schema.RESOURCES)]
+           "Each setting may be set in the provider block or through its environment variables (the first one "
+           "set wins); the provider block wins over the environment.", ""]
+    for group in settings_groups():
+        out += [f"### {group.name}", ""]
+        for setting in group.settings:
+            kind = "bool" if setting.boolean else "string"
+            out.append(f"- `{setting.name}` (Optional, {kind}) {setting.doc}" + (" Sensitive." if setting.sensitive
+                                                                                else ""))
+        out.append("")
+    out += ["## Resources", ""]
+    out += [f"- [{name}](resources/{name.removeprefix('tokendrop_')}.md)" for name in resource_schemas()]
     return "\n".join(out) + "\n"
 
 
 def pages() -> dict[Path, str]:
     result = {DOCS / "provider.md": provider_page()}
-    for name, res in sorted(schema.RESOURCES.items()):
+    for name, res in resource_schemas().items():
         result[DOCS / "resources" / f"{name.removeprefix('tokendrop_')}.md"] = resource_page(res)
     return result
 

@@ -6,7 +6,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from tokendrop_provider.install import provider_version
-from tokendrop_provider.schema import PROVIDER, PROVIDER_NAME, PROVIDER_SOURCE
+from tokendrop_provider.registry import provider_schema
+from tokendrop_provider.schema import PROVIDER_NAME, PROVIDER_SOURCE
 
 from . import _offline
 from ._base import child_path, configure, hcl_attributes
@@ -52,11 +53,11 @@ class TokendropProvider(_ProviderBase, metaclass=CoreDispatch):
                                    "and the plan. Leave it unset to use "
                                    f"{_ENVIRONMENT.get(a.name, 'the environment')}, or pass a reference "
                                    "such as a sensitive TerraformVariable's value")
-                           for a in PROVIDER.attributes
+                           for a in provider_schema().attributes
                            if a.sensitive and settings.get(a.name) is not None and not is_unresolved(settings[a.name])]
         if literal_secrets:
             raise TokendropValidationError(path, literal_secrets)
-        config = configure(path, PROVIDER.attributes, (), settings, type(self).__name__)
+        config = configure(path, provider_schema().attributes, (), settings, type(self).__name__)
         core = importlib.import_module(self._tokendrop_core)  # type: ignore[attr-defined]
         self._tokendrop_alias = alias
         self._tokendrop_config = config
@@ -101,4 +102,4 @@ class TokendropProvider(_ProviderBase, metaclass=CoreDispatch):
         return self._tokendrop_config
 
     def _synthesize_hcl_attributes(self) -> dict[str, Any]:
-        return hcl_attributes(PROVIDER.attributes, self._tokendrop_config)
+        return hcl_attributes(provider_schema().attributes, self._tokendrop_config)

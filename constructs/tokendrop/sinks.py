@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from tokendrop_provider import schema
+from tokendrop_provider.registry.sinks import format_address, sink_kind
 
 from ._values import is_unresolved
 
@@ -59,7 +60,7 @@ class SsmParameter(Sink):
 
     @property
     def address(self) -> str:
-        return f"ssm:{self.name}"
+        return format_address(self.kind, {"name": self.name})
 
     def arn(self, region: str = "*", account: str = "*", partition: str = "aws") -> str:
         """The parameter's ARN (wildcards by default), e.g. for an ECS container's `valueFrom`."""
@@ -117,8 +118,8 @@ class VaultSecret(Sink):
     """A HashiCorp Vault (or OpenBao) KV version 2 secret; the token is stored under `field`."""
 
     path: str
-    mount: str = "secret"
-    field: str = "token"
+    mount: str = sink_kind(schema.VAULT_KV_SINK.name).defaults()["mount"]
+    field: str = sink_kind(schema.VAULT_KV_SINK.name).defaults()["field"]
 
     kind: ClassVar[str] = schema.VAULT_KV_SINK.name
 
@@ -127,7 +128,7 @@ class VaultSecret(Sink):
 
     @property
     def address(self) -> str:
-        return f"vault_kv:{self.mount}/{self.path}#{self.field}"
+        return format_address(self.kind, {"mount": self.mount, "path": self.path, "field": self.field})
 
     @property
     def api_path(self) -> str:

@@ -78,6 +78,7 @@ class ResourceSchema:
     checks: tuple[Check, ...] = ()
     version: int = 0
     import_id: str = ""  # documentation of the import id format
+    import_examples: tuple[str, ...] = ()  # import ids the documentation shows (a test parses each)
     secret_delivered: str = ""  # what the resource delivers (docs), empty for non-token resources
     in_state: str = ""  # documentation: what lands in state
 

@@ -34,6 +34,8 @@ from .errors import SinkConflict, SinkWriteUnknown, TokendropError
 from .issuers.base import IssuedToken, MintedToken, TokenIssuer
 from .settings import batching_enabled
 from .sinks.base import Ownership, Payload, Sink, SinkStatus
+from .timestamps import format_rfc3339 as rfc3339
+from .timestamps import parse_rfc3339 as parse_time
 
 log = logging.getLogger("tokendrop.delivery")
 
@@ -64,16 +66,6 @@ def split_description(text: str | None) -> tuple[str | None, str | None]:
 def owner_fingerprint(resource_type: str, scope: str, sink_address: str, description: str | None) -> str:
     material = "\0".join((resource_type, scope, sink_address, description or ""))
     return hashlib.sha256(material.encode()).hexdigest()[:16]
-
-
-def rfc3339(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from .attributes import Attr, Check, ProviderSchema, ResourceSchema, exactly_one_of
+from .attributes import Attr, Check, ResourceSchema, exactly_one_of
 from .sinks import ssm_rules, vault_rules
 from .types import BOOL, NUMBER, STRING, ListOf, MapOf, SetOf, Unknown
 from .validation import (
@@ -32,43 +32,7 @@ from .validation import (
 PROVIDER_SOURCE = "registry.terraform.io/tokendrop/tokendrop"
 PROVIDER_NAME = "tokendrop"
 
-# --- the provider block ---------------------------------------------------------------------------
-
-def _setting(name: str, description: str, *, sensitive: bool = False, type_=STRING) -> Attr:
-    return Attr(name, type_, description, optional=True, sensitive=sensitive)
-
-
-PROVIDER = ProviderSchema(
-    description="tokendrop mints CI and agent tokens and delivers them into SSM or Vault; "
-    "Terraform state keeps ids, sink addresses and versions only. Every setting falls back to the "
-    "environment variable the official provider uses.",
-    attributes=(
-        _setting("tfe_address", "HCP Terraform / TFE address. Env: `TFE_ADDRESS` (default https://app.terraform.io)."),
-        _setting("tfe_token", "HCP Terraform / TFE API token. Env: `TFE_TOKEN`.", sensitive=True),
-        _setting("buildkite_rest_url", "Buildkite REST API URL. Env: `BUILDKITE_REST_URL` (default https://api.buildkite.com)."),
-        _setting("buildkite_api_token", "Buildkite API access token. Env: `BUILDKITE_API_TOKEN`.", sensitive=True),
-        _setting("buildkite_organization", "Buildkite organization slug. Env: `BUILDKITE_ORGANIZATION_SLUG`."),
-        _setting("tokenvault_api_url", "Token Vault API URL. Env: `TOKENVAULT_API_URL` (default https://api.tokenvault.uk)."),
-        _setting("tokenvault_api_key", "Token Vault scoped API key (`tvkey_…`) with the scopes the configuration "
-                 "needs (docs/wire.md, \"Token Vault\"). Env: `TOKENVAULT_API_KEY`.", sensitive=True),
-        _setting("aws_region", "AWS region of the SSM sinks. Env: `AWS_REGION` / `AWS_DEFAULT_REGION`."),
-        _setting("aws_profile", "AWS shared-config profile. Env: `AWS_PROFILE`."),
-        _setting("aws_endpoint_url_ssm", "SSM endpoint override. Env: `AWS_ENDPOINT_URL_SSM`."),
-        _setting("aws_access_key_id", "AWS access key id (prefer the default credential chain)."),
-        _setting("aws_secret_access_key", "AWS secret access key.", sensitive=True),
-        _setting("aws_session_token", "AWS session token.", sensitive=True),
-        _setting("vault_address", "Vault address. Env: `VAULT_ADDR`."),
-        _setting("vault_token", "Vault token. Env: `VAULT_TOKEN`.", sensitive=True),
-        _setting("vault_namespace", "Vault Enterprise namespace. Env: `VAULT_NAMESPACE`."),
-        _setting("vault_approle_role_id",
-                 "Log in to Vault with this AppRole role id (with `vault_approle_secret_id`)."),
-        _setting("vault_approle_secret_id", "AppRole secret id for the Vault login.", sensitive=True),
-        _setting("vault_approle_mount", "Mount of the AppRole auth method used to log in (default `approle`)."),
-        _setting("vault_ca_cert", "CA bundle to verify Vault's TLS certificate. Env: `VAULT_CACERT`."),
-        _setting("vault_skip_verify", "Skip Vault TLS verification (testing only). Env: `VAULT_SKIP_VERIFY`.",
-                 type_=BOOL),
-    ),
-)
+# The provider block is built from the registered issuers' and sinks' settings: registry/__init__.py.
 
 # --- sinks: one `deliver_to` shape for every token resource ---------------------------------------
 
@@ -228,8 +192,10 @@ TFE_AGENT_TOKEN = ResourceSchema(
         *DELIVERY_STATE,
     ),
     checks=(DELIVER_TO_CHECK,),
-    import_id="`<agent pool id>/<token id>` (e.g. `apool-123/at-456`) for a token whose sink already holds "
-    "it; the sink comes from the configuration.",
+    import_id="`<agent pool id>/<sink address>` or `<agent pool id>/<token id>/<sink address>` (e.g. "
+    "`apool-123/at-456/ssm:/ci/tfc-agent/token`) for a token whose sink already holds it; the sink comes from "
+    "the configuration.",
+    import_examples=("apool-123/at-456/ssm:/ci/tfc-agent/token",),
     secret_delivered="the agent token (`TFC_AGENT_TOKEN`)",
     in_state=TOKEN_IN_STATE,
 )
@@ -372,9 +338,11 @@ BUILDKITE_CLUSTER_TOKEN = ResourceSchema(
                                     f"rotate_before_expiry needs expires_in and must be shorter than it "
                                     f"(minimum expiry {format_duration(BUILDKITE_MIN_EXPIRY)})")),
     import_id="`<cluster uuid>/<sink address>` or `<cluster uuid>/<token uuid>/<sink address>`, optionally "
-    "prefixed with `<organization>/` (e.g. `acme/0189…/ssm:/buildkite/agent-token`), for a token whose sink "
+    "prefixed with `<organization>/` (e.g. `acme/0189a3c5-7b1e-4c1a-9f0e-5d2c8b7a6e41/ssm:/buildkite/agent-token`), "
+    "for a token whose sink "
     "already holds it; the sink comes from the configuration. Set `expires_at` to the token's expiry, if it "
     "has one, or the plan replaces it.",
+    import_examples=("acme/0189a3c5-7b1e-4c1a-9f0e-5d2c8b7a6e41/ssm:/buildkite/agent-token",),
     secret_delivered="the cluster agent token (`BUILDKITE_AGENT_TOKEN`)",
     in_state=TOKEN_IN_STATE,
 )
@@ -488,6 +456,7 @@ TOKENVAULT_AGENT = ResourceSchema(
     ),
     checks=(DELIVER_TO_CHECK, Check(_unique_services, "each service is granted once"),
             Check(_refresh_not_applied, "no refresh policy on agent grants")),
+    import_examples=("agt_123/ssm:/agents/triage/key",),
     import_id="`<agent id>/<sink address>` (e.g. `agt_123/ssm:/agents/triage/key`) for an agent whose key the "
     "sink already holds; the sink comes from the configuration and the grants are read from the agent.",
     secret_delivered="the agent's API key (`tvagent_…`)",
@@ -590,8 +559,10 @@ VAULT_APPROLE_SECRET_ID = ResourceSchema(
     checks=(DELIVER_TO_CHECK, Check(_approle_expiry_check, "rotate_before_expiry needs a ttl and must be "
                                     "shorter than it")),
     import_id="`<mount>/<role name>/<sink address>` for a secret id whose sink carries tokendrop's record, or "
-    "`<mount>/<role name>/<accessor>/<sink address>` (e.g. `approle/ci/9f1c…/ssm:/ci/vault/secret-id`); the sink "
+    "`<mount>/<role name>/<accessor>/<sink address>` (e.g. "
+    "`approle/ci/9f1c2b7e-3d4a-4e5f-8a6b-7c8d9e0f1a2b/ssm:/ci/vault/secret-id`); the sink "
     "comes from the configuration.",
+    import_examples=("approle/ci/9f1c2b7e-3d4a-4e5f-8a6b-7c8d9e0f1a2b/ssm:/ci/vault/secret-id",),
     secret_delivered="the secret id, with the role id (`role_id`, `secret_id`)",
     in_state="the accessor, role and mount, the sink address and version, and timestamps: never the secret id "
     "or the role id, never a hash of them.",

@@ -7,10 +7,13 @@ the provider block win over the environment. Credentials are held as `Secret` an
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from .secret import Secret
+
+G = TypeVar("G")
 
 
 def batching_enabled() -> bool:
@@ -73,60 +76,96 @@ class VaultSettings:
 
 
 @dataclass(frozen=True)
+class Setting:
+    """One provider-block attribute and the environment variables it falls back to (first set wins).
+    Declared once, in the registry module of the issuer or sink that needs it; the provider schema,
+    `Settings.resolve` and the reference docs all read this declaration."""
+
+    name: str
+    description: str
+    env: tuple[str, ...] = ()
+    default: str | None = None
+    sensitive: bool = False
+    boolean: bool = False
+
+    def resolve(self, block: Mapping[str, object], env: Mapping[str, str]) -> object:
+        """The block's value, else the environment's, else the default; sensitive values as `Secret`."""
+        value = block.get(self.name)
+        if self.boolean:
+            if value is None:
+                return (_env(env, *self.env) or "").lower() in ("1", "true", "yes")
+            return bool(value)
+        text = value if isinstance(value, str) and value else (_env(env, *self.env) or self.default)
+        return _secret(text) if self.sensitive else text
+
+    @property
+    def doc(self) -> str:
+        """The description with its environment variables and default, for the schema and the docs."""
+        parts = [self.description]
+        if self.env:
+            parts.append("Env: " + " / ".join(f"`{name}`" for name in self.env) + ".")
+        if self.default is not None:
+            parts.append(f"Default: `{self.default}`.")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class SettingsGroup(Generic[G]):
+    """The settings of one issuer or sink (or of a service several share, like Vault): their
+    declarations and how the resolved values (attribute name -> value) become its typed settings, a
+    hashable value (a frozen dataclass): clients are shared per settings value."""
+
+    name: str
+    settings: tuple[Setting, ...]
+    build: Callable[[Mapping[str, object]], G]
+
+    def resolve(self, block: Mapping[str, object], env: Mapping[str, str]) -> G:
+        return self.build({s.name: s.resolve(block, env) for s in self.settings})
+
+
 class Settings:
-    tfe: TfeSettings
-    buildkite: BuildkiteSettings
-    tokenvault: TokenVaultSettings
-    aws: AwsSettings
-    vault: VaultSettings
+    """Every group's typed settings, by group name. The built-in groups have typed properties; a
+    newly registered group is read with `group(name)`."""
+
+    def __init__(self, **groups: object) -> None:
+        self._groups = dict(groups)
+
+    def group(self, name: str) -> Any:
+        try:
+            return self._groups[name]
+        except KeyError:
+            raise KeyError(f"no settings group {name!r} is registered") from None
+
+    @property
+    def tfe(self) -> TfeSettings:
+        return self.group("tfe")  # type: ignore[no-any-return]
+
+    @property
+    def buildkite(self) -> BuildkiteSettings:
+        return self.group("buildkite")  # type: ignore[no-any-return]
+
+    @property
+    def tokenvault(self) -> TokenVaultSettings:
+        return self.group("tokenvault")  # type: ignore[no-any-return]
+
+    @property
+    def aws(self) -> AwsSettings:
+        return self.group("aws")  # type: ignore[no-any-return]
+
+    @property
+    def vault(self) -> VaultSettings:
+        return self.group("vault")  # type: ignore[no-any-return]
 
     @classmethod
-    def resolve(cls, block: Mapping[str, object] | None = None,
-                env: Mapping[str, str] | None = None) -> Settings:
-        """Merge the provider block (attribute name -> value, None when unset) over the environment."""
+    def resolve(cls, block: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None,
+                groups: Sequence[SettingsGroup[Any]] | None = None) -> Settings:
+        """Merge the provider block (attribute name -> value, None when unset) over the environment, for
+        every registered group (`groups` defaults to the registry's)."""
+        if groups is None:
+            # The registry sits above this module (it names resources); read it only when called.
+            from .registry import settings_groups
+
+            groups = settings_groups()
         block = block or {}
         env = os.environ if env is None else env
-
-        def pick(attr: str, *names: str) -> str | None:
-            value = block.get(attr)
-            if isinstance(value, str) and value:
-                return value
-            return _env(env, *names)
-
-        skip_verify = block.get("vault_skip_verify")
-        if skip_verify is None:
-            skip_verify = (_env(env, "VAULT_SKIP_VERIFY") or "").lower() in ("1", "true", "yes")
-        return cls(
-            tfe=TfeSettings(
-                address=(pick("tfe_address", "TFE_ADDRESS", "TFE_HOSTNAME") or "https://app.terraform.io"),
-                token=_secret(pick("tfe_token", "TFE_TOKEN")),
-            ),
-            buildkite=BuildkiteSettings(
-                rest_url=pick("buildkite_rest_url", "BUILDKITE_REST_URL") or "https://api.buildkite.com",
-                api_token=_secret(pick("buildkite_api_token", "BUILDKITE_API_TOKEN")),
-                organization=pick("buildkite_organization", "BUILDKITE_ORGANIZATION_SLUG",
-                                  "BUILDKITE_ORGANIZATION"),
-            ),
-            tokenvault=TokenVaultSettings(
-                api_url=pick("tokenvault_api_url", "TOKENVAULT_API_URL") or "https://api.tokenvault.uk",
-                api_key=_secret(pick("tokenvault_api_key", "TOKENVAULT_API_KEY")),
-            ),
-            aws=AwsSettings(
-                region=pick("aws_region", "AWS_REGION", "AWS_DEFAULT_REGION"),
-                profile=pick("aws_profile", "AWS_PROFILE"),
-                endpoint_url_ssm=pick("aws_endpoint_url_ssm", "AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL"),
-                access_key_id=(block.get("aws_access_key_id") or None),  # type: ignore[arg-type]
-                secret_access_key=_secret(block.get("aws_secret_access_key") or None),  # type: ignore[arg-type]
-                session_token=_secret(block.get("aws_session_token") or None),  # type: ignore[arg-type]
-            ),
-            vault=VaultSettings(
-                address=pick("vault_address", "VAULT_ADDR"),
-                token=_secret(pick("vault_token", "VAULT_TOKEN")),
-                namespace=pick("vault_namespace", "VAULT_NAMESPACE"),
-                approle_role_id=pick("vault_approle_role_id", "VAULT_APPROLE_ROLE_ID"),
-                approle_secret_id=_secret(pick("vault_approle_secret_id", "VAULT_APPROLE_SECRET_ID")),
-                approle_mount=pick("vault_approle_mount", "VAULT_APPROLE_MOUNT") or "approle",
-                ca_cert=pick("vault_ca_cert", "VAULT_CACERT"),
-                skip_verify=bool(skip_verify),
-            ),
-        )
+        return cls(**{group.name: group.resolve(block, env) for group in groups})

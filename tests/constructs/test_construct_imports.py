@@ -1,6 +1,7 @@
 """The construct package loads only the provider's pure modules (schema, attributes, validation, types,
-install, the sink rules): never grpc, boto3, hvac or anything that talks to an API, even through a
-whole synthesis. Checked in a fresh interpreter, where nothing else could have imported them."""
+install, the sink rules, the registries' declarations): never grpc, boto3, hvac or anything that talks
+to an API, even through a whole synthesis. Checked in a fresh interpreter, where nothing else could
+have imported them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ ALLOWED_PROVIDER_MODULES = {
     "tokendrop_provider.validation", "tokendrop_provider.types", "tokendrop_provider.install",
     "tokendrop_provider.errors", "tokendrop_provider.secret", "tokendrop_provider.sinks",
     "tokendrop_provider.sinks.base", "tokendrop_provider.sinks.ssm_rules", "tokendrop_provider.sinks.vault_rules",
+    # the registries' declarations (settings, labels, lazy factories): the provider block's schema
+    "tokendrop_provider.settings", "tokendrop_provider.lazy",
+    *(f"tokendrop_provider.registry{m}" for m in ("", ".base", ".issuers", ".sinks", ".tfe", ".buildkite",
+                                                   ".tokenvault", ".vault_approle", ".ssm", ".vault_kv")),
 }
 HEAVY = ("grpc", "boto3", "botocore", "hvac", "requests", "urllib3", "google.protobuf", "msgpack", "cryptography")
 

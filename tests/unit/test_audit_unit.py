@@ -18,7 +18,6 @@ from tokendrop_provider.audit.collect import Progress, parallel
 from tokendrop_provider.audit.evaluate import Report, ScopeListing, SinkCheck, evaluate
 from tokendrop_provider.audit.render import table, to_json
 from tokendrop_provider.audit.state import (
-    TOKEN_TYPES,
     ManagedToken,
     StateError,
     expand_sources,
@@ -204,16 +203,6 @@ def test_source_errors(tmp_path):
 def test_stdin_is_read_for_dash():
     states = load_sources(["-"], stdin=io.StringIO(FULL_STATE), buildkite_organization="acme")
     assert states.loaded[0].source == "-" and len(states.tokens) == 7
-
-
-def test_issuer_kinds_match_the_clients():
-    from tokendrop_provider.issuers.buildkite import BuildkiteClient
-    from tokendrop_provider.issuers.tfe import TfeClient
-    from tokendrop_provider.issuers.tokenvault import TokenVaultClient
-    from tokendrop_provider.issuers.vault_approle import VaultAppRoleIssuer
-
-    assert set(TOKEN_TYPES.values()) == {c.kind for c in (TfeClient, BuildkiteClient, TokenVaultClient,
-                                                         VaultAppRoleIssuer)}
 
 
 # --- flags, with a fixed clock --------------------------------------------------------------------

@@ -18,6 +18,7 @@ from tokendrop_provider.plugin import codec
 from tokendrop_provider.plugin.gen import tfplugin6_pb2 as pb
 from tokendrop_provider.plugin.service import ProviderService
 from tokendrop_provider.provider import ProviderCore
+from tokendrop_provider.registry import provider_schema
 from tokendrop_provider.sandbox.approle import setup_sample_approle
 
 SSM = {"ssm": {"name": "/ci/t", "kms_key_id": None, "tier": None, "description": None, "tags": None},
@@ -154,9 +155,9 @@ def world(fresh_tfe_emulator, fresh_buildkite_emulator, fresh_tokenvault_emulato
 
 def service() -> ProviderService:
     svc = ProviderService(ProviderCore())
-    config = {a.name: None for a in schema.PROVIDER.attributes}
+    config = {a.name: None for a in provider_schema().attributes}
     response = svc.ConfigureProvider(pb.ConfigureProvider.Request(
-        config=pb.DynamicValue(msgpack=codec.encode(config, schema.PROVIDER.cty_type))), None)
+        config=pb.DynamicValue(msgpack=codec.encode(config, provider_schema().cty_type))), None)
     assert not response.diagnostics
     return svc
 

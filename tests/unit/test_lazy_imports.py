@@ -31,11 +31,14 @@ def run(fn):
 
 # Pairs of first uses that import overlapping packages (requests through an issuer client, and through
 # the Vault connection or boto3's dependencies).
+from tokendrop_provider.registry import buildkite, tfe, tokenvault, vault_approle
 from tokendrop_provider.vault import vault_connection
 
-pairs = [(core.buildkite, lambda: vault_connection(core.settings.vault).request("GET", "sys/health")),
-         (core.tokenvault, lambda: core.vault_approle().role_id("ci")),
-         (core.tfe, lambda: core.sink({"ssm": {"name": "/x/y"}}).status())]
+clients = core.clients
+pairs = [(lambda: clients.of(buildkite.ISSUER),
+          lambda: vault_connection(core.settings.vault).request("GET", "sys/health")),
+         (lambda: clients.of(tokenvault.ISSUER), lambda: clients.of(vault_approle.ISSUER).role_id("ci")),
+         (lambda: clients.of(tfe.ISSUER), lambda: clients.sink({"ssm": {"name": "/x/y"}}).status())]
 work = pairs[int(__import__("sys").argv[1])]
 threads = [threading.Thread(target=run, args=(fn,)) for fn in work]
 for t in threads: t.start()

@@ -1,4 +1,4 @@
-"""What the audit asks the issuers and sinks, through the provider's own clients (`ProviderCore`).
+"""What the audit asks the issuers and sinks, through the provider's own clients (`Clients`).
 
 Cost: one listing (all pages) per pool / cluster / AppRole role, one agent list plus a read per agent
 for Token Vault (its list carries no descriptions), SSM DescribeParameters per 50 parameters, one
@@ -18,17 +18,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from ..errors import ConfigError, IssuerNotFound
+from ..registry.buildkite import ISSUER as BUILDKITE
+from ..registry.tfe import ISSUER as TFE
+from ..registry.tokenvault import ISSUER as TOKENVAULT
 from ..sinks.base import SinkStatus
 from .evaluate import ScopeListing
 from .state import ManagedToken, StateScope
 
 if TYPE_CHECKING:
     from ..issuers.base import IssuedToken
-    from ..provider import ProviderCore
+    from ..registry.clients import Clients
 
 T = TypeVar("T")
 R = TypeVar("R")
-SSM_BATCH = 50  # DescribeParameters takes at most 50 names per call
 
 
 class WalkError(ConfigError):
@@ -156,51 +158,42 @@ def _stepped(future: Future[Any], progress: Progress, what: str) -> None:
 # --- credentials ----------------------------------------------------------------------------------
 
 
-def check_settings(core: ProviderCore, issuers: Iterable[str], sink_kinds: Iterable[str]) -> None:
+def check_settings(clients: Clients, issuers: Iterable[str], sink_kinds: Iterable[str]) -> None:
     """Every credential the audit will need is set, before any call: a clear error naming the
     environment variable (exit code 2) instead of a failure halfway."""
-    settings = core.require_configured()
-    needed = set(issuers)
-    if "tfe" in needed and settings.tfe.token is None:
-        raise ConfigError("Missing TFE token", "Set TFE_TOKEN (and TFE_ADDRESS, or --tfe-address, for Terraform "
-                          "Enterprise): the states hold TFE agent tokens, or --tfe-organization was given.")
-    if "buildkite" in needed and settings.buildkite.api_token is None:
-        raise ConfigError("Missing Buildkite API token", "Set BUILDKITE_API_TOKEN (with the read_clusters scope): "
-                          "the states hold Buildkite cluster tokens, or --buildkite-organization was given.")
-    if "tokenvault" in needed and settings.tokenvault.api_key is None:
-        raise ConfigError("Missing Token Vault API key", "Set TOKENVAULT_API_KEY: the states hold Token Vault "
-                          "agents, or --tokenvault was given.")
-    kinds = set(sink_kinds)
-    if "vault-approle" in needed or "vault_kv" in kinds:
-        why = ("the states hold AppRole secret ids or Vault KV sinks, or --approle-role was given")
-        if not settings.vault.address:
-            raise ConfigError("Vault address is not configured", f"Set VAULT_ADDR or --vault-address: {why}.")
-        if settings.vault.token is None and not (settings.vault.approle_role_id and settings.vault.approle_secret_id):
-            raise ConfigError("Vault credentials are not configured", "Set VAULT_TOKEN, or VAULT_APPROLE_ROLE_ID and "
-                              f"VAULT_APPROLE_SECRET_ID for an AppRole login: {why}.")
-    if "ssm" in kinds:
-        from ..provider import _aws_region
+    from ..registry.issuers import issuer
 
-        if not _aws_region(settings.aws):
-            raise ConfigError("AWS region is not configured", "Set AWS_REGION (or --aws-region, or a region in your "
-                              "AWS profile): the states deliver to SSM parameters.")
+    for name in sorted(set(issuers)):
+        try:
+            clients.check(issuer(name))
+        except ConfigError as err:
+            raise ConfigError(err.summary, f"{err.detail} The states hold {name} tokens or scopes, or the "
+                              "command line asks to walk them.") from None
+    for name in sorted(set(sink_kinds)):
+        try:
+            clients.check_sink({name: {}})
+        except ConfigError as err:
+            raise ConfigError(err.summary, f"{err.detail} The states deliver to {name} sinks.") from None
 
 
-def prepare(core: ProviderCore, issuers: Iterable[str], sink_kinds: Iterable[str]) -> None:
+def prepare(clients: Clients, issuers: Iterable[str], sink_kinds: Iterable[str]) -> None:
     """Build the issuer clients and import the sink libraries on this thread, before any listing runs
     in parallel: first imports of `requests` through different modules race in threads (ImportError
     on a partially initialized requests.utils), and a bad address is reported before any call."""
+    import importlib
+
     import requests  # noqa: F401 - imported whole, first, on one thread
 
-    factories: dict[str, Callable[[], object]] = {"tfe": core.tfe, "buildkite": core.buildkite,
-                                                  "tokenvault": core.tokenvault, "vault-approle": core.vault_approle}
-    for issuer in sorted(set(issuers)):
-        factories[issuer]()
-    kinds = set(sink_kinds)
-    if "ssm" in kinds:
-        import boto3  # noqa: F401
-    if "vault_kv" in kinds or "vault-approle" in set(issuers):
-        import hvac  # noqa: F401
+    from ..registry.issuers import issuer
+    from ..registry.sinks import sink_kind
+
+    for name in sorted(set(issuers)):
+        for library in issuer(name).libraries:
+            importlib.import_module(library)
+        clients.of(issuer(name))
+    for name in sorted(set(sink_kinds)):
+        for library in sink_kind(name).libraries:
+            importlib.import_module(library)
 
 
 # --- scopes ---------------------------------------------------------------------------------------
@@ -226,7 +219,7 @@ def plan_targets(state_scopes: Iterable[StateScope], walk: Walk) -> dict[tuple[s
     return targets
 
 
-def walk_organizations(core: ProviderCore, walk: Walk, targets: dict[tuple[str, str], Target],
+def walk_organizations(clients: Clients, walk: Walk, targets: dict[tuple[str, str], Target],
                        progress: Progress) -> None:
     """Add every pool of each TFE organization and every cluster of each Buildkite organization."""
     total = len(walk.tfe_organizations) + len(walk.buildkite_organizations)
@@ -235,7 +228,7 @@ def walk_organizations(core: ProviderCore, walk: Walk, targets: dict[tuple[str, 
     progress.stage("walking organizations", total)
     for org in walk.tfe_organizations:
         try:
-            pools = core.tfe().list_agent_pools(org)
+            pools = clients.of(TFE).list_agent_pools(org)
         except IssuerNotFound:
             raise WalkError(f"TFE organization {org!r} not found",
                             "It does not exist, this TFE token may not see it, or it has no agents entitlement "
@@ -249,7 +242,7 @@ def walk_organizations(core: ProviderCore, walk: Walk, targets: dict[tuple[str, 
         from ..issuers.buildkite import scope_of
 
         try:
-            clusters = core.buildkite().list_clusters(org)
+            clusters = clients.of(BUILDKITE).list_clusters(org)
         except IssuerNotFound:
             raise WalkError(f"Buildkite organization {org!r} not found",
                             "It does not exist, or this API token may not read its clusters (read_clusters "
@@ -262,34 +255,31 @@ def walk_organizations(core: ProviderCore, walk: Walk, targets: dict[tuple[str, 
         progress.step(f"buildkite {org}")
 
 
-def list_scopes(core: ProviderCore, targets: Mapping[tuple[str, str], Target], walk: Walk, workers: int,
+def list_scopes(clients: Clients, targets: Mapping[tuple[str, str], Target], walk: Walk, workers: int,
                 progress: Progress) -> dict[tuple[str, str], ScopeListing]:
     """One listing per scope. Token Vault is listed per account (see `_tokenvault_listings`)."""
-    per_scope = [t for t in targets.values() if t.issuer != "tokenvault"]
-    agent_names = {t.scope for t in targets.values() if t.issuer == "tokenvault"}
+    from ..registry.issuers import issuer
+
+    per_scope = [t for t in targets.values() if issuer(t.issuer).list_tokens is not None]
+    agent_names = {t.scope for t in targets.values() if t.issuer == TOKENVAULT.name}
     listings: dict[tuple[str, str], ScopeListing] = {}
     progress.stage("listing scopes", len(per_scope))
-    for listing in parallel(per_scope, lambda t: _list_one(core, t), workers, progress,
+    for listing in parallel(per_scope, lambda t: _list_one(clients, t), workers, progress,
                             describe=lambda t: f"{t.issuer} {t.scope}"):
         listings[(listing.issuer, listing.scope)] = listing
     if agent_names or walk.tokenvault:
-        for listing in _tokenvault_listings(core, agent_names, walk.tokenvault, workers, progress):
+        for listing in _tokenvault_listings(clients, agent_names, walk.tokenvault, workers, progress):
             listings[(listing.issuer, listing.scope)] = listing
     return listings
 
 
-def _list_one(core: ProviderCore, target: Target) -> ScopeListing:
-    tokens: Sequence[IssuedToken]
+def _list_one(clients: Clients, target: Target) -> ScopeListing:
+    from ..registry.issuers import issuer
+
+    entry = issuer(target.issuer)
+    assert entry.list_tokens is not None  # list_scopes picks these
     try:
-        if target.issuer == "tfe":
-            tokens = core.tfe().list_tokens(target.scope)
-        elif target.issuer == "buildkite":
-            # expired ones too, so that a state token past its expiry reads "expired", not "revoked"
-            tokens = core.buildkite().list_tokens(target.scope, include_expired=True)
-        elif target.issuer == "vault-approle":
-            tokens = core.vault_approle().list_tokens(target.scope)
-        else:
-            raise ConfigError(f"Unknown issuer {target.issuer!r}")
+        tokens: Sequence[IssuedToken] = entry.list_tokens(clients.of(entry), target.scope)
     except IssuerNotFound as err:
         if "walk" in target.origins:
             raise WalkError(f"{target.scope} not found", err.detail or err.summary) from None
@@ -299,11 +289,11 @@ def _list_one(core: ProviderCore, target: Target) -> ScopeListing:
                         origin=target.origin)
 
 
-def _tokenvault_listings(core: ProviderCore, names: set[str], walk_all: bool, workers: int,
+def _tokenvault_listings(clients: Clients, names: set[str], walk_all: bool, workers: int,
                          progress: Progress) -> list[ScopeListing]:
     """Token Vault's scope is an agent name. One agent list, then one read per agent of interest
     (the list has no descriptions, which carry the markers)."""
-    client = core.tokenvault()
+    client = clients.of(TOKENVAULT)
     summaries = [s for s in client.list_agents() if walk_all or s.name in names]
     progress.stage("reading Token Vault agents", len(summaries))
     found = parallel(summaries, lambda s: client.lookup(s.name, s.id), workers, progress,
@@ -323,56 +313,51 @@ def _tokenvault_listings(core: ProviderCore, names: set[str], walk_all: bool, wo
 @dataclass(frozen=True)
 class SinkRef:
     address: str  # as state recorded it
-    kind: str  # "ssm" | "vault_kv"
+    kind: str  # a registered sink's name: "ssm" | "vault_kv" | ...
     location: Mapping[str, Any]  # the deliver_to block of that kind
 
 
 def sink_ref(token: ManagedToken) -> SinkRef | None:
     """Where a token was delivered: state's `deliver_to` block, else its `sink_address`."""
+    from ..registry.sinks import chosen, deliver_to_from_address
+
     if token.sink_address is None:
         return None
     block = token.deliver_to
     if block is None:
-        from ..resources.token import deliver_to_from_address
-
         try:
             block = deliver_to_from_address(token.sink_address)
         except ConfigError:
             return None
-    for kind in ("ssm", "vault_kv"):
-        location = block.get(kind)
-        if isinstance(location, Mapping):
-            return SinkRef(token.sink_address, kind, location)
-    return None
+    found = chosen(block)
+    return None if found is None else SinkRef(token.sink_address, found[0].name, found[1])
 
 
-def read_sinks(core: ProviderCore, refs: Iterable[SinkRef], workers: int,
+def read_sinks(clients: Clients, refs: Iterable[SinkRef], workers: int,
                progress: Progress) -> dict[str, SinkStatus]:
-    """Metadata of every sink (never a value): SSM in batches of 50 names, Vault KV one read each."""
+    """Metadata of every sink (never a value), in batches as large as each kind reads at once (SSM:
+    50 names per call; Vault KV: one read each)."""
+    from ..registry.sinks import SINKS
+
     unique = {r.address: r for r in refs}
-    ssm = [r for r in unique.values() if r.kind == "ssm"]
-    vault = [r for r in unique.values() if r.kind == "vault_kv"]
-    batches = [ssm[i:i + SSM_BATCH] for i in range(0, len(ssm), SSM_BATCH)]
-    progress.stage("reading sinks", len(batches) + len(vault))
+    batches: list[tuple[Any, list[SinkRef]]] = []
+    for kind in SINKS:
+        mine = [r for r in unique.values() if r.kind == kind.name]
+        batches += [(kind, mine[i:i + kind.batch]) for i in range(0, len(mine), kind.batch)]
+    progress.stage("reading sinks", len(batches))
+    settings = clients.settings
+
+    def read(batch: tuple[Any, list[SinkRef]]) -> Sequence[SinkStatus]:
+        kind, batch_refs = batch
+        return kind.statuses([kind.with_defaults(r.location) for r in batch_refs], settings)
+
+    def describe(batch: tuple[Any, list[SinkRef]]) -> str:
+        kind, batch_refs = batch
+        return batch_refs[0].address if len(batch_refs) == 1 else f"{kind.name} ({len(batch_refs)} locations)"
+
     statuses: dict[str, SinkStatus] = {}
-    settings = core.require_configured()
-    if batches:
-        from ..sinks.ssm import describe_many
-
-        for batch, found in zip(batches, parallel(
-                batches, lambda b: describe_many([str(r.location["name"]) for r in b], settings.aws),
-                workers, progress, describe=lambda b: f"ssm ({len(b)} parameters)"), strict=True):
-            for ref in batch:
-                statuses[ref.address] = found[str(ref.location["name"])]
-    if vault:
-        from ..sinks.vault_kv import VaultKvSink
-
-        def status(ref: SinkRef) -> SinkStatus:
-            loc = ref.location
-            return VaultKvSink(str(loc.get("mount") or "secret"), str(loc["path"]), settings=settings.vault,
-                               field=str(loc.get("field") or "token")).status()
-
-        for ref, found_status in zip(vault, parallel(vault, status, workers, progress,
-                                                     describe=lambda r: r.address), strict=True):
-            statuses[ref.address] = found_status
+    for (_, batch_refs), found in zip(batches, parallel(batches, read, workers, progress, describe=describe),
+                                      strict=True):
+        for ref, status in zip(batch_refs, found, strict=True):
+            statuses[ref.address] = status
     return statuses

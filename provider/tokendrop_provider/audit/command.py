@@ -89,7 +89,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace, *, stdin: TextIO | None = None, stdout: TextIO | None = None,
         stderr: TextIO | None = None, now: datetime.datetime | None = None, core: ProviderCore | None = None) -> int:
-    """The whole audit. `now` and `core` exist for tests (a fixed clock, a pre-built provider core)."""
+    """The whole audit. `now` and `core` exist for tests (a fixed clock, a provider core whose clients
+    the audit uses)."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
 
     def fail(message: str) -> int:
@@ -132,14 +133,18 @@ def _audit(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Text
     )
 
     if core is None:
-        from ..provider import ProviderCore
+        from ..registry.clients import Clients
+        from ..settings import Settings
 
-        core = ProviderCore(resources={})
-        core.configure({"tfe_address": args.tfe_address, "buildkite_rest_url": args.buildkite_rest_url,
-                        "tokenvault_api_url": args.tokenvault_api_url, "vault_address": args.vault_address,
-                        "vault_namespace": args.vault_namespace, "aws_region": args.aws_region,
-                        "aws_profile": args.aws_profile, "aws_endpoint_url_ssm": args.aws_endpoint_url_ssm})
-    settings = core.require_configured()
+        resolved = Settings.resolve({
+            "tfe_address": args.tfe_address, "buildkite_rest_url": args.buildkite_rest_url,
+            "tokenvault_api_url": args.tokenvault_api_url, "vault_address": args.vault_address,
+            "vault_namespace": args.vault_namespace, "aws_region": args.aws_region, "aws_profile": args.aws_profile,
+            "aws_endpoint_url_ssm": args.aws_endpoint_url_ssm})
+        clients = Clients(lambda: resolved)
+    else:
+        clients = core.clients
+    settings = clients.settings
     states = load_sources(args.state, stdin=stdin, buildkite_organization=settings.buildkite.organization)
     warnings = [f"{address} in {state.source} has no token id or no scope in state; it is not audited"
                 + (" (set BUILDKITE_ORGANIZATION_SLUG for Buildkite tokens without an organization)"
@@ -156,15 +161,15 @@ def _audit(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Text
     issuers = {s.issuer for s in states.scopes}
     issuers |= {kind for kind, on in (("tfe", walk.tfe_organizations), ("buildkite", walk.buildkite_organizations),
                                       ("tokenvault", walk.tokenvault), ("vault-approle", walk.approle_roles)) if on}
-    check_settings(core, issuers, {r.kind for r in refs})
-    prepare(core, issuers, {r.kind for r in refs})
+    check_settings(clients, issuers, {r.kind for r in refs})
+    prepare(clients, issuers, {r.kind for r in refs})
 
     enabled = args.progress if args.progress is not None else stderr.isatty()
     progress = Progress(stderr, enabled=bool(enabled))
     try:
-        walk_organizations(core, walk, targets, progress)
-        listings = list_scopes(core, targets, walk, args.concurrency, progress)
-        sinks = read_sinks(core, refs, args.concurrency, progress) if refs else {}
+        walk_organizations(clients, walk, targets, progress)
+        listings = list_scopes(clients, targets, walk, args.concurrency, progress)
+        sinks = read_sinks(clients, refs, args.concurrency, progress) if refs else {}
     finally:
         progress.finish()
 

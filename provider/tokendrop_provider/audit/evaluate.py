@@ -22,13 +22,22 @@ from dataclasses import dataclass, field
 from ..delivery import marker, split_description
 from ..issuers.base import IssuedToken
 from ..sinks.base import SinkStatus
+from ..timestamps import parse_rfc3339
 from ..validation import humanize, parse_duration
 from .state import ManagedToken
 
 FLAGS = ("orphan", "revoked", "sink_drift", "rotation_overdue", "expiring", "previous_overdue")
 DEFAULT_EXPIRY_WINDOW = datetime.timedelta(days=7)
-# Issuers that report when a token was last used (TFE's last-used-at); others show "n/a", not "never".
-REPORTS_LAST_USE = frozenset({"tfe"})
+
+
+def reports_last_use(issuer: str) -> bool:
+    """The issuer reports when a token was last used (TFE's last-used-at); others show "n/a", not "never"."""
+    from ..registry.issuers import issuer as registered
+
+    try:
+        return registered(issuer).reports_last_use
+    except KeyError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -106,17 +115,6 @@ class Report:
         return counts
 
 
-def parse_time(text: str | None) -> datetime.datetime | None:
-    """An RFC 3339 timestamp, or None if absent or unreadable (an audit reports, it does not crash)."""
-    if not text:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
-
-
 def _duration(text: str | None) -> datetime.timedelta | None:
     if not text:
         return None
@@ -127,7 +125,7 @@ def _duration(text: str | None) -> datetime.timedelta | None:
 
 
 def _expired(expires_at: str | None, now: datetime.datetime) -> bool:
-    moment = parse_time(expires_at)
+    moment = parse_rfc3339(expires_at)
     return moment is not None and moment <= now
 
 
@@ -189,8 +187,12 @@ def _managed_row(token: ManagedToken, listing: ScopeListing | None, sinks: Mappi
 
 
 def _scope_noun(issuer: str) -> str:
-    return {"tfe": "agent pool", "buildkite": "cluster", "tokenvault": "agent",
-            "vault-approle": "AppRole role"}.get(issuer, "scope")
+    from ..registry.issuers import issuer as registered
+
+    try:
+        return registered(issuer).scope_label
+    except KeyError:
+        return "scope"
 
 
 def _issuer_status(token: ManagedToken, listing: ScopeListing | None, live: IssuedToken | None,
@@ -222,7 +224,7 @@ def _sink_check(token: ManagedToken, sinks: Mapping[str, SinkStatus], live: Issu
     elif token.sink_status not in (None, "delivered"):
         state = "drifted"  # as refresh recorded it; the sink looks fine now but state will rotate
     elif (token.issuer == "tokenvault" and live is not None and live.created_at and token.created_at
-          and parse_time(live.created_at) != parse_time(token.created_at)):
+          and parse_rfc3339(live.created_at) != parse_rfc3339(token.created_at)):
         state = "stale"  # the agent's key is newer than the delivered one: the sink holds a dead key
     else:
         state = "delivered"
@@ -260,7 +262,7 @@ def _sink_drift(token: ManagedToken, check: SinkCheck, status: SinkStatus | None
 
 def _rotation_overdue(token: ManagedToken, now: datetime.datetime) -> str | None:
     period = _duration(token.rotate_every)
-    created = parse_time(token.created_at)
+    created = parse_rfc3339(token.created_at)
     if period is None or created is None or now - created < period:
         return None
     late = now - created - period
@@ -270,7 +272,7 @@ def _rotation_overdue(token: ManagedToken, now: datetime.datetime) -> str | None
 
 def _expiring(expires_at: str | None, rotate_before_expiry: str | None, now: datetime.datetime,
               default: datetime.timedelta) -> str | None:
-    expires = parse_time(expires_at)
+    expires = parse_rfc3339(expires_at)
     if expires is None:
         return None
     left = expires - now
@@ -287,7 +289,7 @@ def _expiring(expires_at: str | None, rotate_before_expiry: str | None, now: dat
 
 
 def _previous_overdue(token: ManagedToken, live: bool | None, now: datetime.datetime) -> str | None:
-    deadline = parse_time(token.previous_revoke_after)
+    deadline = parse_rfc3339(token.previous_revoke_after)
     if deadline is not None and deadline > now:
         return None
     when = (f"its grace period ended {humanize(now - deadline)} ago ({token.previous_revoke_after})"

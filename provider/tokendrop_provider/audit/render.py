@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..timestamps import format_rfc3339, parse_rfc3339
 from ..validation import humanize
-from .evaluate import FLAGS, REPORTS_LAST_USE, Report, Row, ScopeListing, parse_time
+from .evaluate import FLAGS, Report, Row, ScopeListing, reports_last_use
 
 SCHEMA = "tokendrop-audit/1"
 _LABELS = {"orphan": "orphan", "revoked": "revoked", "sink_drift": "sink drift", "rotation_overdue": "rotation overdue",
@@ -30,12 +31,8 @@ class Source:
     tokens: int | None = None  # states: how many token resources it holds
 
 
-def _rfc3339(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _age_seconds(row: Row, now: datetime.datetime) -> int | None:
-    created = parse_time(row.created_at)
+    created = parse_rfc3339(row.created_at)
     return None if created is None else int((now - created).total_seconds())
 
 
@@ -48,7 +45,7 @@ def to_json(report: Report, sources: Sequence[Source], listings: Sequence[ScopeL
     now = report.now
     return {
         "schema": SCHEMA,
-        "generated_at": _rfc3339(now),
+        "generated_at": format_rfc3339(now),
         "summary": summary(report),
         "sources": [{k: v for k, v in (("type", s.type), ("name", s.name), ("format", s.format),
                                        ("tokens", s.tokens)) if v is not None} for s in sources],
@@ -95,12 +92,12 @@ def dumps(document: dict[str, Any]) -> str:
 
 
 def _ago(text: str | None, now: datetime.datetime) -> str | None:
-    moment = parse_time(text)
+    moment = parse_rfc3339(text)
     return None if moment is None else humanize(now - moment)
 
 
 def _expires(row: Row, now: datetime.datetime) -> str:
-    moment = parse_time(row.expires_at)
+    moment = parse_rfc3339(row.expires_at)
     if moment is None:
         return "never"
     left = moment - now
@@ -110,7 +107,7 @@ def _expires(row: Row, now: datetime.datetime) -> str:
 def _last_used(row: Row, now: datetime.datetime) -> str:
     if row.last_used_at:
         return f"{_ago(row.last_used_at, now) or row.last_used_at} ago"
-    return "never" if row.issuer in REPORTS_LAST_USE else "n/a"
+    return "never" if reports_last_use(row.issuer) else "n/a"
 
 
 def _version(row: Row) -> str:

@@ -18,20 +18,11 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-# resource type -> issuer kind (the `kind` of its TokenIssuer; tests check they agree)
-TOKEN_TYPES: Mapping[str, str] = {
-    "tokendrop_tfe_agent_token": "tfe",
-    "tokendrop_buildkite_cluster_token": "buildkite",
-    "tokendrop_tokenvault_agent": "tokenvault",
-    "tokendrop_vault_approle_secret_id": "vault-approle",
-}
-# resources that are scopes themselves: their tokens are listed even when no token of theirs is in state
-SCOPE_TYPES: Mapping[str, str] = {
-    "tokendrop_tfe_agent_pool": "tfe",
-    "tokendrop_buildkite_cluster": "buildkite",
-}
+if TYPE_CHECKING:
+    pass
+
 # Directories never searched for states: Terraform's own working data (`.terraform/terraform.tfstate`
 # is the backend configuration, not a state), VCS data and node packages.
 _SKIPPED_DIRS = frozenset({".terraform", ".git", "node_modules", ".venv"})
@@ -206,17 +197,25 @@ def parse_state(text: str, source: str, *, buildkite_organization: str | None = 
     tokens: list[ManagedToken] = []
     scopes: list[StateScope] = []
     skipped: list[str] = []
+    from ..registry.issuers import issuer_of_resource
+    from ..settings import BuildkiteSettings, Settings
+
+    # Scopes are derived as the issuers' registry entries say; only Buildkite's needs a setting.
+    settings = Settings(buildkite=BuildkiteSettings(organization=buildkite_organization))
     for inst in instances:
-        if inst.type in TOKEN_TYPES:
-            token = _token(inst, source, buildkite_organization)
+        issuer = issuer_of_resource(inst.type)
+        if issuer is None:
+            continue
+        if inst.type in issuer.token_scopes:
+            token = _token(inst, source, issuer.name, issuer.token_scopes[inst.type](inst.attributes, settings))
             if token is None:
                 skipped.append(inst.address)
             else:
                 tokens.append(token)
-        elif inst.type in SCOPE_TYPES:
-            scope = _scope(inst)
-            if scope is not None:
-                scopes.append(scope)
+        elif _text(inst.attributes.get("id")) is not None:
+            found = issuer.scope_resources[inst.type](inst.attributes)
+            if found is not None:
+                scopes.append(StateScope(issuer.name, *found))
     return LoadedState(source, fmt, tuple(tokens), tuple(scopes), tuple(skipped))
 
 
@@ -279,28 +278,9 @@ def _int(value: object) -> int | None:
     return None
 
 
-def scope_of(resource_type: str, attributes: Mapping[str, Any],
-             buildkite_organization: str | None = None) -> str | None:
-    """The issuer scope of a token resource, as resources/*.py `scope_of` computes it."""
-    if resource_type == "tokendrop_tfe_agent_token":
-        return _text(attributes.get("agent_pool_id"))
-    if resource_type == "tokendrop_buildkite_cluster_token":
-        # The plan records the provider's organization when the resource has none; old states may not.
-        organization = _text(attributes.get("organization")) or buildkite_organization
-        cluster = _text(attributes.get("cluster_id"))
-        return f"{organization}/{cluster}" if organization and cluster else None
-    if resource_type == "tokendrop_tokenvault_agent":
-        return _text(attributes.get("name"))
-    if resource_type == "tokendrop_vault_approle_secret_id":
-        role = _text(attributes.get("role_name"))
-        return f"{_text(attributes.get('mount')) or 'approle'}/{role}" if role else None
-    return None
-
-
-def _token(inst: _Instance, source: str, buildkite_organization: str | None) -> ManagedToken | None:
+def _token(inst: _Instance, source: str, issuer: str, scope: str | None) -> ManagedToken | None:
     attrs = inst.attributes
     token_id = _text(attrs.get("id"))
-    scope = scope_of(inst.type, attrs, buildkite_organization)
     if token_id is None or scope is None:
         return None
     deliver_to = attrs.get("deliver_to")
@@ -308,7 +288,7 @@ def _token(inst: _Instance, source: str, buildkite_organization: str | None) -> 
         source=source,
         address=inst.address,
         resource_type=inst.type,
-        issuer=TOKEN_TYPES[inst.type],
+        issuer=issuer,
         scope=scope,
         token_id=token_id,
         description=_text(attrs.get("description")),
@@ -323,16 +303,3 @@ def _token(inst: _Instance, source: str, buildkite_organization: str | None) -> 
         previous_token_id=_text(attrs.get("previous_token_id")),
         previous_revoke_after=_text(attrs.get("previous_revoke_after")),
     )
-
-
-def _scope(inst: _Instance) -> StateScope | None:
-    attrs = inst.attributes
-    ident = _text(attrs.get("id"))
-    if ident is None:
-        return None
-    if inst.type == "tokendrop_tfe_agent_pool":
-        return StateScope("tfe", ident, _text(attrs.get("name")))
-    organization = _text(attrs.get("organization"))
-    if organization is None:
-        return None
-    return StateScope("buildkite", f"{organization}/{ident}", _text(attrs.get("name")))

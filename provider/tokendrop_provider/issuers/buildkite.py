@@ -37,6 +37,7 @@ from ..errors import (
 from ..ratelimit import RateLimiter, Sleeper, budget_owner, shared_limiter
 from ..secret import Secret
 from ..settings import BuildkiteSettings
+from ..timestamps import format_rfc3339, parse_rfc3339
 from ..validation import parse_cidr
 from .base import IssuedToken, MintedToken, TokenIssuer
 from .http import (
@@ -417,9 +418,8 @@ def split_ip_list(text: object) -> list[str] | None:
 def expired(token: IssuedToken, now: datetime.datetime | None = None) -> bool:
     if not token.expires_at:
         return False
-    try:
-        moment = datetime.datetime.fromisoformat(token.expires_at.replace("Z", "+00:00"))
-    except ValueError:
+    moment = parse_rfc3339(token.expires_at)
+    if moment is None:
         return False  # unreadable: let Buildkite decide, do not drop the token
     return moment <= (now or datetime.datetime.now(datetime.UTC))
 
@@ -448,7 +448,7 @@ def _timestamp(moment: str | datetime.datetime) -> str:
                               attribute=("expires_at",)) from None
     if moment.tzinfo is None:
         raise ConfigError("Invalid expires_at", "the timestamp needs a time zone", attribute=("expires_at",))
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_rfc3339(moment)
 
 
 def _cluster_body(name: str, description: str | None, emoji: str | None, color: str | None,

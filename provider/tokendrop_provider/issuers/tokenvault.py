@@ -44,6 +44,7 @@ from ..errors import (
 from ..ratelimit import RateLimiter, Sleeper, shared_limiter
 from ..secret import Secret
 from ..settings import TokenVaultSettings
+from ..timestamps import parse_rfc3339
 from .base import IssuedToken, MintedToken, TokenIssuer
 from .http import (
     HttpResponse,
@@ -101,7 +102,7 @@ class Grant:
         return (self.refresh_policy or "").lower() == AUTO_REFRESH
 
     def expired(self, now: datetime | None = None) -> bool:
-        moment = parse_timestamp(self.expires_at)
+        moment = parse_rfc3339(self.expires_at)
         return moment is not None and moment <= (now or datetime.now(UTC))
 
 
@@ -488,16 +489,6 @@ def normalize_url(url: str) -> str:
 def limiter_key(url: str, key: Secret) -> str:
     """The admin key's budget: the URL and a digest of the key."""
     return f"tokenvault|{url}|{credential_digest(key)}"
-
-
-def parse_timestamp(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _segment(value: str, what: str) -> str:

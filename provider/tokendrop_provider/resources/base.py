@@ -19,6 +19,7 @@ from ..types import UNKNOWN, Unknown
 
 if TYPE_CHECKING:
     from ..provider import ProviderCore
+    from ..registry.clients import Clients
 
 State = dict[str, object]
 Path = tuple[str | int, ...]
@@ -33,10 +34,12 @@ Listed = TypeVar("Listed", bound=_Identified)
 
 
 class Context:
-    """One RPC call: access to the configured provider, and the warnings to report with the answer."""
+    """One RPC call: the configured provider's clients and delivery, and the warnings to report with the
+    answer."""
 
     def __init__(self, provider: ProviderCore) -> None:
         self.provider = provider
+        self.clients: Clients = provider.clients
         self.warnings: list[TokendropError] = []
 
     def warn(self, summary: str, detail: str = "", attribute: Sequence[str | int] = ()) -> None:
@@ -53,7 +56,7 @@ class Context:
         if not batching_enabled():
             return None
         try:
-            items = self.provider.memo(key, list_all)
+            items = self.clients.memo(key, list_all)
         except IssuerNotFound:
             return None
         return next((item for item in items if item.id == item_id), None)

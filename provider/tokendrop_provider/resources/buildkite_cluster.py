@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from .. import schema
 from ..errors import ConfigError
+from ..registry.buildkite import ISSUER as BUILDKITE
+from ..registry.buildkite import organization_slug
 from .base import Context, Resource, State
 
 if TYPE_CHECKING:  # the client (and requests) load on first use, not at start-up
@@ -19,7 +21,8 @@ _EDITABLE = ("description", "emoji", "color")
 def resolve_organization(ctx: Context, planned: State) -> str | None:
     """Plan time, for both Buildkite resources: the API token is set and the organization is known
     (the resource's own, else the provider's, which the plan then records). None while unknown."""
-    organization = ctx.provider.check_buildkite_settings(planned.get("organization"))
+    ctx.clients.check(BUILDKITE)
+    organization = organization_slug(ctx.clients.settings.buildkite, planned.get("organization"))
     if organization is not None:
         planned["organization"] = organization
     return organization
@@ -29,7 +32,7 @@ class BuildkiteCluster(Resource):
     schema = schema.BUILDKITE_CLUSTER
 
     def client(self, ctx: Context) -> BuildkiteClient:
-        return ctx.provider.buildkite()
+        return ctx.clients.of(BUILDKITE)
 
     def preflight(self, ctx: Context, prior: State | None, planned: State) -> None:
         organization = resolve_organization(ctx, planned)
@@ -37,7 +40,7 @@ class BuildkiteCluster(Resource):
             return
         client = self.client(ctx)
         # One read per organization and plan: does it exist, and may this token see its clusters?
-        if not ctx.provider.memo(("buildkite-org", organization), lambda: client.organization_visible(organization)):
+        if not ctx.clients.memo(("buildkite-org", organization), lambda: client.organization_visible(organization)):
             raise ConfigError("Organization not found",
                               f"Buildkite organization {organization!r} does not exist, or this API token cannot "
                               "see it.", ("organization",))

@@ -16,6 +16,9 @@ from .. import schema
 from ..delivery import split_description
 from ..errors import ConfigError
 from ..issuers.base import IssuedToken
+from ..registry.buildkite import ISSUER as BUILDKITE
+from ..registry.sinks import split_before_address
+from ..timestamps import format_rfc3339
 from ..types import Unknown
 from ..validation import parse_duration
 from .base import Context, Plan, State
@@ -26,7 +29,6 @@ if TYPE_CHECKING:
     from ..issuers.buildkite import BuildkiteClient
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_SINK = re.compile(r"/(?=ssm:|vault_kv:)")
 _EXPIRY = ("expires_in", "expires_at")
 _ANY_ADDRESS = "0.0.0.0/0"
 # Buildkite checks the 10-minute minimum against its own clock when the request arrives, so an
@@ -41,7 +43,7 @@ class BuildkiteClusterToken(TokenResource):
     issuer_updatable = ("description", "allowed_ip_addresses")
 
     def issuer(self, ctx: Context) -> BuildkiteClient:
-        return ctx.provider.buildkite()
+        return ctx.clients.of(BUILDKITE)
 
     def scope_of(self, state: Mapping[str, object]) -> str:
         return f"{state['organization']}/{state['cluster_id']}"
@@ -78,7 +80,7 @@ class BuildkiteClusterToken(TokenResource):
         if prior is not None and (prior.get("organization"), prior.get("cluster_id")) == (organization, cluster_id):
             return
         client = self.issuer(ctx)
-        if not ctx.provider.memo(("buildkite-cluster", organization, cluster_id),
+        if not ctx.clients.memo(("buildkite-cluster", organization, cluster_id),
                                  lambda: client.get_cluster(organization, cluster_id) is not None):
             raise ConfigError("Cluster not found",
                               f"Cluster {cluster_id} does not exist in Buildkite organization {organization!r}, or "
@@ -144,14 +146,15 @@ class BuildkiteClusterToken(TokenResource):
                 "allowed_ip_addresses": token.extra.get("allowed_ip_addresses")}
 
     def import_state(self, ctx: Context, import_id: str) -> State:
-        head = _SINK.split(import_id, maxsplit=1)[0]
+        head = (split_before_address(import_id) or (import_id, ""))[0]
         if _UUID.fullmatch(head.split("/")[0]):  # no organization: the provider's
             import_id = f"{resolve_organization(ctx, {'organization': None})}/{import_id}"
         return super().import_state(ctx, import_id)
 
     def parse_import_id(self, import_id: str) -> tuple[str, str | None, str]:
         """`<organization>/<cluster uuid>[/<token uuid>]/<sink address>`."""
-        parts = _SINK.split(import_id, maxsplit=1)
+        found = split_before_address(import_id)
+        parts = [found[0], found[1]] if found else [import_id]
         head = parts[0].split("/")
         if len(parts) == 2 and len(head) in (2, 3) and head[0] and all(_UUID.fullmatch(p) for p in head[1:]):
             return f"{head[0]}/{head[1]}", (head[2] if len(head) == 3 else None), parts[1]
@@ -166,4 +169,4 @@ def mint_expiry(now: datetime.datetime, expires_in: datetime.timedelta) -> str:
     moment = now + max(expires_in, schema.BUILDKITE_MIN_EXPIRY + MINT_SLACK)
     if moment.microsecond:
         moment = moment.replace(microsecond=0) + datetime.timedelta(seconds=1)
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_rfc3339(moment)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from .. import schema
 from ..errors import ConfigError, IssuerNotFound
+from ..registry.tfe import ISSUER as TFE
 from .base import Context, Resource, State
 
 if TYPE_CHECKING:  # the client (and requests) load on first use, not at start-up
@@ -17,10 +18,10 @@ class TfeAgentPool(Resource):
     schema = schema.TFE_AGENT_POOL
 
     def client(self, ctx: Context) -> TfeClient:
-        return ctx.provider.tfe()
+        return ctx.clients.of(TFE)
 
     def preflight(self, ctx: Context, prior: State | None, planned: State) -> None:
-        ctx.provider.check_tfe_settings()
+        ctx.clients.check(TFE)
         organization, name = planned.get("organization"), planned.get("name")
         if not isinstance(organization, str) or not isinstance(name, str):
             return
@@ -28,7 +29,7 @@ class TfeAgentPool(Resource):
             return
         client = self.client(ctx)
         try:
-            pools = ctx.provider.memo(("tfe-pools", organization), lambda: client.list_agent_pools(organization))
+            pools = ctx.clients.memo(("tfe-pools", organization), lambda: client.list_agent_pools(organization))
         except IssuerNotFound:
             raise ConfigError("Organization not found",
                               f"Organization {organization!r} does not exist, has no agents entitlement, or this "

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from .. import schema
 from ..errors import ConfigError
+from ..registry.tfe import ISSUER as TFE
 from .base import Context, State
 from .token import TokenResource
 
@@ -22,14 +23,14 @@ class TfeAgentToken(TokenResource):
     expiring = False
 
     def issuer(self, ctx: Context) -> TfeClient:
-        return ctx.provider.tfe()
+        return ctx.clients.of(TFE)
 
     def check_issuer(self, ctx: Context, prior: State | None, planned: State) -> None:
-        ctx.provider.check_tfe_settings()
+        ctx.clients.check(TFE)
         pool_id = planned.get("agent_pool_id")
         if not isinstance(pool_id, str) or (prior is not None and prior.get("agent_pool_id") == pool_id):
             return
         client = self.issuer(ctx)
-        if not ctx.provider.memo(("tfe-pool", pool_id), lambda: client.get_agent_pool(pool_id) is not None):
+        if not ctx.clients.memo(("tfe-pool", pool_id), lambda: client.get_agent_pool(pool_id) is not None):
             raise ConfigError("Agent pool not found",
                               f"{pool_id} does not exist, or this TFE token cannot see it.", ("agent_pool_id",))

@@ -12,57 +12,18 @@ import datetime
 from collections.abc import Mapping
 
 from ..attributes import dotted
-from ..delivery import (
-    Delivered,
-    Delivery,
-    Target,
-    UnsettledWrite,
-    issuer_description,
-    parse_time,
-    rfc3339,
-    split_description,
-)
+from ..delivery import Delivered, Delivery, Target, UnsettledWrite, issuer_description, split_description
 from ..errors import ConfigError, IssuerNotFound
 from ..issuers.base import IssuedToken, TokenIssuer
+from ..registry.sinks import address_of as sink_address_of
+from ..registry.sinks import chosen, deliver_to_from_address
+from ..registry.sinks import prefixes as sink_prefixes
+from ..timestamps import format_rfc3339, parse_rfc3339
 from ..types import UNKNOWN, Unknown
 from ..validation import humanize, parse_duration
 from .base import ApplyFailed, Context, Path, Resource, State, changed_paths
 
 TOKEN_COMPUTED = ("id", "sink_version", "created_at", "expires_at")
-
-
-def sink_address_of(deliver_to: object) -> object:
-    """The sink address a `deliver_to` configuration names, or Unknown until its values are known."""
-    if not isinstance(deliver_to, Mapping):
-        return UNKNOWN
-    ssm = deliver_to.get("ssm")
-    vault = deliver_to.get("vault_kv")
-    if isinstance(ssm, Unknown) or isinstance(vault, Unknown):
-        return UNKNOWN
-    if isinstance(ssm, Mapping):
-        name = ssm.get("name")
-        return UNKNOWN if isinstance(name, Unknown) or name is None else f"ssm:{name}"
-    if isinstance(vault, Mapping):
-        parts = (vault.get("mount") or "secret", vault.get("path"), vault.get("field") or "token")
-        if any(isinstance(p, Unknown) or p is None for p in parts):
-            return UNKNOWN
-        return f"vault_kv:{parts[0]}/{parts[1]}#{parts[2]}"
-    return UNKNOWN
-
-
-def deliver_to_from_address(address: str) -> dict[str, object]:
-    """Invert `sink_address_of` (for import)."""
-    kind, _, rest = address.partition(":")
-    if kind == "ssm" and rest:
-        return {"ssm": {"name": rest, "kms_key_id": None, "tier": None, "description": None, "tags": None},
-                "vault_kv": None}
-    if kind == "vault_kv" and "/" in rest:
-        location, _, field = rest.partition("#")
-        mount, _, path = location.partition("/")
-        return {"ssm": None, "vault_kv": {"mount": mount, "path": path, "field": field or "token"}}
-    raise ConfigError("Invalid import id",
-                      f"{address!r} is not a sink address: use ssm:<parameter name> or "
-                      "vault_kv:<mount>/<path>#<field>.")
 
 
 class TokenResource(Resource, abc.ABC):
@@ -102,7 +63,7 @@ class TokenResource(Resource, abc.ABC):
             issuer=self.issuer(ctx),
             scope=self.scope_of(state),
             description=state.get("description"),  # type: ignore[arg-type]
-            sink=ctx.provider.sink(deliver_to),
+            sink=ctx.clients.sink(deliver_to),
             mint_options=self.mint_options(ctx, state),
             adopt_existing=bool(state.get("adopt_existing")),
             description_in_fingerprint="description" not in self.issuer_updatable,
@@ -119,7 +80,7 @@ class TokenResource(Resource, abc.ABC):
         self.check_issuer(ctx, prior, planned)
         deliver_to = planned.get("deliver_to")
         if isinstance(deliver_to, Mapping):
-            ctx.provider.check_sink_settings(deliver_to)
+            ctx.clients.check_sink(deliver_to)
             address = sink_address_of(deliver_to)
             if isinstance(address, str) and (prior is None or prior.get("sink_address") != address):
                 self.check_sink_access(ctx, deliver_to, address)
@@ -128,16 +89,17 @@ class TokenResource(Resource, abc.ABC):
     def check_sink_access(ctx: Context, deliver_to: Mapping[str, object], address: str) -> None:
         """A new sink location: fail the plan if the sink credentials may not write there (Vault
         answers that without side effects; SSM cannot be asked, so it is found at apply)."""
-        if not isinstance(deliver_to.get("vault_kv"), Mapping):
+        found = chosen(deliver_to)
+        if found is None or not found[0].checks_access_at_plan:
             return
-        sink = ctx.provider.sink(deliver_to)
-        missing = ctx.provider.memo(("vault-capabilities", address), sink.missing_capabilities)
+        sink = ctx.clients.sink(deliver_to)
+        missing = ctx.clients.memo(("sink-capabilities", address), sink.missing_capabilities)  # type: ignore[attr-defined]
         if missing:
             needs = "; ".join(f"'{capability}' on {path}" for path, capability in missing)
             raise ConfigError(f"The Vault token cannot deliver to {address}",
-                              f"Its policies lack {needs}. Grant them (e.g. `vault policy write` with the "
-                              "policy tokendrop's VaultKvSink.writer_policy() prints) or deliver elsewhere.",
-                              ("deliver_to", "vault_kv", "path"))
+                              f"Its policies lack {needs}. Grant them in a policy of the provider's Vault token "
+                              "(`vault policy write`) or deliver elsewhere.",
+                              ("deliver_to", found[0].name, "path"))
 
     @abc.abstractmethod
     def check_issuer(self, ctx: Context, prior: State | None, planned: State) -> None:
@@ -177,7 +139,7 @@ class TokenResource(Resource, abc.ABC):
                      f"{prior.get('sink_address')}, then " + (
                          f"keeps {prior.get('id')} valid for {keep}." if grace else f"revokes {prior.get('id')}."))
             return
-        deadline = parse_time(prior.get("previous_revoke_after"))  # type: ignore[arg-type]
+        deadline = parse_rfc3339(prior.get("previous_revoke_after"))  # type: ignore[arg-type]
         if prior.get("previous_token_id") and (deadline is None or deadline <= ctx.now()):
             planned["previous_token_id"] = None
             planned["previous_revoke_after"] = None
@@ -193,14 +155,14 @@ class TokenResource(Resource, abc.ABC):
         elif sink_status and sink_status != "delivered":
             reasons.append(f"the sink {prior.get('sink_address')} is {sink_status} (found by refresh)")
         now = ctx.now()
-        created = parse_time(prior.get("created_at"))  # type: ignore[arg-type]
+        created = parse_rfc3339(prior.get("created_at"))  # type: ignore[arg-type]
         every = planned.get("rotate_every")
         if isinstance(every, str) and created is not None:
             period = parse_duration(every)
             if now - created >= period:
                 reasons.append(f"rotation due: minted {humanize(now - created)} ago, rotate_every {every}")
         before = planned.get("rotate_before_expiry")
-        expires = parse_time(prior.get("expires_at"))  # type: ignore[arg-type]
+        expires = parse_rfc3339(prior.get("expires_at"))  # type: ignore[arg-type]
         if isinstance(before, str) and expires is not None and expires - parse_duration(before) <= now:
             left = expires - now
             reasons.append(f"expiry near: expires in {humanize(left)}, rotate_before_expiry {before}"
@@ -277,7 +239,7 @@ class TokenResource(Resource, abc.ABC):
             sink_address=address,
             sink_version=delivered.sink_version,
             sink_status="delivered",
-            created_at=delivered.token.created_at or rfc3339(datetime.datetime.now(datetime.UTC)),
+            created_at=delivered.token.created_at or format_rfc3339(datetime.datetime.now(datetime.UTC)),
             expires_at=same_instant(planned.get("expires_at"), delivered.token.expires_at) if self.expiring else None,
             previous_token_id=delivered.previous_token_id,
             previous_revoke_after=delivered.previous_revoke_after,
@@ -358,11 +320,10 @@ class TokenResource(Resource, abc.ABC):
     def parse_import_id(self, import_id: str) -> tuple[str, str | None, str]:
         """`<scope>/<sink address>` or `<scope>/<token id>/<sink address>`."""
         scope, _, rest = import_id.partition("/")
-        for prefix in ("ssm:", "vault_kv:"):
-            if rest.startswith(prefix):
-                return scope, None, rest
+        if rest.startswith(sink_prefixes()):
+            return scope, None, rest
         token_id, _, address = rest.partition("/")
-        if scope and token_id and address.startswith(("ssm:", "vault_kv:")):
+        if scope and token_id and address.startswith(sink_prefixes()):
             return scope, token_id, address
         raise ConfigError("Invalid import id",
                           f"Expected <{self.scope_attribute}>/<sink address> or "
@@ -375,7 +336,7 @@ def same_instant(known: object, reported: str | None) -> str | None:
     `expires_at` keeps the user's spelling, so Terraform sees no difference."""
     if isinstance(known, str) and reported:
         try:
-            if parse_time(known) == parse_time(reported):
+            if parse_rfc3339(known) == parse_rfc3339(reported):
                 return known
         except ValueError:
             pass

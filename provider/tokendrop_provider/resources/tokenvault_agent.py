@@ -44,9 +44,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .. import schema
-from ..delivery import parse_time, split_description
+from ..delivery import split_description
 from ..errors import ConfigError, IssuerValidationError, TokendropError
 from ..issuers.base import IssuedToken
+from ..registry.sinks import prefixes as sink_prefixes
+from ..registry.tokenvault import ISSUER as TOKENVAULT
+from ..timestamps import parse_rfc3339
 from ..types import UNKNOWN, Unknown
 from .base import ApplyFailed, Context, Path, State
 from .token import TokenResource, same_instant
@@ -66,10 +69,10 @@ class TokenVaultAgent(TokenResource):
     expiring = False  # agent keys do not expire; grants do (their own expires_at)
 
     def issuer(self, ctx: Context) -> TokenVaultClient:
-        return ctx.provider.tokenvault()
+        return ctx.clients.of(TOKENVAULT)
 
     def check_issuer(self, ctx: Context, prior: State | None, planned: State) -> None:
-        ctx.provider.check_tokenvault_settings()
+        ctx.clients.check(TOKENVAULT)
         self.issuer(ctx).require_scopes(required_scopes(prior, planned), "tokendrop_tokenvault_agent")
 
     # --- plan -----------------------------------------------------------------------------------
@@ -190,7 +193,7 @@ class TokenVaultAgent(TokenResource):
         """`<agent id>/<sink address>`. The scope (the agent's name) is read from Token Vault, see
         `imported_attributes`; until then the agent id stands in for it."""
         agent_id, _, address = import_id.partition("/")
-        if not agent_id or not address.startswith(("ssm:", "vault_kv:")):
+        if not agent_id or not address.startswith(sink_prefixes()):
             raise ConfigError("Invalid import id",
                               f"Expected <agent id>/<sink address>, got {import_id!r}. Sink addresses look like "
                               "ssm:/agents/triage/key or vault_kv:secret/agents/triage#token.")
@@ -272,6 +275,6 @@ def _ordered(desired: Sequence[Element], current: Mapping[str, Element], desired
 
 def _same_moment(a: str, b: str) -> bool:
     try:
-        return parse_time(a) == parse_time(b)
+        return parse_rfc3339(a) == parse_rfc3339(b)
     except ValueError:
         return a == b

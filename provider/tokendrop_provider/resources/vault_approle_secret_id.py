@@ -18,6 +18,8 @@ from .. import schema
 from ..delivery import Target
 from ..errors import ConfigError
 from ..issuers.base import IssuedToken, MintedToken
+from ..registry.sinks import split_before_address
+from ..registry.vault_approle import ISSUER as APPROLE
 from ..sinks.base import Payload
 from .base import Context, State
 from .token import TokenResource
@@ -39,7 +41,7 @@ class VaultAppRoleSecretId(TokenResource):
     expiring = True  # a ttl gives an expiry; rotate_before_expiry plans the rotation in time
 
     def issuer(self, ctx: Context) -> VaultAppRoleIssuer:
-        return ctx.provider.vault_approle()
+        return ctx.clients.of(APPROLE)
 
     def scope_of(self, state: Mapping[str, object]) -> str:
         return f"{state.get('mount') or 'approle'}/{state['role_name']}"
@@ -60,20 +62,20 @@ class VaultAppRoleSecretId(TokenResource):
         """The provider's Vault token may mint, look up, list and destroy secret ids of the role, and
         read its role id; the ttl and num_uses are within the role's limits (where the token may read
         the role): checked before anything is created, once per role and process."""
-        ctx.provider.check_vault_settings("tokendrop_vault_approle_secret_id (the issuing Vault)")
+        ctx.clients.check(APPROLE)
         role, mount = planned.get("role_name"), planned.get("mount")
         if not isinstance(role, str) or not isinstance(mount, str):
             return
         scope = f"{mount}/{role}"
         issuer = self.issuer(ctx)
-        missing = ctx.provider.memo(("approle-capabilities", scope), lambda: issuer.missing_capabilities(scope))
+        missing = ctx.clients.memo(("approle-capabilities", scope), lambda: issuer.missing_capabilities(scope))
         if missing:
             lines = "\n".join(f'  path "{path}": needs "{cap}"' for path, cap in missing)
             raise ConfigError("The Vault token may not manage this role's secret ids",
                               f"The provider's Vault token lacks these capabilities:\n{lines}\nGrant them in a policy "
                               "of the token, or use another token. Nothing was created.", ("role_name",))
-        ctx.provider.memo(("approle-role-id", scope), lambda: issuer.role_id(scope))  # the role exists
-        limits = ctx.provider.memo(("approle-limits", scope), lambda: issuer.role_limits(scope))
+        ctx.clients.memo(("approle-role-id", scope), lambda: issuer.role_id(scope))  # the role exists
+        limits = ctx.clients.memo(("approle-limits", scope), lambda: issuer.role_limits(scope))
         problem = limits.problem(planned.get("ttl"), planned.get("num_uses")) if limits else None
         if problem:
             attribute, why = problem
@@ -85,13 +87,12 @@ class VaultAppRoleSecretId(TokenResource):
     def parse_import_id(self, import_id: str) -> tuple[str, str | None, str]:
         """`<mount>/<role>/<sink address>` or `<mount>/<role>/<accessor>/<sink address>` (a mount may
         hold slashes; the accessor is a UUID)."""
-        cut = min((i for i in (import_id.find("/ssm:"), import_id.find("/vault_kv:")) if i >= 0), default=-1)
-        head, address = import_id[:cut], import_id[cut + 1:]
+        head, address = split_before_address(import_id) or ("", "")
         accessor = None
-        if cut > 0 and _ACCESSOR.fullmatch(head.rpartition("/")[2]):
+        if head and _ACCESSOR.fullmatch(head.rpartition("/")[2]):
             head, _, accessor = head.rpartition("/")
         mount, _, role = head.rpartition("/")
-        if cut < 0 or not mount or not role:
+        if not address or not mount or not role:
             raise ConfigError("Invalid import id",
                               f"Expected <mount>/<role name>/<sink address> or <mount>/<role name>/<accessor>/"
                               f"<sink address>, got {import_id!r} (e.g. approle/ci/ssm:/ci/vault/secret-id).")

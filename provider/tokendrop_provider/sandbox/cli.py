@@ -26,6 +26,7 @@ from .runner import (
     SandboxState,
     StartFailed,
 )
+from .servers import log_tail
 
 # Exit code of `status` / `env` when no sandbox runs (as LSB init scripts' "program is not running").
 NOT_RUNNING = 3
@@ -128,7 +129,7 @@ def _report_start_failure(exc: StartFailed) -> None:
         _err(f"Stopped the servers already started: {', '.join(exc.started_before)}.")
     if exc.log:
         _err(f"Last lines of {exc.log}:")
-        _err("\n".join("    " + line for line in runner.log_tail(exc.log).splitlines()))
+        _err("\n".join("    " + line for line in log_tail(exc.log).splitlines()))
 
 
 def _summary(state: SandboxState) -> list[str]:
@@ -163,7 +164,7 @@ def _supervise(sandbox: Sandbox, state: SandboxState) -> int:
             if dead:
                 for record, exit_code in dead:
                     _err(f"{record.name} exited unexpectedly (exit code {exit_code}); last lines of {record.log}:")
-                    _err("\n".join("    " + line for line in runner.log_tail(record.log).splitlines()))
+                    _err("\n".join("    " + line for line in log_tail(record.log).splitlines()))
                 return 1
         return 0
     finally:

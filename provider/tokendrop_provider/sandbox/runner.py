@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TokendropError
+from ..timestamps import format_rfc3339
 from .servers import TEST_AWS_ENV, ServerHandle, ServerStartError, start_moto, start_openbao
 
 LOOPBACK = "127.0.0.1"
@@ -332,16 +333,8 @@ def export_lines(env: Mapping[str, str]) -> list[str]:
     return [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
 
 
-def log_tail(path: str | os.PathLike[str], lines: int = 20) -> str:
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
-
-
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_rfc3339(datetime.now(UTC))
 
 
 # --- starting --------------------------------------------------------------------------------------

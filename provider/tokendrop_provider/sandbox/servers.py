@@ -88,11 +88,13 @@ def _http(method: str, url: str, body: Any = None, headers: Mapping[str, str] | 
         return exc.code, exc.read()
 
 
-def _log_tail(path: Path, lines: int = 30) -> str:
+def log_tail(path: str | os.PathLike[str], lines: int = 30) -> str:
+    """The last lines of a server's log, for an error message."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        text = Path(path).read_text(errors="replace")
     except OSError:
         return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
 
 
 # --- handles ------------------------------------------------------------------------------------
@@ -235,7 +237,7 @@ def _launch(name: str, argv: Callable[[int], Sequence[str]], log_dir: str | os.P
             process.wait(timeout=10)
         log.close()
         last_error = (f"{name} did not become ready on {url} within {timeout:.0f}s "
-                      f"(exit code {process.returncode}); log {log_path}:\n{_log_tail(log_path)}")
+                      f"(exit code {process.returncode}); log {log_path}:\n{log_tail(log_path)}")
     raise ServerStartError(last_error)
 
 

@@ -1,0 +1,101 @@
+"""What the rest of the program asks of an issuer or a sink, declared once per issuer / sink.
+
+An `Issuer` entry names its settings (with their environment variables), the check that they are set,
+its client factory, a label, its resource types and how each token resource derives its scope. A
+`SinkKind` entry names its `deliver_to` block, settings, check, factory (`from_config`), and how its
+address is formatted and parsed. The provider, the audit and the docs generator loop over the
+registries (`registry/issuers.py`, `registry/sinks.py`); nothing else lists issuers or sinks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ..attributes import Attr
+from ..errors import ConfigError
+from ..settings import Setting, Settings, SettingsGroup
+
+if TYPE_CHECKING:
+    from ..issuers.base import IssuedToken
+    from ..resources.base import Resource
+    from ..sinks.base import Sink, SinkStatus
+
+C = TypeVar("C")
+StateAttributes = Mapping[str, Any]
+
+
+def missing_setting(summary: str, setting: Setting, also: str = "") -> ConfigError:
+    """The error for a setting that must be set: names the environment variable first (the audit has
+    no provider block) and the provider-block attribute, which the diagnostic points at."""
+    env = f"the {setting.env[0]} environment variable" if setting.env else "it"
+    return ConfigError(summary, f"Set {env} (or {setting.name} in the provider block){also}.", (setting.name,))
+
+
+@dataclass(frozen=True)
+class Issuer(Generic[C]):
+    """One issuer. `C` is the type of its client, so that `Clients.of(issuer)` is typed."""
+
+    name: str  # its `TokenIssuer.kind`; the audit's issuer column and marker prefix
+    label: str  # for people, e.g. "HCP Terraform / TFE"
+    scope_label: str  # what a scope is, e.g. "agent pool"
+    settings: SettingsGroup[Any]
+    # (its settings group, cancel event) -> client; imports the client module on first use only
+    client: Callable[[Any, threading.Event], C]
+    # its settings -> the error for the first one missing, or None
+    check: Callable[[Any], ConfigError | None]
+    # the resource types it serves (a function: resource modules import this package's entries)
+    resources: Callable[[], Sequence[Resource]]
+    # token resource type -> scope of a state instance ((attributes, settings) -> scope, None if unknown)
+    token_scopes: Mapping[str, Callable[[StateAttributes, Settings], str | None]] = field(default_factory=dict)
+    # scope resource type -> (scope, display name) of a state instance, listed even without tokens
+    scope_resources: Mapping[str, Callable[[StateAttributes], tuple[str, str | None] | None]] = field(
+        default_factory=dict)
+    # (client, scope) -> every token of the scope, expired ones included; None: listed another way
+    list_tokens: Callable[[C, str], Sequence[IssuedToken]] | None = None
+    reports_last_use: bool = False  # its tokens carry a last-use time the audit can judge
+    # modules its client needs, imported on one thread before the audit lists scopes in parallel
+    libraries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SinkKind:
+    """One kind of sink: the `deliver_to` block named `attribute.name` (also the address prefix)."""
+
+    attribute: Attr  # its nested attribute in the schema: defaults are read from here
+    settings: SettingsGroup[Any]
+    check: Callable[[Settings, Callable[[object, Callable[[], Any]], Any]], ConfigError | None]
+    # (location, settings) -> the sink; location is the `deliver_to` block, defaults applied
+    from_config: Callable[[Mapping[str, Any], Settings], Sink]
+    # location -> the part of the address after "<kind>:" (values known, defaults applied)
+    address: Callable[[Mapping[str, Any]], str]
+    # the part after "<kind>:" -> location, or None if malformed
+    parse_address: Callable[[str], dict[str, Any] | None]
+    address_format: str  # for error messages, e.g. "ssm:<parameter name>"
+    address_fields: tuple[str, ...]  # the block's attributes the address is made of
+    # metadata of many locations at once (the audit): (locations, settings) -> statuses, in order
+    statuses: Callable[[Sequence[Mapping[str, Any]], Settings], Sequence[SinkStatus]] | None = None
+    batch: int = 1  # how many locations one `statuses` call takes
+    # the sink can tell, without side effects, whether its credentials may write a location: a plan
+    # then calls its `missing_capabilities()` for each new location
+    checks_access_at_plan: bool = False
+    # modules the sink's client needs, imported on one thread before the audit reads sinks in parallel
+    libraries: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.attribute.name
+
+    def defaults(self) -> dict[str, Any]:
+        """The schema's defaults of the block's attributes."""
+        return {a.name: a.default for a in self.attribute.nested or () if a.default is not None}
+
+    def with_defaults(self, location: Mapping[str, Any]) -> dict[str, Any]:
+        return {**self.defaults(), **{k: v for k, v in location.items() if v is not None}}
+
+
+def text(value: object) -> str | None:
+    """A non-empty string from state, else None."""
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,83 @@
+"""The sink registry: one line per kind of sink. Adding a sink = its entry module + one line here.
+
+A sink address is `<kind>:<rest>`, `rest` formatted and parsed by the kind's entry; state records it
+as `sink_address`, import ids end with it, and the audit reads it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConfigError
+from ..types import UNKNOWN, Unknown
+from . import ssm, vault_kv
+from .base import SinkKind
+
+SINKS: list[SinkKind] = [
+    ssm.SINK,
+    vault_kv.SINK,
+]
+
+
+def sink_kind(name: str) -> SinkKind:
+    for entry in SINKS:
+        if entry.name == name:
+            return entry
+    raise KeyError(f"no sink {name!r} is registered")
+
+
+def chosen(deliver_to: Mapping[str, object]) -> tuple[SinkKind, Mapping[str, Any]] | None:
+    """The kind a `deliver_to` object sets and its block (exactly one is set; validation saw to it)."""
+    for entry in SINKS:
+        block = deliver_to.get(entry.name)
+        if isinstance(block, Mapping):
+            return entry, block
+    return None
+
+
+def address_of(deliver_to: object) -> object:
+    """The sink address a `deliver_to` configuration names, or Unknown until its values are known."""
+    if not isinstance(deliver_to, Mapping) or any(isinstance(deliver_to.get(e.name), Unknown) for e in SINKS):
+        return UNKNOWN
+    found = chosen(deliver_to)
+    if found is None:
+        return UNKNOWN
+    kind, block = found
+    location = kind.with_defaults(block)
+    if any(isinstance(location.get(name), Unknown) or location.get(name) is None for name in kind.address_fields):
+        return UNKNOWN
+    return format_address(kind.name, location)
+
+
+def format_address(kind: str, location: Mapping[str, Any]) -> str:
+    """The address of a location of the sink `kind` (its block; unset attributes take the schema's
+    defaults)."""
+    entry = sink_kind(kind)
+    return f"{kind}:{entry.address(entry.with_defaults(location))}"
+
+
+def prefixes() -> tuple[str, ...]:
+    """How every sink address starts: `<kind>:`."""
+    return tuple(f"{entry.name}:" for entry in SINKS)
+
+
+def split_before_address(import_id: str) -> tuple[str, str] | None:
+    """(what comes before, the sink address) of an import id ending in `/<sink address>`: the first
+    `/<kind>:` starts it. None when there is none."""
+    cuts = [i for i in (import_id.find(f"/{p}") for p in prefixes()) if i >= 0]
+    if not cuts:
+        return None
+    return import_id[:min(cuts)], import_id[min(cuts) + 1:]
+
+
+def deliver_to_from_address(address: str) -> dict[str, object]:
+    """Invert `address_of`: the `deliver_to` object (every kind's block, one set) of a sink address."""
+    name, _, rest = address.partition(":")
+    for entry in SINKS:
+        if entry.name == name:
+            location = entry.parse_address(rest)
+            if location is not None:
+                return {e.name: (location if e is entry else None) for e in SINKS}
+    formats = " or ".join(e.address_format for e in SINKS)
+    raise ConfigError("Invalid import id", f"{address!r} is not a sink address: use {formats}.")

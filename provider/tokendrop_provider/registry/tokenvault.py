@@ -1,0 +1,47 @@
+"""Token Vault: agents (each one agent key) and their grants."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from ..lazy import IMPORT_LOCK
+from ..settings import Setting, SettingsGroup, TokenVaultSettings
+from .base import Issuer, missing_setting, text
+
+if TYPE_CHECKING:
+    from ..issuers.tokenvault import TokenVaultClient
+    from ..resources.base import Resource
+
+API_KEY = Setting("tokenvault_api_key", "Token Vault scoped API key (`tvkey_…`) with the scopes the configuration "
+                  "needs (docs/wire.md, \"Token Vault\").", ("TOKENVAULT_API_KEY",), sensitive=True)
+SETTINGS = SettingsGroup("tokenvault", (
+    Setting("tokenvault_api_url", "Token Vault API URL.", ("TOKENVAULT_API_URL",), default="https://api.tokenvault.uk"),
+    API_KEY,
+), lambda v: TokenVaultSettings(api_url=v["tokenvault_api_url"], api_key=v["tokenvault_api_key"]))
+
+
+def _client(settings: TokenVaultSettings, cancel: threading.Event) -> TokenVaultClient:
+    with IMPORT_LOCK:
+        from ..issuers.tokenvault import TokenVaultClient
+
+    return TokenVaultClient(settings, cancel=cancel)
+
+
+def _check(settings: TokenVaultSettings) -> ConfigError | None:
+    return missing_setting("Missing Token Vault API key", API_KEY) if settings.api_key is None else None
+
+
+def _resources() -> tuple[Resource, ...]:
+    from ..resources.tokenvault_agent import TokenVaultAgent
+
+    return (TokenVaultAgent(),)
+
+
+# Listed per account by the audit (one agent list, then a read per agent: the list has no descriptions).
+ISSUER: Issuer[TokenVaultClient] = Issuer(
+    name="tokenvault", label="Token Vault", scope_label="agent", settings=SETTINGS, client=_client,
+    check=_check, resources=_resources,
+    token_scopes={"tokendrop_tokenvault_agent": lambda attrs, _: text(attrs.get("name"))},
+)

@@ -12,9 +12,9 @@ import pytest
 from tokendrop_provider.sandbox.servers import MotoServer, OpenBaoServer, enable_approle
 from tokendrop_provider.secret import Secret, scrub
 from tokendrop_provider.settings import AwsSettings, VaultSettings
-from tokendrop_provider.sinks import vault_kv
 from tokendrop_provider.sinks.ssm import SsmSink
 from tokendrop_provider.sinks.vault_kv import VaultKvSink
+from tokendrop_provider.vault import vault_connection
 
 
 def test_aws_credentials_from_a_profile_are_scrubbed(clean_moto: MotoServer, tmp_path: Path,
@@ -42,6 +42,6 @@ def test_the_token_of_an_approle_login_is_scrubbed(openbao_server: OpenBaoServer
     settings = VaultSettings(address=openbao_server.url, approle_role_id=role_id,
                              approle_secret_id=Secret(secret_id))
     VaultKvSink(vault_kv_mount, "x", settings=settings).status()  # logs in
-    client = vault_kv._connection(settings).client()  # the shared, logged-in client the sink used
-    assert client.token and client.token != openbao_server.root_token
-    assert scrub(f"X-Vault-Token: {client.token}") == "X-Vault-Token: ***"
+    token = vault_connection(settings)._token  # the shared, logged-in connection the sink used
+    assert token and token != openbao_server.root_token
+    assert scrub(f"X-Vault-Token: {token}") == "X-Vault-Token: ***"

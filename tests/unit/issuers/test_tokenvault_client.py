@@ -23,12 +23,12 @@ from tokendrop_provider.issuers.tokenvault import (
     TokenVaultHumanOnlyError,
     TokenVaultScopeError,
     normalize_url,
-    parse_timestamp,
 )
 from tokendrop_provider.ratelimit import RateLimiter
 from tokendrop_provider.sandbox.tokenvault import TokenVaultEmulator
 from tokendrop_provider.secret import Secret
 from tokendrop_provider.settings import TokenVaultSettings
+from tokendrop_provider.timestamps import parse_rfc3339
 
 
 class Sleeps:
@@ -146,11 +146,11 @@ def test_keys_round_trip(client, em):
     key, secret = client.create_key("ci", ["credentials:read", "tokens:list"], expires)
     assert secret.reveal().startswith("tvkey_") and "tvkey" not in repr(secret)
     assert (key.name, key.scopes, key.grants) == ("ci", ("credentials:read", "tokens:list"), ())
-    assert parse_timestamp(key.expires_at) == parse_timestamp(expires)
+    assert parse_rfc3339(key.expires_at) == parse_rfc3339(expires)
     assert key.id in {k.id for k in client.list_keys()}
 
     week = client.grant_key(key.id, "github", expires_in_hours=7 * 24)
-    left = parse_timestamp(week.expires_at) - datetime.now(UTC)
+    left = parse_rfc3339(week.expires_at) - datetime.now(UTC)
     assert timedelta(days=7) - timedelta(minutes=1) < left <= timedelta(days=7)
     assert client.grant_key(key.id, "linear").expires_at is None
     [event, _] = [e for e in em.events() if e["event"] == "key_grant.created"]

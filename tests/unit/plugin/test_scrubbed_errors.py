@@ -52,11 +52,14 @@ FAILING_PROVIDER = textwrap.dedent('''
     def get_functions(self, request, context):  # outside any guard: grpc logs it itself
         raise KeyError("functions " + CANARY)
 
+    def exit_after_serving(code):  # instead of main's os._exit: an error for sys.excepthook
+        raise RuntimeError("after serving " + CANARY)
+
     ProviderCore.configure = configure
     ProviderCore.validate_config = validate_config
     ProviderService.GetFunctions = get_functions
+    main.exit_without_teardown = exit_after_serving
     main.main()
-    raise RuntimeError("after serving " + CANARY)  # sys.excepthook
 ''')
 
 

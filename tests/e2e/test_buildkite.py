@@ -336,6 +336,7 @@ def _in(minutes: int) -> str:
 BAD = {
     "invalid CIDR": ('  allowed_ip_addresses = ["10.0.0.0/8", "10.0.0.1/33"]\n', "allowed_ip_addresses"),
     "CIDR with host bits": ('  allowed_ip_addresses = ["10.0.0.1/8"]\n', "allowed_ip_addresses"),
+    "IPv6 CIDR": ('  allowed_ip_addresses = ["10.0.0.0/8", "2001:db8::/32"]\n', "allowed_ip_addresses"),
     "expires_in under 10 minutes": ('  expires_in = "5m"\n', "expires_in"),
     "expires_at in the past": ('  expires_at = "2020-01-01T00:00:00Z"\n', "expires_at"),
     "expires_at in 5 minutes": ('  expires_at = "__IN_5__"\n', "expires_at"),

@@ -497,3 +497,19 @@ def test_cli_serves_until_sigterm(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     assert not ready.exists()
+
+
+def test_access_token_names_the_token_and_its_user_without_any_scope(em, api):
+    """`GET /v2/access-token` as documented: the token's uuid and scopes, and its user's name and email;
+    it needs no scope. Two tokens of one user: two uuids, one user."""
+    em.add_user("other", ["acme"])
+    unscoped = Api(em, em.add_api_token("sandbox", scopes=()))
+    stranger = Api(em, em.add_api_token("other"))
+    mine, second, theirs = (a("GET", "/access-token") for a in (api, unscoped, stranger))
+    assert [r.status_code for r in (mine, second, theirs)] == [200, 200, 200]
+    assert mine.json()["user"] == second.json()["user"] == {"name": "sandbox", "email": em.users["sandbox"].email}
+    assert mine.json()["uuid"] != second.json()["uuid"]
+    assert sorted(mine.json()["scopes"]) == ["read_clusters", "write_clusters"] and second.json()["scopes"] == []
+    assert theirs.json()["user"]["email"] == em.users["other"].email
+    assert em.sandbox_token not in mine.text
+    assert Api(em, None)("GET", "/access-token").status_code == 401

@@ -674,3 +674,19 @@ def test_cli_serves_until_sigterm(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     assert not ready.exists()
+
+
+def test_account_details_name_the_user_of_each_token(em, api):
+    """The Account API's user object: every token of one user answers the same id (what the client
+    keys its rate budget by); another user's token answers another id; no token, 401."""
+    em.add_user("other", ["acme"])
+    second = Api(em, em.add_api_token("sandbox"))
+    stranger = Api(em, em.add_api_token("other"))
+    docs = [a("GET", "/account/details") for a in (api, second, stranger)]
+    assert [d.status_code for d in docs] == [200, 200, 200]
+    assert docs[0].headers["Content-Type"].startswith(JSONAPI)
+    data = [d.json()["data"] for d in docs]
+    assert data[0]["type"] == "users" and data[0]["id"] == em.users["sandbox"].id == data[1]["id"]
+    assert data[2]["id"] == em.users["other"].id != data[0]["id"]
+    assert data[0]["attributes"]["username"] == "sandbox" and "email" in data[0]["attributes"]
+    assert Api(em, None)("GET", "/account/details").status_code == 401

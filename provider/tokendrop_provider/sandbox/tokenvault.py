@@ -127,6 +127,7 @@ class ApiKey:
     expires_at: datetime | None
     created_at: datetime
     created_by: tuple[str, str]  # (type, id)
+    sandbox: bool = False  # a credential of the sandbox itself (the provider key, test keys), not a minted token
     number: int = 1
     status: str = "active"  # "active" | "suspended"
     grants: dict[str, Grant] = field(default_factory=dict)
@@ -181,7 +182,7 @@ class TokenVaultEmulator(Emulator):
             for name, kind in SANDBOX_SERVICES:
                 self.add_service(name, kind)
             # The provider's key survives resets: tests and fixtures hold its value.
-            self._store_key("tokendrop-provider", self.admin_key, PROVIDER_SCOPES, None)
+            self._store_key("tokendrop-provider", self.admin_key, PROVIDER_SCOPES, None, sandbox=True)
 
     def add_service(self, name: str, kind: str = "oauth") -> None:
         if kind not in ("oauth", "api_key"):
@@ -195,10 +196,11 @@ class TokenVaultEmulator(Emulator):
             self.locked = bool(locked)
 
     def mint_key(self, scopes: Collection[str], *, name: str = "sandbox", expires_in: timedelta | None = None) -> str:
-        """A `tvkey_` key with these scopes, as a human would mint it in the dashboard (no checks)."""
+        """A `tvkey_` key with these scopes, as a human would mint it in the dashboard (no checks). Like
+        the provider key it is a credential of the sandbox, not a token tokendrop minted."""
         with self.lock:
             expires = self.now() + expires_in if expires_in is not None else None
-            return self._store_key(name, new_api_key(), tuple(scopes), expires).secret
+            return self._store_key(name, new_api_key(), tuple(scopes), expires, sandbox=True).secret
 
     def create_agent(self, name: str, description: str | None = None) -> tuple[str, str]:
         """Create an agent directly (no HTTP); returns (id, key). The key is recorded as minted."""
@@ -271,11 +273,17 @@ class TokenVaultEmulator(Emulator):
                 "services": sorted(self.services)}
 
     def _store_key(self, name: str, secret: str, scopes: tuple[str, ...], expires: datetime | None,
-                   created_by: tuple[str, str] = ("user", "sandbox")) -> ApiKey:
-        key = ApiKey(_random(20), name, secret, scopes, expires, self.now(), created_by)
+                   created_by: tuple[str, str] = ("user", "sandbox"), *, sandbox: bool = False) -> ApiKey:
+        key = ApiKey(_random(20), name, secret, scopes, expires, self.now(), created_by, sandbox=sandbox)
         self.keys[key.id] = key
-        self.record_minted(key.key_id, key.secret, key.id)
+        self._register_minted(key)
         return key
+
+    def _register_minted(self, key: ApiKey) -> None:
+        """Keys created through the API join the minted registry (every entry must be revoked once a
+        stack is destroyed); the sandbox's own credentials stay out of it."""
+        if not key.sandbox:
+            self.record_minted(key.key_id, key.secret, key.id)
 
     # -- auth -------------------------------------------------------------------------------------
 
@@ -599,7 +607,7 @@ class TokenVaultEmulator(Emulator):
                 self._human_only(req, "Rotating another principal's key")
             self.mark_revoked(key.key_id)
             key.secret, key.number = new_api_key(), key.number + 1
-            self.record_minted(key.key_id, key.secret, key.id)
+            self._register_minted(key)
             doc = {"id": key.id, "key": key.secret}
         self.emit("key.rotated", id=key.id)
         return Response.json(200, doc)

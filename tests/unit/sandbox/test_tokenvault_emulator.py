@@ -256,7 +256,9 @@ def test_rotate_key_self_only_unless_human(em):
 def test_revoke_key(em):
     """internal/api/keys.go RevokeKey: DELETE /api/keys/{id}."""
     made = call(em, "POST", "/api/keys", {"name": "ci", "scopes": ["tokens:list"], "expiresAt": None}).json()
+    assert made["key"] in em.minted_values(), "a key created through the API is a minted token"
     assert call(em, "DELETE", f"/api/keys/{made['id']}").status_code == 200
+    assert [m["revoked"] for m in em.minted() if m["value"] == made["key"]] == [True]
     assert call(em, "GET", "/api/agents/whoami", key=made["key"]).json()["detail"]["code"] == "INVALID_KEY"
     assert call(em, "DELETE", f"/api/keys/{made['id']}").status_code == 404
 
@@ -356,7 +358,9 @@ def test_sandbox_controls(em):
     assert em.agent_ids() == [] and "gitlab" not in em.world()["services"]
     assert call(em, "GET", "/api/agents").status_code == 200, "the provider key survives a reset"
     assert call(em, "GET", "/api/agents", key=minted).status_code == 401
-    assert all(m["revoked"] for m in em.minted() if m["value"] != em.admin_key)
+    assert all(m["revoked"] for m in em.minted()), "minted keys survive a reset, for canary scans"
+    # The sandbox's own credentials are not tokens anyone minted: a destroyed stack leaves none valid.
+    assert {em.admin_key, minted} & set(em.minted_values()) == set()
 
 
 def test_standalone_cli_writes_its_ready_file(tmp_path: Path):

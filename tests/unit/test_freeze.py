@@ -89,3 +89,17 @@ def test_cached_build_is_reused_and_answers_without_python(frozen_provider: free
     assert not (again.directory / "_internal" / "libstdc++.so.6").exists()
     floor, _files = freeze.glibc_floor(again.directory)
     assert floor.startswith("GLIBC_2.")
+
+
+def test_frozen_build_keeps_only_the_botocore_models_it_loads(frozen_provider: freeze.FrozenBuild) -> None:
+    data = frozen_provider.directory / "_internal" / "botocore" / "data"
+    assert {p.name for p in data.iterdir() if p.is_dir()} == freeze.BOTOCORE_SERVICES
+    assert (data / "endpoints.json").is_file() and (data / "partitions.json").is_file()
+
+
+def test_trimming_refuses_a_botocore_without_a_needed_model(tmp_path: Path) -> None:
+    for name in ("ssm", "sts", "ec2"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(freeze.FreezeError, match="botocore has no model of signin, sso, sso-oidc"):
+        freeze.trim_botocore_models(tmp_path)
+    assert (tmp_path / "ec2").is_dir()  # nothing removed before the check

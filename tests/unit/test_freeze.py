@@ -103,3 +103,13 @@ def test_trimming_refuses_a_botocore_without_a_needed_model(tmp_path: Path) -> N
     with pytest.raises(freeze.FreezeError, match="botocore has no model of signin, sso, sso-oidc"):
         freeze.trim_botocore_models(tmp_path)
     assert (tmp_path / "ec2").is_dir()  # nothing removed before the check
+
+
+@needs_readelf
+def test_glibc_floor_script_prints_the_floor_and_its_files(tmp_path: Path) -> None:
+    shutil.copyfile(SYSTEM_ELVES[0], tmp_path / "a.so")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "glibc_floor.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    expected = max(readelf_glibc_versions(tmp_path / "a.so"), key=lambda v: tuple(int(x) for x in v[6:].split(".")))
+    assert done.stdout.splitlines() == [f"{expected}  {tmp_path}", "  needed by a.so"]

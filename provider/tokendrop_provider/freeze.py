@@ -51,6 +51,10 @@ BUNDLED_DISTRIBUTIONS = ("grpcio", "protobuf", "msgpack", "cryptography", "cffi"
 # needs GLIBC_2.36 here, while grpcio's extension needs only GLIBCXX_3.4.19 (GCC 4.8), which every glibc
 # distribution ships. Bundling it would raise the glibc floor above libpython's.
 SYSTEM_LIBRARIES = ("libstdc++.so.6",)
+# botocore's service models the provider can load: SSM (the sink) and what the credential chain calls
+# (STS for assume-role and web identity, as HCP Terraform's dynamic credentials use; SSO and sign-in for
+# profiles). The other ~440 models are 27 MB of the 28 MB botocore ships, half of every upload.
+BOTOCORE_SERVICES = frozenset({"ssm", "sts", "sso", "sso-oidc", "signin"})
 ENTRY_SCRIPT = "from tokendrop_provider.main import main\n\nraise SystemExit(main())\n"
 
 Log = Callable[[str], None]
@@ -184,6 +188,7 @@ def build_frozen(cache_dir: Path | None = None, *, log: Log = lambda message: No
             _dereference_symlinks(built)
             for library in SYSTEM_LIBRARIES:
                 (built / "_internal" / library).unlink(missing_ok=True)
+            trim_botocore_models(built / "_internal" / "botocore" / "data")
             check_handshake(built / executable_name(version))
             os.replace(built, final)
         # Older builds of other inputs (and their zips) are dead weight: keep only this one.
@@ -226,6 +231,19 @@ def _dereference_symlinks(directory: Path) -> None:
                 shutil.copytree(target, path)
             else:
                 shutil.copy2(target, path)
+
+
+def trim_botocore_models(data: Path, keep: frozenset[str] = BOTOCORE_SERVICES) -> None:
+    """Remove the service models the provider never loads; the shared files (endpoints, partitions,
+    retry and default configuration) stay."""
+    if not data.is_dir():
+        raise FreezeError("botocore's data directory is missing from the frozen build", str(data))
+    missing = sorted(name for name in keep if not (data / name).is_dir())
+    if missing:
+        raise FreezeError(f"botocore has no model of {', '.join(missing)}", "the provider's AWS calls need it")
+    for entry in data.iterdir():
+        if entry.is_dir() and entry.name not in keep:
+            shutil.rmtree(entry)
 
 
 def check_handshake(executable: Path, timeout: float = 60) -> str:

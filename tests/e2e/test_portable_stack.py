@@ -147,3 +147,30 @@ def test_hcl_remote_example_applies_on_a_python_less_worker(tmp_path: Path, sand
     apply_on_worker(worker, worker_env, frozen_provider)
     [minted] = sandbox.minted()
     assert sandbox.ssm_value("/ci/tfc-agent/remote") == (minted["value"], 1)
+
+
+@pytest.mark.cdktf
+def test_cdktf_deploy_of_a_portable_stack(tmp_path: Path, sandbox, frozen_provider: freeze.FrozenBuild) -> None:
+    """`cdktf deploy` of the repository's ci-agents stack with the context flag `tokendrop:portable`: the
+    CLI's own init (no `providers lock`, since the lock names the zip) installs and runs the frozen build."""
+    from fixtures.cdk_cli import REPO, STACK, CdkCli, cli_env, copy_project
+
+    cli = REPO / "node_modules" / ".bin" / "cdktf"
+    project = copy_project(tmp_path, cli, "cdktf-cli is not installed: run `npm ci`")
+    config = json.loads((project / "cdktf.json").read_text())
+    config["context"]["tokendrop:portable"] = True
+    (project / "cdktf.json").write_text(json.dumps(config, indent=2))
+    workspaces = [sandbox.tfe.workspace_id("acme", n) for n in ("app-prod", "app-staging")]
+    cdktf = CdkCli(cli, project, cli_env(project, sandbox.env, workspaces,
+                                         JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20"))
+
+    output = cdktf("deploy", STACK, "--auto-approve")
+    assert "Apply complete! Resources: 3 added" in output and "providers lock" not in output
+    stack_dir = project / "cdktf.out" / "stacks" / STACK
+    assert [p.name for p in (stack_dir / "terraform.d").rglob("*") if p.is_file()] == \
+        [package.archive_name(frozen_provider.version, "linux_amd64")]
+    assert filecmp.cmp(installed_executable(stack_dir, frozen_provider), frozen_provider.executable, shallow=False)
+    [runners] = [r["instances"][0]["attributes"] for r in cdktf.state()["resources"]
+                 if r["instances"][0]["attributes"].get("sink_address") == "ssm:/ci/tfc-agent/runners"]
+    value, version = sandbox.ssm_value("/ci/tfc-agent/runners")
+    assert value == sandbox.token_value(runners["id"]) and version == runners["sink_version"] == 1

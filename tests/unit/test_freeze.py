@@ -89,3 +89,27 @@ def test_cached_build_is_reused_and_answers_without_python(frozen_provider: free
     assert not (again.directory / "_internal" / "libstdc++.so.6").exists()
     floor, _files = freeze.glibc_floor(again.directory)
     assert floor.startswith("GLIBC_2.")
+
+
+def test_frozen_build_keeps_only_the_botocore_models_it_loads(frozen_provider: freeze.FrozenBuild) -> None:
+    data = frozen_provider.directory / "_internal" / "botocore" / "data"
+    assert {p.name for p in data.iterdir() if p.is_dir()} == freeze.BOTOCORE_SERVICES
+    assert (data / "endpoints.json").is_file() and (data / "partitions.json").is_file()
+
+
+def test_trimming_refuses_a_botocore_without_a_needed_model(tmp_path: Path) -> None:
+    for name in ("ssm", "sts", "ec2"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(freeze.FreezeError, match="botocore has no model of signin, sso, sso-oidc"):
+        freeze.trim_botocore_models(tmp_path)
+    assert (tmp_path / "ec2").is_dir()  # nothing removed before the check
+
+
+@needs_readelf
+def test_glibc_floor_script_prints_the_floor_and_its_files(tmp_path: Path) -> None:
+    shutil.copyfile(SYSTEM_ELVES[0], tmp_path / "a.so")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "glibc_floor.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    expected = max(readelf_glibc_versions(tmp_path / "a.so"), key=lambda v: tuple(int(x) for x in v[6:].split(".")))
+    assert done.stdout.splitlines() == [f"{expected}  {tmp_path}", "  needed by a.so"]

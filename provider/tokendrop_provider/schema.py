@@ -120,7 +120,8 @@ DELIVERY_STATE = (
     Attr("sink_address", STRING, "Where the value was delivered, e.g. `ssm:/ci/tfc-agent/token`.", computed=True),
     Attr("sink_version", NUMBER, "Version of the sink entry that holds the live token.", computed=True),
     Attr("sink_status", STRING, "`delivered`, or what refresh found wrong with the sink (`missing`, "
-         "`overwritten`); anything but `delivered` plans a new token.", computed=True),
+         "`overwritten`), or `unknown` after an apply that could not tell whether its write landed; anything "
+         "but `delivered` plans a new token.", computed=True),
     Attr("created_at", STRING, "When the live token was minted (RFC 3339).", computed=True),
     Attr("expires_at", STRING, "When the live token expires at the issuer, if it does.", computed=True),
     Attr("previous_token_id", STRING, "The token replaced by the last rotation while `keep_previous_for` "

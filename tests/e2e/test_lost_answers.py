@@ -149,3 +149,38 @@ def test_an_unknown_outcome_keeps_the_token_and_the_next_apply_settles_it(operat
     proxy.disarm()
     ws.apply()
     assert_converged(sandbox, ws, sink)
+
+
+def test_a_token_vault_agent_whose_key_delivery_is_unsettled_is_replaced_by_the_next_apply(
+        sandbox, fresh_tokenvault_emulator, make_workspace):
+    """Token Vault: the agent's key went to SSM and the sink became unreachable before the answer. The
+    failed create records the agent (tainted) without claiming any grant; the next apply replaces it."""
+    sandbox.tokenvault = em = fresh_tokenvault_emulator
+    with FaultProxy(sandbox.moto.url) as proxy:
+        ws = make_workspace({**sandbox.env, "AWS_ENDPOINT_URL_SSM": proxy.url})
+        ws.write(PROVIDER_HEADER + """resource "tokendrop_tokenvault_agent" "bot" {
+  name        = "lost-answer-bot"
+  grants      = [{ service = "github" }]
+  deliver_to  = { ssm = { name = "/agents/lost/key" } }
+}
+""")
+        ws.init()
+        em.on_event_call("agent.created", lambda _event: proxy.arm(
+            "drop_response", target="AmazonSSM.PutParameter", then_down=True))
+        result = ws.apply(check=False)
+        assert result.returncode != 0 and "the next apply settles it" in said(result)
+        state = ws.resources()["tokendrop_tokenvault_agent.bot"]
+        assert state["sink_status"] == "unknown" and not state["grants"], "no grant claimed: none was given"
+        assert ws.state()["resources"][0]["instances"][0].get("status") == "tainted"
+        first = state["id"]
+        assert sandbox.ssm_value("/agents/lost/key") is not None, "the key landed in SSM"
+        proxy.disarm()
+        ws.apply()
+        state = ws.resources()["tokendrop_tokenvault_agent.bot"]
+        agents = [a for a in em.world()["agents"] if a["name"] == "lost-answer-bot"]
+        assert [a["id"] for a in agents] == [state["id"]] and state["id"] != first, "replaced: one agent left"
+        assert [g["serviceName"] for g in agents[0]["grants"]] == ["github"]
+        assert sandbox.ssm_value("/agents/lost/key")[1] == state["sink_version"]
+        assert state["sink_status"] == "delivered"
+        assert ws.plan_exitcode().returncode == 0, ws.results[-1]
+        assert scan([m["value"] for m in em.minted()], ws.artifacts()) == []

@@ -92,7 +92,12 @@ class TokenVaultAgent(TokenResource):
     # --- apply ----------------------------------------------------------------------------------
 
     def create(self, ctx: Context, planned: State) -> State:
-        state = super().create(ctx, planned)  # the agent exists and the sink holds its key
+        try:
+            state = super().create(ctx, planned)  # the agent exists and the sink holds its key
+        except ApplyFailed as unsettled:  # the key's delivery is unsettled: no grant was given yet
+            unsettled.state["grants"] = _ordered(_elements(planned.get("grants")), {}, planned.get("grants"))
+            unsettled.state["status"] = "active"  # just minted (create's own fallback)
+            raise
         client = self.issuer(ctx)
         agent = client.get_agent(str(state["id"]))
         # A fresh agent has no grants; one adopted from an interrupted run may have some.

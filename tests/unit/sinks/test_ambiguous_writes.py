@@ -166,3 +166,19 @@ def test_vault_unreachable_before_sending_is_a_plain_error(openbao_server, vault
     with pytest.raises(SinkError) as caught:
         sink.create(Secret(VALUE), OWN)
     assert not isinstance(caught.value, SinkWriteUnknown)
+
+
+def test_which_client_errors_mean_the_request_was_sent():
+    """Read timeouts and connections dropped after sending may have stored the value; a connection that
+    was never made cannot have (the exceptions requests raises for each, built as urllib3 builds them)."""
+    import requests
+    import urllib3.exceptions
+
+    from tokendrop_provider.sinks.vault_kv import _sent
+
+    refused = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+    dropped = urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())
+    assert not _sent(requests.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/v1/x", refused)))
+    assert not _sent(requests.ConnectTimeout())
+    assert _sent(requests.ReadTimeout())
+    assert _sent(requests.ConnectionError(dropped))

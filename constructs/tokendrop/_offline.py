@@ -241,7 +241,10 @@ def _wrapper_class(core: ModuleType) -> type:
                     self._inner.synthesize(session)
                     manifest = session.manifest.for_stack(self._stack)
                     directory = Path(session.outdir) / manifest.working_directory
-                    synthesized = json.loads((Path(session.outdir) / manifest.synthesized_stack_path).read_text())
+                    written = Path(session.outdir) / manifest.synthesized_stack_path
+                    # `cdktf synth --hcl` writes cdk.tf: ask the stack for the JSON form instead.
+                    synthesized = (json.loads(written.read_text()) if written.suffix == ".json"
+                                   else self._stack.to_terraform())
                     if wants_portable(self.portable, self._context, synthesized):
                         install_portable(directory)
                         return

@@ -6,7 +6,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import schema
-from ..endpoints import check_ssm_endpoint
 from ..errors import ConfigError
 from ..lazy import IMPORT_LOCK
 from ..settings import AwsSettings, Setting, Settings, SettingsGroup
@@ -43,6 +42,8 @@ def aws_region(aws: AwsSettings) -> str | None:
 
 
 def _check(settings: Settings, memo: Callable[[object, Callable[[], Any]], Any]) -> ConfigError | None:
+    from ..endpoints import check_ssm_endpoint  # not at synth time: the constructs import this module
+
     try:  # a custom endpoint: https, or http on loopback
         check_ssm_endpoint(settings.aws)
     except ConfigError as problem:

@@ -9,7 +9,6 @@ from .. import schema
 from ..errors import ConfigError
 from ..lazy import IMPORT_LOCK
 from ..settings import Setting, Settings, SettingsGroup, VaultSettings
-from ..vault import check_settings
 from .base import SinkKind, missing_setting
 
 if TYPE_CHECKING:
@@ -45,6 +44,8 @@ def check_vault(vault: VaultSettings, who: str = "") -> ConfigError | None:
     if vault.token is None and not (vault.approle_role_id and vault.approle_secret_id):
         return missing_setting("Vault credentials are not configured", TOKEN,
                                f", or vault_approle_role_id and vault_approle_secret_id for an AppRole login{why}")
+    from ..vault import check_settings  # not at synth time: the constructs import this module
+
     try:  # https (or http on loopback), complete AppRole credentials
         check_settings(vault, who or "Vault")
     except ConfigError as problem:

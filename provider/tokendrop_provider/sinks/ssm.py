@@ -1,6 +1,6 @@
 """SSM Parameter Store sink: one SecureString parameter holding one delivered token.
 
-Wire facts this module relies on (reference/apis.md §4.3):
+Wire facts this module relies on (docs/wire.md, section "SSM"):
 
 - PutParameter writes Value and Description in one call, so the ownership record lives in the
   Description, as a suffix after the user's text (format in `ssm_rules`). It names the parameter
@@ -625,7 +625,13 @@ class SsmSink(Sink):
             if own.version is not None and current.version is not None and current.version > own.version:
                 return False  # overwritten after our write (record kept by SSM): not ours any more
         self.warnings = []
-        foreign = self._foreign_versions(current)
+        try:
+            foreign = self._foreign_versions(current)
+        except SinkAccessDenied as exc:  # cannot tell whose the history is: keep it (the token is revoked)
+            self.warnings.append(f"{self.address} was left in place: its history could not be read to check "
+                                 f"that tokendrop wrote every version ({exc.summary}; needs "
+                                 "ssm:GetParameterHistory on the parameter)")
+            return False
         if foreign:
             # DeleteParameter takes the whole history with it: someone else's versions would go too.
             listed = ", ".join(map(str, foreign[:10])) + (" ..." if len(foreign) > 10 else "")

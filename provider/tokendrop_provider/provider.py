@@ -148,7 +148,7 @@ class ProviderCore:
         return self.client(("tokenvault", settings.api_url), lambda: TokenVaultClient(settings, cancel=self.cancel))
 
     def vault_approle(self):  # type: ignore[no-untyped-def]
-        # hvac calls cannot be cancelled; each is short and bounded by the client's timeout.
+        # Vault calls cannot be cancelled; each is short and bounded by the transport's timeout.
         with IMPORT_LOCK:
             from .issuers.vault_approle import VaultAppRoleIssuer
 

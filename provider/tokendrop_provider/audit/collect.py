@@ -199,8 +199,6 @@ def prepare(core: ProviderCore, issuers: Iterable[str], sink_kinds: Iterable[str
     kinds = set(sink_kinds)
     if "ssm" in kinds:
         import boto3  # noqa: F401
-    if "vault_kv" in kinds or "vault-approle" in set(issuers):
-        import hvac  # noqa: F401
 
 
 # --- scopes ---------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..endpoints import check_ssm_endpoint
+from ..endpoints import check_ssm_endpoint, checked_endpoint
 from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, SinkNotFound
 from ..lazy import IMPORT_LOCK
 from ..secret import Secret
@@ -139,6 +139,11 @@ def ssm_client(settings: AwsSettings, retry: SsmRetryPolicy = DEFAULT_RETRY) -> 
                                        "total_max_attempts": retry.botocore_max_attempts},
                               connect_timeout=10, read_timeout=30, user_agent_extra="tokendrop"),
             )
+            # Also an endpoint from the shared config file (endpoint_url, services sections), which the
+            # settings never see: the rule applies to wherever the values will actually go.
+            checked_endpoint(client.meta.endpoint_url, label="SSM endpoint", setting="aws_endpoint_url_ssm",
+                             named=f"the SSM endpoint botocore resolved ({client.meta.endpoint_url})",
+                             carries="every value tokendrop delivers to SSM")
         except ProfileNotFound as exc:
             raise ConfigError("AWS profile not found", str(exc), attribute=("aws_profile",)) from None
         except BotoCoreError as exc:

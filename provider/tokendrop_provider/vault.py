@@ -27,7 +27,7 @@ from urllib.parse import quote, urljoin, urlsplit
 from .endpoints import checked_endpoint
 from .errors import ConfigError, TokendropError
 from .lazy import IMPORT_LOCK
-from .secret import register
+from .secret import Secret
 from .settings import VaultSettings
 
 if TYPE_CHECKING:
@@ -125,7 +125,8 @@ class VaultConnection:
         self.lock = threading.Lock()
         self.kv2_mounts: set[str] = set()  # mounts already checked to be KV v2 (by the sink)
         self._session: requests.Session | None = None
-        self._token: str | None = settings.token.reveal() if settings.token else None
+        # A Secret, so that an AppRole login's token is registered with the scrubber like any credential.
+        self._token: Secret | None = settings.token
         self._expires_at: float | None = None  # monotonic time the AppRole token runs out
 
     def request(self, method: str, path: str, json: Any = None) -> VaultReply:
@@ -192,17 +193,16 @@ class VaultConnection:
                                    "vault_approle_role_id, vault_approle_secret_id and vault_approle_mount",
                                    attribute=("vault_approle_role_id",))
         lease = int(auth.get("lease_duration") or 0)
-        register(str(auth["client_token"]))  # the login's token is a credential too: scrub it
         with self.lock:
-            self._token = str(auth["client_token"])
+            self._token = Secret(str(auth["client_token"]))
             self._expires_at = time.monotonic() + lease if lease else None
 
     def _headers(self, with_token: bool) -> dict[str, str]:
         headers = {"X-Vault-Request": "true"}
         if self.settings.namespace:
             headers["X-Vault-Namespace"] = self.settings.namespace
-        if with_token and self._token:
-            headers["X-Vault-Token"] = self._token
+        if with_token and self._token is not None:
+            headers["X-Vault-Token"] = self._token.reveal()
         return headers
 
     def _send(self, method: str, path: str, json: Any, *, with_token: bool) -> VaultReply:

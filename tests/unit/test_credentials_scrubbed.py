@@ -42,6 +42,7 @@ def test_the_token_of_an_approle_login_is_scrubbed(openbao_server: OpenBaoServer
     settings = VaultSettings(address=openbao_server.url, approle_role_id=role_id,
                              approle_secret_id=Secret(secret_id))
     VaultKvSink(vault_kv_mount, "x", settings=settings).status()  # logs in
-    token = vault_connection(settings)._token  # the shared, logged-in connection the sink used
+    held = vault_connection(settings)._token  # the shared, logged-in connection the sink used
+    token = held.reveal() if held is not None else ""
     assert token and token != openbao_server.root_token
     assert scrub(f"X-Vault-Token: {token}") == "X-Vault-Token: ***"

@@ -72,3 +72,24 @@ def test_plain_http_ssm_endpoint_from_the_environment_fails_the_plan(fresh_tfe_e
 def test_loopback_ssm_endpoint_plans(fresh_tfe_emulator):
     response = _plan_ssm_delivery(fresh_tfe_emulator, aws_endpoint_url_ssm="http://127.0.0.1:4566")
     assert not response.diagnostics
+
+
+def test_an_insecure_ssm_endpoint_from_the_aws_config_file_is_refused(tmp_path, monkeypatch):
+    """botocore also takes an endpoint from the shared config file, which the provider's settings never
+    see: the SSM client checks the endpoint botocore actually resolved."""
+    from tokendrop_provider.settings import AwsSettings
+    from tokendrop_provider.sinks.ssm import clear_client_cache, ssm_client
+
+    config = tmp_path / "config"
+    config.write_text("[profile tdtest]\nregion = us-east-1\nservices = tdtest-services\n\n"
+                      "[services tdtest-services]\nssm =\n  endpoint_url = http://ssm.internal.example:4566\n")
+    for name in ("AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    clear_client_cache()
+    try:
+        with pytest.raises(ConfigError, match="Insecure SSM endpoint") as caught:
+            ssm_client(AwsSettings(profile="tdtest"))
+        assert "ssm.internal.example" in caught.value.detail
+    finally:
+        clear_client_cache()

@@ -184,3 +184,19 @@ def test_plain_http_vault_address_fails_the_approle_plan_too(openbao_server):
         proposed_new_state=dynamic(config, resource), config=dynamic(config, resource)), None)
     assert [d.summary for d in response.diagnostics] == ["Insecure Vault address"]
     assert [s.attribute_name for s in response.diagnostics[0].attribute.steps] == ["vault_address"]
+
+
+def test_an_approle_login_token_is_known_to_the_scrubber(openbao_server):
+    """The Vault token an AppRole login returns is a credential like any other: it is held as a Secret,
+    so the scrubber replaces it in any log line or diagnostic."""
+    from tokendrop_provider.sandbox.servers import enable_approle
+    from tokendrop_provider.secret import scrub
+    from tokendrop_provider.vault import vault_connection
+
+    role_id, secret_id = enable_approle(openbao_server, role="scrubbed-login", policies=["default"])
+    connection = vault_connection(VaultSettings(address=openbao_server.url, approle_role_id=role_id,
+                                                approle_secret_id=Secret(secret_id)))
+    reply = connection.request("GET", "auth/token/lookup-self")
+    assert reply.ok
+    client_token = reply.data["id"]
+    assert scrub(f"token {client_token} leaked") == "token *** leaked"

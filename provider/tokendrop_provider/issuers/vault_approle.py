@@ -4,7 +4,7 @@ The issuer Vault is the provider's own Vault settings (address, token or AppRole
 the same process-wide connection the Vault KV sink uses (`vault.vault_connection`, which also sets
 the redirect and plain-http policy).
 
-Wire facts (reference/apis.md §3.3, AppRole notes; checked against OpenBao 2.7.2):
+Wire facts (docs/wire.md, section "Vault"; checked against OpenBao 2.7.2):
 
 - POST auth/<mount>/role/<role>/secret-id {metadata (a JSON *string* of a string map), cidr_list,
   token_bound_cidrs, num_uses, ttl} -> data{secret_id, secret_id_accessor, secret_id_ttl,

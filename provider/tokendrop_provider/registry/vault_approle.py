@@ -42,5 +42,5 @@ ISSUER: Issuer[VaultAppRoleIssuer] = Issuer(
     resources=_resources,
     token_scopes={"tokendrop_vault_approle_secret_id": _scope},
     list_tokens=lambda client, scope: client.list_tokens(scope),
-    libraries=("hvac",),
+    libraries=("requests",),
 )

@@ -82,5 +82,5 @@ SINK = SinkKind(
     check=lambda settings, _memo: check_vault(settings.vault, "deliver_to.vault_kv"),
     from_config=_from_config, address=_address, parse_address=_parse_address,
     address_format="vault_kv:<mount>/<path>#<field>", checks_access_at_plan=True,
-    address_fields=("mount", "path", "field"), statuses=_statuses, libraries=("hvac",),
+    address_fields=("mount", "path", "field"), statuses=_statuses, libraries=("requests",),
 )

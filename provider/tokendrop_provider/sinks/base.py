@@ -76,9 +76,11 @@ class Sink(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, expected_token_id: str | None) -> bool:
-        """Remove what we wrote. If `expected_token_id` is given, delete only when the ownership
-        record still names that token (someone else's value is never deleted). Returns False if
-        there was nothing of ours to delete."""
+        """Remove what we wrote, and only that. If `expected_token_id` is given, delete only when the
+        ownership record still names that token (someone else's value is never deleted). A location
+        that also holds data tokendrop did not write (other versions, other metadata) keeps it: the
+        sink removes only its own versions, or nothing where the store cannot do that, and says so in
+        `warnings`. Returns False if nothing was removed."""
 
     def abandon(self, ownership: Ownership) -> None:  # noqa: B027 - optional hook
         """A write for `ownership` got no clear answer (SinkWriteUnknown), and reading the sink back

@@ -1,6 +1,6 @@
 """SSM Parameter Store sink: one SecureString parameter holding one delivered token.
 
-Wire facts this module relies on (reference/apis.md §4.3):
+Wire facts this module relies on (docs/wire.md, section "SSM"):
 
 - PutParameter writes Value and Description in one call, so the ownership record lives in the
   Description, as a suffix after the user's text (format in `ssm_rules`). It names the parameter
@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..endpoints import check_ssm_endpoint
+from ..endpoints import check_ssm_endpoint, checked_endpoint
 from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, SinkNotFound, SinkWriteUnknown
 from ..lazy import IMPORT_LOCK
 from ..secret import Secret, register
@@ -143,6 +143,11 @@ def ssm_client(settings: AwsSettings, retry: SsmRetryPolicy = DEFAULT_RETRY) -> 
                                        "total_max_attempts": retry.botocore_max_attempts},
                               connect_timeout=10, read_timeout=30, user_agent_extra="tokendrop"),
             )
+            # Also an endpoint from the shared config file (endpoint_url, services sections), which the
+            # settings never see: the rule applies to wherever the values will actually go.
+            checked_endpoint(client.meta.endpoint_url, label="SSM endpoint", setting="aws_endpoint_url_ssm",
+                             named=f"the SSM endpoint botocore resolved ({client.meta.endpoint_url})",
+                             carries="every value tokendrop delivers to SSM")
         except ProfileNotFound as exc:
             raise ConfigError("AWS profile not found", str(exc), attribute=("aws_profile",)) from None
         except BotoCoreError as exc:
@@ -649,7 +654,13 @@ class SsmSink(Sink):
             if own.version is not None and current.version is not None and current.version > own.version:
                 return False  # overwritten after our write (record kept by SSM): not ours any more
         self.warnings = []
-        foreign = self._foreign_versions(current)
+        try:
+            foreign = self._foreign_versions(current)
+        except SinkAccessDenied as exc:  # cannot tell whose the history is: keep it (the token is revoked)
+            self.warnings.append(f"{self.address} was left in place: its history could not be read to check "
+                                 f"that tokendrop wrote every version ({exc.summary}; needs "
+                                 "ssm:GetParameterHistory on the parameter)")
+            return False
         if foreign:
             # DeleteParameter takes the whole history with it: someone else's versions would go too.
             listed = ", ".join(map(str, foreign[:10])) + (" ..." if len(foreign) > 10 else "")

@@ -112,8 +112,8 @@ def test_pool_and_tokens_through_terraform(sandbox, make_workspace):
     assert len(values) == 2
     assert scan(values, ws.artifacts()) == []
     # ...and the scan does find a value where one is.
-    (ws.directory / "planted.txt").write_text(f"leaked: {values[0]}")
-    assert [name for name, _ in scan(values, ws.artifacts())] == ["planted.txt"]
+    planted = ("planted.txt", f"leaked: {values[0]}")
+    assert [name for name, _ in scan(values, [*ws.artifacts(), planted])] == ["planted.txt"]
 
 
 def test_refresh_notices_out_of_band_changes(sandbox, make_workspace):

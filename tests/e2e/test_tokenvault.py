@@ -148,8 +148,8 @@ def test_create_change_grants_rotate_destroy(box, make_workspace):
     assert len(values) == 2, "one key at create, one at the rotation"
     assert scan(key_values(em), ws.artifacts()) == []
     # ...and the scan finds one where it is.
-    (ws.directory / "planted.txt").write_text(f"leaked: {values[1]}")
-    assert [name for name, _ in scan(values, ws.artifacts())] == ["planted.txt"]
+    planted = ("planted.txt", f"leaked: {values[1]}")
+    assert [name for name, _ in scan(values, [*ws.artifacts(), planted])] == ["planted.txt"]
 
 
 def test_drift_is_noticed_and_repaired(box, make_workspace):

@@ -246,7 +246,10 @@ class ControllerService(go_plugin_pb2_grpc.GRPCControllerServicer):
         self.plugin = plugin
 
     def Shutdown(self, request, context):
-        self.plugin.request_shutdown()
+        # Stop once this call's answer is out: the process exits without teardown right after the
+        # server stops, which could otherwise cut the answer off (Terraform would log an error).
+        if context is None or not context.add_callback(self.plugin.request_shutdown):
+            self.plugin.request_shutdown()
         return go_plugin_pb2.Empty()
 
 

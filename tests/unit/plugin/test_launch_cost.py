@@ -104,6 +104,6 @@ def test_schema_and_validate_launches_load_no_client_library(tmp_path):
 
 def test_shutdown_is_answered_before_the_process_exits(tmp_path):
     """The provider exits without interpreter teardown as soon as its server stops; Terraform must still
-    get the answer to Shutdown (an error there is logged and waits out go-plugin's kill timer)."""
+    get the answer to Shutdown (go-plugin logs an error there as a warning and kills the process)."""
     for _ in range(10):
         _launch([sys.executable, "-m", "tokendrop_provider"], lambda provider: None)  # raises if not answered

@@ -58,8 +58,17 @@ docs: $(STAMP)
 	$(PY) scripts/gen_docs.py
 
 clean:
-	rm -rf $(VENV) node_modules cdktf.out .tokendrop
+	rm -rf $(VENV) $(PEER_VENV) node_modules cdktf.out .tokendrop
 
-bench: $(STAMP)
+# The peer provider of the benchmark table needs protobuf < 6: it gets an environment of its own.
+PEER_VENV := bench/.venv-peer
+PEER_STAMP := $(PEER_VENV)/.installed
+
+$(PEER_STAMP): requirements/bench.txt
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/bench.txt
+	touch $@
+
+bench: $(STAMP) $(PEER_STAMP)
 	cd bench && ../$(PY) scale.py 10 100 1000
 	cd bench && ../$(PY) frozen.py

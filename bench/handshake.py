@@ -3,8 +3,8 @@ two launches that only answer questions (a schema launch: GetProviderSchema, the
 launch: ten ValidateResourceConfig calls, then Shutdown).
 
 Usage: python bench/handshake.py [runs] [-- provider command ...]
-       (prints median, min and max in milliseconds; the command defaults to this environment's
-        terraform-provider-tokendrop)
+       (prints median, min and max in milliseconds; the command defaults to the launcher that
+        `tokendrop provider install` writes for this environment)
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,14 +22,20 @@ from pathlib import Path
 import grpc
 
 from tokendrop_provider import schema
+from tokendrop_provider.install import install
 from tokendrop_provider.plugin import codec
 from tokendrop_provider.plugin.gen import go_plugin_pb2, go_plugin_pb2_grpc, tfplugin6_pb2, tfplugin6_pb2_grpc
 from tokendrop_provider.plugin.server import MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE
 
+_LAUNCHER: Path | None = None
+
 
 def provider_command() -> list[str]:
-    script = Path(sys.executable).parent / "terraform-provider-tokendrop"
-    return [str(script)]
+    """The launcher `tokendrop provider install` writes: what Terraform runs (it also compiles bytecode)."""
+    global _LAUNCHER
+    if _LAUNCHER is None:
+        _LAUNCHER = install(Path(tempfile.mkdtemp(prefix="bench-handshake-")) / "mirror").path
+    return [str(_LAUNCHER)]
 
 
 def _launch(command: Sequence[str]) -> subprocess.Popen[bytes]:

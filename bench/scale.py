@@ -4,7 +4,10 @@ of latency per issuer request and the real rate limits switched on. Prints one t
 For each N: `terraform apply` (create) wall time next to the rate-limit floor of that work (issuer calls
 ÷ allowed rate), `terraform plan` (refresh) wall time with the number of issuer and sink calls, the same
 plan with batching switched off (one call per token, as other providers do), a `terraform_data` plan of
-N resources as the floor, and the provider's peak RSS during the plan.
+N resources as the floor, the provider's peak RSS during the plan, and the same plan over the peer (a
+provider with the same schemas on the PyPI `tf` framework, no API behind it: bench/peer_provider.py).
+Above the table: provider launches timed from exec (to the handshake, and to exit for a launch that
+only answers GetProviderSchema or ValidateResourceConfig), ours and the peer's.
 
 Usage: python bench/scale.py [N ...] [--latency SECONDS] [--pools P]
 """
@@ -19,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import peer
 from common import HEADER, BenchSandbox, measuring_launcher, print_rows, sandbox, terraform
 
 TFE_LIMIT, TFE_WINDOW = 30, 1.0  # HCP Terraform: 30 requests per second per user
@@ -53,6 +57,7 @@ class Row:
     unbatched_tfe_calls: int = 0
     unbatched_ssm_calls: int = 0
     data_plan_s: float = 0.0
+    peer_plan_s: float = 0.0
     peak_rss_mib: float = 0.0
 
 
@@ -164,19 +169,29 @@ def run(n: int, pools: int, latency: float, synth_repeat: int = 3, issuer: str =
         terraform(floor_dir, env, "init", "-input=false")
         terraform(floor_dir, env, "apply", "-auto-approve", "-input=false")
         row.data_plan_s = statistics.median(terraform(floor_dir, env, "plan", "-input=false") for _ in range(3))
+        if issuer == "tfe" and peer.available():
+            row.peer_plan_s = peer.plan_seconds(n, pools, env)
     return row
 
 
-def print_table(rows: list[Row], latency: float, pools: int, handshake_ms: float | None) -> None:
+def print_launches(launches: dict[str, dict[str, list[float]]]) -> None:
+    """Median milliseconds of each launch measurement (bench/handshake.py), one line per provider."""
+    for who, samples in launches.items():
+        runs = len(next(iter(samples.values())))
+        parts = [f"{name} {statistics.median(values) * 1000:.0f} ms" for name, values in samples.items()]
+        print(f"{who} launches from exec, median of {runs}: " + ", ".join(parts))
+
+
+def print_table(rows: list[Row], latency: float, pools: int,
+                launches: dict[str, dict[str, list[float]]]) -> None:
     print(f"tokendrop scale benchmark: tokens spread over {pools} TFE agent pools / Buildkite clusters, SSM sinks, "
           f"{latency * 1000:.0f} ms per issuer request, real rate limits on (TFE {TFE_LIMIT} req/s per user; "
           "Buildkite 200/min per organization and 50/min per user); floor = the least time the apply's issuer calls "
           "take under that limit from a fresh window; apply = `terraform apply` of the saved create plan")
-    if handshake_ms is not None:
-        print(f"provider start-up to handshake: median {handshake_ms:.0f} ms over 20 launches")
+    print_launches(launches)
     header = ["issuer", "N", "synth s", "bare synth s", "create plan s", "apply s", "floor s", "apply/floor",
               "apply calls API+SSM", "429s", "plan s", "plan calls API+SSM", "unbatched plan s",
-              "unbatched calls API+SSM", "terraform_data plan s", "peak RSS MiB"]
+              "unbatched calls API+SSM", "terraform_data plan s", "peer plan s", "peak RSS MiB"]
     lines = [[r.issuer, str(r.n), f"{r.synth_s:.1f}" if r.synth_s else "-",  # synth is measured for TFE only
               f"{r.bare_synth_s:.1f}" if r.bare_synth_s else "-", f"{r.create_plan_s:.1f}",
               f"{r.apply_s:.1f}", f"{r.floor_s:.1f}",
@@ -184,7 +199,7 @@ def print_table(rows: list[Row], latency: float, pools: int, handshake_ms: float
               f"{r.apply_tfe_calls}+{r.apply_ssm_calls}", str(r.apply_429), f"{r.plan_s:.1f}",
               f"{r.plan_tfe_calls}+{r.plan_ssm_calls}", f"{r.unbatched_plan_s:.1f}",
               f"{r.unbatched_tfe_calls}+{r.unbatched_ssm_calls}", f"{r.data_plan_s:.2f}",
-              f"{r.peak_rss_mib:.0f}"] for r in rows]
+              f"{r.peer_plan_s:.2f}" if r.peer_plan_s else "-", f"{r.peak_rss_mib:.0f}"] for r in rows]
     print_rows(header, lines)
 
 
@@ -198,11 +213,13 @@ def main() -> int:
     parser.add_argument("--buildkite", type=int, nargs="*", default=[10, 100], metavar="N",
                         help="Buildkite variant sizes (its 50 requests/min budget makes N=1000 take 20+ minutes)")
     args = parser.parse_args()
-    handshake_ms = None
+    launches: dict[str, dict[str, list[float]]] = {}
     if not args.no_handshake:
-        from handshake import measure
+        from handshake import measure_launches
 
-        handshake_ms = statistics.median(measure(20)) * 1000
+        launches["tokendrop"] = measure_launches(20)
+        if peer.available():
+            launches["peer (tf framework)"] = measure_launches(20, peer.command())
     rows = []
     for n in args.sizes:
         started = time.monotonic()
@@ -212,7 +229,7 @@ def main() -> int:
         started = time.monotonic()
         rows.append(run(n, args.pools, args.latency, 0, issuer="buildkite"))
         print(f"  (Buildkite N={n} done in {time.monotonic() - started:.0f} s)", flush=True)
-    print_table(rows, args.latency, args.pools, handshake_ms)
+    print_table(rows, args.latency, args.pools, launches)
     return 0
 
 

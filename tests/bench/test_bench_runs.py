@@ -38,7 +38,16 @@ def test_handshake_benchmark_runs():
     proc = subprocess.run([sys.executable, "handshake.py", "3"], cwd=BENCH, capture_output=True, text=True,
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("handshake over 3 launches: median ")
+    measured = [line.split(" over ")[0].strip() for line in proc.stdout.splitlines()]
+    assert measured == ["handshake", "schema launch", "schema launch CPU", "validate launch", "validate launch CPU"]
+
+
+@pytest.mark.skipif(not (BENCH / ".venv-peer" / "bin" / "python").exists(), reason="make bench installs the peer")
+def test_peer_provider_plans():
+    proc = subprocess.run([sys.executable, "peer.py", "3"], cwd=BENCH, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("peer plan of 3 tokens: ")
 
 
 def test_refresh_cpu_benchmark_splits_the_cpu_between_terraform_and_each_provider_process():

@@ -45,58 +45,141 @@ def decode_json(data: bytes) -> object:
 
 
 def encode(value: object, cty_type: CtyType) -> bytes:
-    return msgpack.packb(_prepare(value, cty_type, ()), use_bin_type=True)
+    """Encode one value (a hot path keeps an `Encoder` per type instead)."""
+    return Encoder(cty_type)(value)
+
+
+class Encoder:
+    """`encode` for one type, with the walk over the type done once: the service keeps one per resource
+    type, so a state costs one pass over its value (no per-call type dispatch or path bookkeeping; the
+    path is rebuilt only for an error message)."""
+
+    def __init__(self, cty_type: CtyType) -> None:
+        self._prepare = _compile(cty_type)
+
+    def __call__(self, value: object) -> bytes:
+        try:
+            return msgpack.packb(self._prepare(value), use_bin_type=True)
+        except _Mismatch as mismatch:
+            raise CodecError(f"{_path_text(tuple(reversed(mismatch.path)))}: {mismatch.problem}") from None
+
+
+class _Mismatch(Exception):
+    """A value that does not fit its type; `path` grows (innermost step first) as it unwinds."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        self.path: list[str | int] = []
+
+
+def _step(step: str | int, prepare, value: object) -> object:  # type: ignore[no-untyped-def]
+    try:
+        return prepare(value)
+    except _Mismatch as mismatch:
+        mismatch.path.append(step)
+        raise
+
+
+def _unknown(value: Unknown) -> msgpack.ExtType:
+    if value.refinements is not None:
+        return msgpack.ExtType(_REFINED_UNKNOWN_EXT, value.refinements)
+    return msgpack.ExtType(_UNKNOWN_EXT, b"\x00")
+
+
+def _string(value: object) -> object:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Mismatch(f"expected a string, got {type(value).__name__}")
+    return str(value)
+
+
+def _bool(value: object) -> object:
+    if not isinstance(value, bool):
+        raise _Mismatch(f"expected a bool, got {type(value).__name__}")
+    return value
+
+
+def _number(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Mismatch(f"expected a number, got {type(value).__name__}")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+_PRIMITIVES = {STRING.name: _string, BOOL.name: _bool, NUMBER.name: _number}
+
+
+def _compile(cty_type: CtyType):  # type: ignore[no-untyped-def]
+    """A function value -> msgpack-ready object for `cty_type`: null and unknown allowed anywhere, objects
+    with every attribute of their type (null when absent) in sorted order, sets in a stable order,
+    integral floats as integers."""
+    if isinstance(cty_type, Primitive):
+        check = _PRIMITIVES.get(cty_type.name)
+        if check is None:
+            raise CodecError(f"unsupported primitive {cty_type.name}")
+
+        def primitive(value: object) -> object:
+            if value is None:
+                return None
+            if isinstance(value, Unknown):
+                return _unknown(value)
+            return check(value)
+
+        return primitive
+    if isinstance(cty_type, ListOf | SetOf):
+        element = _compile(cty_type.element)
+
+        def sequence(value: object) -> object:
+            if value is None:
+                return None
+            if isinstance(value, Unknown):
+                return _unknown(value)
+            if not isinstance(value, list | tuple | set | frozenset):
+                raise _Mismatch(f"expected a list, got {type(value).__name__}")
+            items = sorted(value, key=_sort_key) if isinstance(value, set | frozenset) else value
+            return [_step(i, element, v) for i, v in enumerate(items)]
+
+        return sequence
+    if isinstance(cty_type, MapOf):
+        element = _compile(cty_type.element)
+
+        def mapping(value: object) -> object:
+            if value is None:
+                return None
+            if isinstance(value, Unknown):
+                return _unknown(value)
+            if not isinstance(value, Mapping):
+                raise _Mismatch(f"expected a map, got {type(value).__name__}")
+            return {str(k): _step(str(k), element, v) for k, v in sorted(value.items())}
+
+        return mapping
+    if isinstance(cty_type, ObjectOf):
+        fields = [(name, _compile(t)) for name, t in sorted(cty_type.attribute_types().items())]
+        names = frozenset(name for name, _ in fields)
+
+        def obj(value: object) -> object:
+            if value is None:
+                return None
+            if isinstance(value, Unknown):
+                return _unknown(value)
+            if not isinstance(value, Mapping):
+                raise _Mismatch(f"expected an object, got {type(value).__name__}")
+            if not names.issuperset(value):
+                raise _Mismatch(f"unexpected attributes {sorted(set(value) - names)}")
+            out = {}
+            for name, prepare in fields:
+                item = value.get(name)
+                out[name] = None if item is None else _step(name, prepare, item)
+            return out
+
+        return obj
+    raise CodecError(f"unsupported type {cty_type!r}")
 
 
 def _path_text(path: tuple[str | int, ...]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".") or "<root>"
-
-
-def _prepare(value: object, cty_type: CtyType, path: tuple[str | int, ...]) -> object:
-    if value is None:
-        return None
-    if isinstance(value, Unknown):
-        if value.refinements is not None:
-            return msgpack.ExtType(_REFINED_UNKNOWN_EXT, value.refinements)
-        return msgpack.ExtType(_UNKNOWN_EXT, b"\x00")
-    if isinstance(cty_type, Primitive):
-        return _prepare_primitive(value, cty_type, path)
-    if isinstance(cty_type, ListOf | SetOf):
-        if not isinstance(value, list | tuple | set | frozenset):
-            raise CodecError(f"{_path_text(path)}: expected a list, got {type(value).__name__}")
-        items = sorted(value, key=_sort_key) if isinstance(value, set | frozenset) else value
-        return [_prepare(v, cty_type.element, (*path, i)) for i, v in enumerate(items)]
-    if isinstance(cty_type, MapOf):
-        if not isinstance(value, Mapping):
-            raise CodecError(f"{_path_text(path)}: expected a map, got {type(value).__name__}")
-        return {str(k): _prepare(v, cty_type.element, (*path, str(k))) for k, v in sorted(value.items())}
-    if isinstance(cty_type, ObjectOf):
-        if not isinstance(value, Mapping):
-            raise CodecError(f"{_path_text(path)}: expected an object, got {type(value).__name__}")
-        types = cty_type.attribute_types()
-        extra = set(value) - set(types)
-        if extra:
-            raise CodecError(f"{_path_text(path)}: unexpected attributes {sorted(extra)}")
-        return {name: _prepare(value.get(name), types[name], (*path, name)) for name in sorted(types)}
-    raise CodecError(f"{_path_text(path)}: unsupported type {cty_type!r}")
-
-
-def _prepare_primitive(value: object, cty_type: Primitive, path: tuple[str | int, ...]) -> object:
-    if cty_type == STRING:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise CodecError(f"{_path_text(path)}: expected a string, got {type(value).__name__}")
-        return value if isinstance(value, str) else str(value)
-    if cty_type == BOOL:
-        if not isinstance(value, bool):
-            raise CodecError(f"{_path_text(path)}: expected a bool, got {type(value).__name__}")
-        return value
-    if cty_type == NUMBER:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise CodecError(f"{_path_text(path)}: expected a number, got {type(value).__name__}")
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return value
-    raise CodecError(f"{_path_text(path)}: unsupported primitive {cty_type.name}")
 
 
 def _sort_key(v: object) -> str:

@@ -35,10 +35,6 @@ Response = TypeVar("Response")
 SERVER_CAPABILITIES = pb.ServerCapabilities(plan_destroy=True, get_provider_schema_optional=True)
 
 
-def _dynamic(value: object, cty_type) -> pb.DynamicValue:  # type: ignore[no-untyped-def]
-    return pb.DynamicValue(msgpack=codec.encode(value, cty_type))
-
-
 def _decode(dv: pb.DynamicValue) -> object:
     if dv.msgpack:
         return codec.decode(dv.msgpack)
@@ -69,6 +65,7 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
     def __init__(self, core: ProviderCore) -> None:
         self.core = core
         self._schema_response: pb.GetProviderSchema.Response | None = None
+        self._encoders: dict[str, codec.Encoder] = {}
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -83,6 +80,13 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
             return make(diagnostics)
         finally:
             log.debug("%s took %.1f ms", name, (time.monotonic() - started) * 1000)
+
+    def _dynamic(self, value: object, resource) -> pb.DynamicValue:  # type: ignore[no-untyped-def]
+        """A resource's state as a DynamicValue; the encoder for its type is built once per process."""
+        encoder = self._encoders.get(resource.schema.type_name)
+        if encoder is None:
+            encoder = self._encoders[resource.schema.type_name] = codec.Encoder(resource.schema.cty_type)
+        return pb.DynamicValue(msgpack=encoder(value))
 
     def _resource(self, type_name: str):  # type: ignore[no-untyped-def]
         resource = self.core.resources.get(type_name)
@@ -164,7 +168,7 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
             known = {a.name for a in resource.schema.attributes}
             upgraded = {k: v for k, v in upgraded.items() if k in known}
             return pb.UpgradeResourceState.Response(
-                upgraded_state=_dynamic(upgraded, resource.schema.cty_type), diagnostics=diags)
+                upgraded_state=self._dynamic(upgraded, resource), diagnostics=diags)
 
         return self._guard("UpgradeResourceState",
                            lambda d: pb.UpgradeResourceState.Response(diagnostics=d), body)
@@ -179,7 +183,7 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
             self.core.require_configured()
             new_state = resource.read(ctx, state)
             diags.extend(convert.diagnostics(warnings=ctx.warnings))
-            return pb.ReadResource.Response(new_state=_dynamic(new_state, resource.schema.cty_type),
+            return pb.ReadResource.Response(new_state=self._dynamic(new_state, resource),
                                             private=request.private, diagnostics=diags)
 
         return self._guard("ReadResource", lambda d: pb.ReadResource.Response(
@@ -195,7 +199,7 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
             plan = resource.plan(ctx, prior, proposed, config)
             diags.extend(convert.diagnostics(warnings=ctx.warnings))
             return pb.PlanResourceChange.Response(
-                planned_state=_dynamic(plan.planned, resource.schema.cty_type),
+                planned_state=self._dynamic(plan.planned, resource),
                 requires_replace=[convert.path_pb(p) for p in plan.requires_replace],
                 planned_private=request.prior_private,
                 diagnostics=diags,
@@ -219,14 +223,14 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
             except ApplyFailed as failed:
                 diags.extend(convert.diagnostics([failed], ctx.warnings))
                 return pb.ApplyResourceChange.Response(
-                    new_state=_dynamic(failed.state, resource.schema.cty_type), diagnostics=diags)
+                    new_state=self._dynamic(failed.state, resource), diagnostics=diags)
             except TokendropError as err:
                 diags.extend(convert.diagnostics([err], ctx.warnings))
                 # Nothing changed: Terraform keeps the prior state (null for a failed create).
                 return pb.ApplyResourceChange.Response(new_state=request.prior_state, diagnostics=diags)
             diags.extend(convert.diagnostics(warnings=ctx.warnings))
             return pb.ApplyResourceChange.Response(
-                new_state=_dynamic(new_state, resource.schema.cty_type),
+                new_state=self._dynamic(new_state, resource),
                 private=request.planned_private, diagnostics=diags)
 
         return self._guard("ApplyResourceChange", lambda d: pb.ApplyResourceChange.Response(
@@ -241,7 +245,7 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
             diags.extend(convert.diagnostics(warnings=ctx.warnings))
             return pb.ImportResourceState.Response(
                 imported_resources=[pb.ImportResourceState.ImportedResource(
-                    type_name=request.type_name, state=_dynamic(state, resource.schema.cty_type))],
+                    type_name=request.type_name, state=self._dynamic(state, resource))],
                 diagnostics=diags)
 
         return self._guard("ImportResourceState",
@@ -260,7 +264,10 @@ class ControllerService(go_plugin_pb2_grpc.GRPCControllerServicer):
         self.plugin = plugin
 
     def Shutdown(self, request, context):
-        self.plugin.request_shutdown()
+        # Stop once this call's answer is out: the process exits without teardown right after the
+        # server stops, which could otherwise cut the answer off (Terraform would log an error).
+        if context is None or not context.add_callback(self.plugin.request_shutdown):
+            self.plugin.request_shutdown()
         return go_plugin_pb2.Empty()
 
 

@@ -74,6 +74,9 @@ def test_integral_floats_become_integers():
     (True, STRING, "expected a string"),
     ("x", ListOf(STRING), "expected a list"),
     ({"a": 1}, ObjectOf((("a", BOOL),)), "a: expected a bool"),
+    ({"nested": {"path": True}}, OBJ, r"^nested\.path: expected a string"),
+    ([{"a": True}, {"a": 1}], ListOf(ObjectOf((("a", BOOL),))), r"^\[1\]\.a: expected a bool"),
+    ({"tags": {"k": None, "x": []}}, OBJ, r"^tags\.x: expected a string, got list"),
 ])
 def test_type_errors_name_the_path(value, cty_type, message):
     with pytest.raises(codec.CodecError, match=message):
@@ -87,3 +90,11 @@ def test_empty_payload_is_null():
 def test_unsupported_extension_is_an_error():
     with pytest.raises(codec.CodecError):
         codec.decode(msgpack.packb(msgpack.ExtType(7, b"x")))
+
+
+def test_an_encoder_is_reusable_and_independent_of_earlier_values():
+    encoder = codec.Encoder(OBJ)
+    first = {"name": "a", "ids": ["x"], "tags": {"k": "v"}}
+    with pytest.raises(codec.CodecError):
+        encoder({"name": [1]})
+    assert encoder(first) == encoder(dict(first)) == codec.encode(first, OBJ)

@@ -49,13 +49,11 @@ main()
 """
 
 
-def _launch_imports(calls, tmp_path) -> set[str]:  # type: ignore[no-untyped-def]
-    """Every module a provider launch had loaded when it exited after `calls` and a Shutdown."""
+def _launch(command: list[str], calls) -> None:  # type: ignore[no-untyped-def]
+    """Launch the provider as Terraform does, make `calls`, shut it down and wait for a clean exit."""
     env = {**os.environ, MAGIC_COOKIE_KEY: MAGIC_COOKIE_VALUE, "PLUGIN_PROTOCOL_VERSIONS": "6"}
     env.pop("TF_LOG", None)
-    record = tmp_path / "modules.json"
-    proc = subprocess.Popen([sys.executable, "-c", PROBE, str(record)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None
         _, _, _, address, _, cert = proc.stdout.readline().decode().strip().split("|")
@@ -71,6 +69,12 @@ def _launch_imports(calls, tmp_path) -> set[str]:  # type: ignore[no-untyped-def
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err[-2000:]
+
+
+def _launch_imports(calls, tmp_path) -> set[str]:  # type: ignore[no-untyped-def]
+    """Every module a provider launch had loaded when it exited after `calls` and a Shutdown."""
+    record = tmp_path / "modules.json"
+    _launch([sys.executable, "-c", PROBE, str(record)], calls)
     return set(json.loads(record.read_text()))
 
 
@@ -96,3 +100,10 @@ def test_schema_and_validate_launches_load_no_client_library(tmp_path):
                                           _validate(p)), tmp_path)
     assert "tokendrop_provider.plugin.service" in imported and "grpc" in imported  # the log is complete
     assert sorted(m for m in imported if m.split(".")[0] in HEAVY or m in HEAVY) == []
+
+
+def test_shutdown_is_answered_before_the_process_exits(tmp_path):
+    """The provider exits without interpreter teardown as soon as its server stops; Terraform must still
+    get the answer to Shutdown (go-plugin logs an error there as a warning and kills the process)."""
+    for _ in range(10):
+        _launch([sys.executable, "-m", "tokendrop_provider"], lambda provider: None)  # raises if not answered

@@ -1,6 +1,6 @@
 """Buildkite REST client: clusters and cluster agent tokens (REST API v2).
 
-Every wire detail of Buildkite lives here (see reference/apis.md §2). The rest of the provider sees
+Every wire detail of Buildkite lives here (see docs/wire.md). The rest of the provider sees
 `Cluster`, `IssuedToken` and `MintedToken`, and the typed errors of `errors.py`.
 
 - Scope of the `TokenIssuer` methods = `"<organization slug>/<cluster uuid>"`.

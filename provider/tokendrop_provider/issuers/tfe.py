@@ -1,6 +1,6 @@
 """HCP Terraform / Terraform Enterprise client: agent pools and agent tokens (JSON:API, /api/v2).
 
-Every wire detail of TFE lives here (see reference/apis.md §1). The rest of the provider sees
+Every wire detail of TFE lives here (see docs/wire.md). The rest of the provider sees
 `AgentPool`, `IssuedToken` and `MintedToken`, and the typed errors of `errors.py`.
 """
 

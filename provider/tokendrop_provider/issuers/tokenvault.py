@@ -1,6 +1,6 @@
 """Token Vault (tokenvault.uk) admin API client: agents, their grants, and their API keys.
 
-Every wire detail of Token Vault lives here (reference/apis.md §3). The admin API has no published
+Every wire detail of Token Vault lives here (docs/wire.md). The admin API has no published
 reference, so what this module relies on is marked by where it comes from.
 
 Observed (the official CLI's Go client, c-lgrant/tvault internal/api, which calls the live API):

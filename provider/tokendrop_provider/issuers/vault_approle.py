@@ -3,7 +3,7 @@
 The issuer Vault is the provider's own Vault settings (address, token or AppRole login, namespace):
 the same process-wide client the Vault KV sink uses (`sinks.vault_kv.vault_client`).
 
-Wire facts (reference/apis.md §3.3, AppRole notes; checked against OpenBao 2.7.2):
+Wire facts (docs/wire.md, Vault AppRole; checked against OpenBao 2.7.2):
 
 - POST auth/<mount>/role/<role>/secret-id {metadata (a JSON *string* of a string map), cidr_list,
   token_bound_cidrs, num_uses, ttl} -> data{secret_id, secret_id_accessor, secret_id_ttl,

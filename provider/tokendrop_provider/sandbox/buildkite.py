@@ -1,6 +1,6 @@
 """Emulator of the Buildkite REST API subset tokendrop uses: clusters and cluster agent tokens.
 
-Faithful to reference/apis.md §2: `/v2` JSON, Bearer auth only (401 otherwise; an organization the
+Faithful to docs/wire.md (Buildkite): `/v2` JSON, Bearer auth only (401 otherwise; an organization the
 user may not see, or an unknown object -> 404), REST scopes `read_clusters` / `write_clusters` (403
 without), 422 `{"message": "Validation failed: ..."}`, the documented cluster and token models, a token
 value that only the create response carries, `expires_at` at least 10 minutes ahead and immutable,

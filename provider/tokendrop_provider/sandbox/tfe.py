@@ -1,6 +1,6 @@
 """Emulator of the HCP Terraform / TFE API subset tokendrop uses: agent pools and agent tokens.
 
-Faithful to reference/apis.md §1: JSON:API documents (`application/vnd.api+json`), Bearer auth
+Faithful to docs/wire.md (HCP Terraform / TFE): JSON:API documents (`application/vnd.api+json`), Bearer auth
 (401 only for a missing/invalid token; no access, unknown object or an organization without the
 `agents` entitlement -> 404), page[number]/page[size] paging with links and meta.pagination, a
 sliding-window limit of 30 requests per second per user with the documented 429 body and

@@ -1,6 +1,6 @@
 """Emulator of the Token Vault (tokenvault.uk) API: agents, grants, rotate-key and the agent side.
 
-Follows reference/apis.md §3, with the same split as issuers/tokenvault.py between what was observed
+Follows docs/wire.md (Token Vault), with the same split as issuers/tokenvault.py between what was observed
 and what is assumed:
 
 - Admin calls need `Authorization: Bearer <admin key>` (401 otherwise). Agents: list (`grantCount`

@@ -1,6 +1,6 @@
 """SSM Parameter Store sink: one SecureString parameter holding one delivered token.
 
-Wire facts this module relies on (reference/apis.md §4.3):
+Wire facts this module relies on (docs/wire.md, AWS SSM):
 
 - PutParameter writes Value and Description in one call, so the ownership record lives in the
   Description, as a suffix after the user's text (format in `ssm_rules`). It names the parameter

@@ -2,7 +2,7 @@
 
 No boto3 here: the schema module and the CDKTF constructs call these at synth and plan time. Every
 validator returns an error message written for the user, or None when the value is acceptable.
-Limits come from the PutParameter / AddTagsToResource API reference (see reference/apis.md §4.3).
+Limits come from the PutParameter / AddTagsToResource API reference (see docs/wire.md, AWS SSM).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Vault KV v2 sink: one secret (mount + path) holding one delivered token under `field`.
 
-Wire facts this module relies on (reference/apis.md §4.1, checked against OpenBao 2.7.2):
+Wire facts this module relies on (docs/wire.md, Vault KV v2, checked against OpenBao 2.7.2):
 
 - The ownership record lives in the secret's `custom_metadata`: tokendrop_token_id, tokendrop_issuer,
   tokendrop_owner and tokendrop_version (the secret version the record describes).

@@ -1,4 +1,4 @@
-"""The Token Vault emulator against what reference/apis.md §3 says of the API: admin auth, agents with a
+"""The Token Vault emulator against what docs/wire.md (Token Vault) says of the API: admin auth, agents with a
 create-only key, grants (required fields, 1h–30d or until revoked, one per service), rotate-key, and the
 agent side (revoked/rotated keys, suspended agents, expired grants, a locked vault), plus the sandbox
 controls and the standalone CLI."""

@@ -46,6 +46,7 @@ lint: $(STAMP)
 	$(PY) scripts/gen_proto.py --check
 	$(PY) scripts/gen_docs.py --check
 	$(VENV)/bin/ruff check constructs provider stacks examples tests scripts bench
+	$(VENV)/bin/vulture
 
 test: $(STAMP) $(NODE_STAMP)
 	$(MAKE) --no-print-directory lint

@@ -13,7 +13,6 @@ import copy
 import functools
 import importlib
 from collections.abc import Mapping, Sequence
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tokendrop_provider.attributes import Attr, ResourceSchema, dotted, validate_config
@@ -197,10 +196,6 @@ class TokendropResource(_ResourceBase, metaclass=CoreDispatch):
                          **meta)
         self._tokendrop_config = config
         self._tokendrop_arguments = dict(arguments)
-
-    @classmethod
-    def _core_module(cls) -> ModuleType:
-        return importlib.import_module(cls._tokendrop_core)  # type: ignore[attr-defined]
 
     # Called by cdktf (twice per synth: prepare and write).
     def _synthesize_attributes(self) -> dict[str, Any]:

@@ -90,10 +90,6 @@ class Unknown:
 UNKNOWN = Unknown()
 
 
-def is_unknown(value: object) -> bool:
-    return isinstance(value, Unknown)
-
-
 def is_known(value: object) -> bool:
     """True when the value and everything inside it is known."""
     if isinstance(value, Unknown):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tokendrop import SsmParameter, VaultSecret
+from tokendrop_provider.registry.sinks import deliver_to_from_address
 from tokendrop_provider.settings import AwsSettings, VaultSettings
 from tokendrop_provider.sinks.ssm import SsmSink
 from tokendrop_provider.sinks.vault_kv import VaultKvSink
@@ -35,9 +36,10 @@ def test_ssm_read_policy_default_key():
     assert policy == {"Version": "2012-10-17", "Statement": [{
         "Sid": "ReadTokendropParameter", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"],
         "Resource": "arn:aws:ssm:*:*:parameter/ci/tfc-agent/token"}]}
-    # the provider's own statement names the same ARN
+    # the ARN names the parameter the provider writes (the one its sink address names)
     sink = SsmSink("/ci/tfc-agent/token", settings=AwsSettings(region="us-east-1"))
-    assert sink.read_policy()["Resource"] == policy["Statement"][0]["Resource"]
+    written = deliver_to_from_address(sink.address)["ssm"]["name"]
+    assert policy["Statement"][0]["Resource"] == f"arn:aws:ssm:*:*:parameter/{written.removeprefix('/')}"
 
 
 def test_ssm_read_policy_flat_name_region_account_partition():
@@ -72,8 +74,10 @@ def test_ssm_arn():
 def test_vault_read_policy_and_template():
     secret = VaultSecret(mount="secret", path="ci/tfc-agent/batch", field="token")
     assert secret.read_policy() == 'path "secret/data/ci/tfc-agent/batch" { capabilities = ["read"] }'
-    provider_side = VaultKvSink("secret", "ci/tfc-agent/batch", settings=VaultSettings()).read_policy()
-    assert provider_side.strip() == secret.read_policy()
+    # the path is the KV v2 data path of the secret the provider writes (the one its sink address names)
+    written = deliver_to_from_address(VaultKvSink("secret", "ci/tfc-agent/batch", settings=VaultSettings()).address)
+    assert secret.read_policy() == (f'path "{written["vault_kv"]["mount"]}/data/{written["vault_kv"]["path"]}" '
+                                    '{ capabilities = ["read"] }')
     assert secret.agent_template() == ('{{ with secret "secret/data/ci/tfc-agent/batch" }}'
                                        'TFC_AGENT_TOKEN={{ index .Data.data "token" }}{{ end }}\n')
 

@@ -118,7 +118,6 @@ class BuildkiteClient(TokenIssuer):
                               "Set buildkite_api_token in the provider block or the BUILDKITE_API_TOKEN "
                               "environment variable.", attribute=("buildkite_api_token",))
         self.rest_url = normalize_rest_url(settings.rest_url)
-        self.default_organization = settings.organization
         self._token = settings.api_token
         self._token_key = limiter_key(self.rest_url, settings.api_token)
         # A limiter passed in (tests) is used as given; else the per-user budget is keyed by the token

@@ -209,11 +209,8 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
                            lambda d: pb.PlanResourceChange.Response(diagnostics=d), body)
 
     def ApplyResourceChange(self, request, context):
-        resource_holder: dict[str, object] = {}
-
         def body(diags: list) -> pb.ApplyResourceChange.Response:
             resource = self._resource(request.type_name)
-            resource_holder["r"] = resource
             prior = _decode(request.prior_state)
             planned = _decode(request.planned_state)
             ctx = Context(self.core)

@@ -244,7 +244,3 @@ def changed_paths(attrs: Sequence[Attr], prior: Mapping[str, object], planned: M
             found.append(path)
     return found
 
-
-def set_unknown(planned: State, *names: str) -> None:
-    for name in names:
-        planned[name] = UNKNOWN

@@ -227,13 +227,6 @@ class BuildkiteEmulator(Emulator):
         with self.lock:
             self.tokens[token_id].expires_at = when or datetime.now(UTC)
 
-    def revoke_token(self, token_id: str) -> None:
-        """Revoke directly, as someone in the Buildkite UI would."""
-        with self.lock:
-            token = self.tokens.pop(token_id)
-            self.mark_revoked(token_id)
-        self.emit("token.revoked", id=token_id, cluster=token.cluster_id)
-
     def cluster_tokens(self, cluster_id: str, include_expired: bool = True) -> list[str]:
         """Ids of the cluster's tokens (not revoked), oldest first."""
         with self.lock:

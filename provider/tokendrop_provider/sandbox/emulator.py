@@ -1,4 +1,4 @@
-"""Base of the local HTTP API emulators (TFE now; Buildkite and Token Vault later).
+"""Base of the local HTTP API emulators (TFE, Buildkite and Token Vault).
 
 An emulator is a `ThreadingHTTPServer` on 127.0.0.1 with a small router, plus what tests need
 around the emulated API:

@@ -490,11 +490,6 @@ class SsmSink(Sink):
         return (f"expires_at is not applied to {self.address} as an Expiration policy: parameter policies "
                 f'need tier "Advanced" or "Intelligent-Tiering", and the {tier}')
 
-    def read_policy(self) -> dict[str, Any]:
-        """The IAM policy statement a consumer needs to read this parameter."""
-        return {"Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"],
-                "Resource": f"arn:aws:ssm:*:*:parameter/{self.name.lstrip('/')}"}
-
     # -- internals
 
     def _client(self) -> BaseClient:

@@ -237,18 +237,6 @@ class VaultKvSink(Sink):
     def address(self) -> str:
         return f"vault_kv:{self.mount}/{self.path}#{self.field}"
 
-    def writer_policy(self) -> str:
-        """The Vault policy (HCL) the provider's token needs for this sink."""
-        return (f'path "{self.mount}/data/{self.path}" {{ capabilities = ["create", "update"] }}\n'
-                f'path "{self.mount}/metadata/{self.path}" '
-                '{ capabilities = ["create", "read", "update", "delete"] }\n'
-                # Destroy of a secret tokendrop did not create destroys only its own versions.
-                f'path "{self.mount}/destroy/{self.path}" {{ capabilities = ["update"] }}\n')
-
-    def read_policy(self) -> str:
-        """The Vault policy (HCL) a consumer needs to read the delivered token."""
-        return f'path "{self.mount}/data/{self.path}" {{ capabilities = ["read"] }}\n'
-
     # Capabilities a delivery needs: read the record, write the record and the value (new and next
     # versions), and remove both on destroy.
     NEEDED_CAPABILITIES = {"data": ("create", "update"), "metadata": ("read", "create", "update", "delete")}

@@ -1,4 +1,4 @@
-"""Conformance of the Buildkite emulator with reference/apis.md §2, and its sandbox controls.
+"""Conformance of the Buildkite emulator with docs/wire.md (Buildkite), and its sandbox controls.
 
 Talks raw HTTP (requests) so that status codes, headers and JSON shapes are checked as a real client
 would see them.

@@ -1,4 +1,4 @@
-"""Conformance of the TFE emulator with reference/apis.md §1, and its sandbox controls.
+"""Conformance of the TFE emulator with docs/wire.md (HCP Terraform / TFE), and its sandbox controls.
 
 Talks raw HTTP (requests) so that status codes, headers and JSON:API shapes are checked as a real
 client would see them.

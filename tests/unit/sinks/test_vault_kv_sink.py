@@ -389,8 +389,10 @@ def test_missing_address_and_credentials_are_config_errors(vault_kv_mount):
 
 def test_approle_login(openbao_server, vault_kv_mount):
     policy = f"writer-{vault_kv_mount}"
-    openbao_server.api("PUT", f"sys/policies/acl/{policy}", {"policy": VaultKvSink(
-        vault_kv_mount, PATH, settings=VaultSettings()).writer_policy()})
+    # what the provider's token needs for one sink (docs/wire.md, Vault KV v2)
+    writer = (f'path "{vault_kv_mount}/data/{PATH}" {{ capabilities = ["create", "update"] }}\n'
+              f'path "{vault_kv_mount}/metadata/{PATH}" {{ capabilities = ["create", "read", "update", "delete"] }}\n')
+    openbao_server.api("PUT", f"sys/policies/acl/{policy}", {"policy": writer})
     role_id, secret_id = enable_approle(openbao_server, role=f"r-{vault_kv_mount}", policies=[policy])
     settings = VaultSettings(address=openbao_server.url, approle_role_id=role_id,
                              approle_secret_id=Secret(secret_id))

@@ -114,11 +114,6 @@ def time_launch(calls: Callable[[tfplugin6_pb2_grpc.ProviderStub], None],
             proc.wait()
 
 
-def measure(runs: int = 20, command: Sequence[str] | None = None) -> list[float]:
-    time_handshake(command)  # warm the page cache
-    return [time_handshake(command) for _ in range(runs)]
-
-
 def measure_launches(runs: int = 20, command: Sequence[str] | None = None) -> dict[str, list[float]]:
     """Start-up to handshake, and exec to exit (wall and CPU) of a schema launch and of a validate launch,
     interleaved so that load changes hit all alike."""

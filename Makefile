@@ -48,9 +48,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check constructs provider stacks examples tests scripts bench
 	$(VENV)/bin/vulture
 
+# Test files run in parallel (pytest-xdist); each worker starts its own servers (moto, OpenBao,
+# emulators) on free ports, so workers share nothing. JOBS=0 runs everything in one process.
+JOBS ?= 2
+
 test: $(STAMP) $(NODE_STAMP)
 	$(MAKE) --no-print-directory lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(JOBS)
 
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py

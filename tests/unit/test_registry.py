@@ -96,3 +96,12 @@ def test_every_documented_import_id_example_parses(resource):
         assert f"`{example}`" in resource.schema.import_id  # what the docs show is what is tested
         scope, _, address = resource.parse_import_id(example)
         assert scope and deliver_to_from_address(address)
+
+
+def test_the_provider_docs_name_every_setting_and_environment_variable():
+    page = (REPO / "docs" / "provider.md").read_text()
+    for group in settings_groups():
+        for setting in group.settings:
+            assert f"`{setting.name}`" in page
+            for variable in setting.env:  # TFE_HOSTNAME, BUILDKITE_ORGANIZATION, ... were once left out
+                assert f"`{variable}`" in page, f"{variable} ({setting.name}) is not documented"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Issuer, text
+from .base import Issuer, StateAttributes, text
 from .vault_kv import SETTINGS, check_vault
 
 if TYPE_CHECKING:
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from ..issuers.vault_approle import VaultAppRoleIssuer
     from ..resources.base import Resource
-    from ..settings import VaultSettings
+    from ..settings import Settings, VaultSettings
 
 
 def _client(settings: VaultSettings, cancel: threading.Event) -> VaultAppRoleIssuer:
@@ -31,7 +31,7 @@ def _resources() -> tuple[Resource, ...]:
     return (VaultAppRoleSecretId(),)
 
 
-def _scope(attrs, _settings):  # type: ignore[no-untyped-def]
+def _scope(attrs: StateAttributes, _settings: Settings) -> str | None:
     role = text(attrs.get("role_name"))
     return f"{text(attrs.get('mount')) or 'approle'}/{role}" if role else None
 

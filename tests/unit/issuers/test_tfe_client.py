@@ -23,6 +23,7 @@ from tokendrop_provider.errors import (
     IssuerValidationError,
     RateLimitedError,
 )
+from tokendrop_provider.issuers import tfe
 from tokendrop_provider.issuers.base import IssuedToken, MintedToken, TokenIssuer
 from tokendrop_provider.issuers.http import USER_AGENT, HttpSession, parse_retry_after
 from tokendrop_provider.issuers.tfe import AgentPool, TfeClient, limiter_key, normalize_address
@@ -140,10 +141,13 @@ def test_shared_limiter_per_address_and_token_owner(em):
         clear_shared_limiters()
 
 
-def test_two_tokens_of_one_user_stay_within_the_user_budget(em):
+def test_two_tokens_of_one_user_stay_within_the_user_budget(em, monkeypatch):
     """No fakes: the emulator counts 30 requests per second per user, as TFE does. Two clients with two
     tokens of that user, sending 30 requests each at once and never retrying, see no 429: after one
-    account lookup each, they draw from one budget instead of 30 per second each."""
+    account lookup each, they draw from one budget instead of 30 per second each. (A wider window margin
+    than production's absorbs scheduling delays on a loaded test machine; two budgets would still send
+    60 requests in the first second.)"""
+    monkeypatch.setattr(tfe, "WINDOW_MARGIN", 0.3)
     clear_shared_limiters()
     pool_id = em.create_agent_pool("acme", "shared-budget")
     tokens = (Secret(em.sandbox_token), Secret(em.add_api_token("sandbox")))

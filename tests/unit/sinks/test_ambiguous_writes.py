@@ -174,7 +174,7 @@ def test_which_client_errors_mean_the_request_was_sent():
     import requests
     import urllib3.exceptions
 
-    from tokendrop_provider.sinks.vault_kv import _sent
+    from tokendrop_provider.vault import _sent
 
     refused = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
     dropped = urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())

@@ -13,11 +13,10 @@ import signal
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-from fixtures.terraform import PROVIDER_HEADER, TERRAFORM, scan
+from fixtures.terraform import PROVIDER, PROVIDER_HEADER, TERRAFORM, processes_with, scan
 
 pytestmark = pytest.mark.e2e
 
@@ -45,22 +44,6 @@ def config(sink: str, names: list[str], epoch: str = "1", chain: bool = False) -
                    f'  rotate_on     = {{ epoch = "{epoch}" }}\n{depends}}}\n')
         previous = name
     return "".join(out)
-
-
-def processes_with(marker: str, needle: str) -> list[int]:
-    """Pids of processes started for this test (environment marker) whose command line has `needle`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if f"TOKENDROP_CRASH_TEST={marker}".encode() in environ.split(b"\0") and needle.encode() in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 class ClientGone(Exception):
@@ -120,7 +103,7 @@ def test_create_survives_a_provider_kill(step, sink, sandbox, crash_workspace):
     ws.init()
     ws.apply("-target=tokendrop_tfe_agent_pool.ci")
     event = "token.created" if step == "after-mint" else "tokens.listed"
-    sandbox.tfe.on_event_call(event, killer(ws.marker, "terraform-provider-tokendrop"))
+    sandbox.tfe.on_event_call(event, killer(ws.marker, PROVIDER))
     result = ws.apply(check=False)
     assert result.returncode != 0, "the provider was killed"
     assert "tokendrop_tfe_agent_token.t" not in ws.resources()
@@ -145,7 +128,7 @@ def test_rotation_survives_a_provider_kill(step, sink, sandbox, crash_workspace)
     before = ws.resources()["tokendrop_tfe_agent_token.t"]
     # A rotation writes the sink and then revokes the old token.
     event = "token.created" if step == "after-mint" else "token.revoking"
-    sandbox.tfe.on_event_call(event, killer(ws.marker, "terraform-provider-tokendrop"))
+    sandbox.tfe.on_event_call(event, killer(ws.marker, PROVIDER))
     result = ws.apply(check=False)
     assert result.returncode != 0
     assert ws.resources()["tokendrop_tfe_agent_token.t"]["id"] == before["id"], "state still has the old token"
@@ -167,7 +150,7 @@ def test_rotation_killed_while_the_issuer_completes_the_revoke(sink, sandbox, cr
     ws.apply()
     before = ws.resources()["tokendrop_tfe_agent_token.t"]
     ws.write(config(sink, ["t"], epoch="2"))
-    sandbox.tfe.on_event_call("token.revoking", killer(ws.marker, "terraform-provider-tokendrop", abort=False))
+    sandbox.tfe.on_event_call("token.revoking", killer(ws.marker, PROVIDER, abort=False))
     assert ws.apply(check=False).returncode != 0
     deadline = time.monotonic() + 30
     while not any(e["event"] == "token.revoked" and e["id"] == before["id"] for e in sandbox.tfe.events()):

@@ -14,12 +14,11 @@ import os
 import signal
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 
-from fixtures.terraform import PROVIDER_HEADER, scan
+from fixtures.terraform import PROVIDER, PROVIDER_HEADER, processes_with, scan
 
 pytestmark = pytest.mark.e2e
 
@@ -235,18 +234,7 @@ def test_import_adopts_an_agent_whose_key_is_in_the_sink(box, make_workspace):
 # --- a provider killed between rotate-key and the sink write -------------------------------------------
 
 def _provider_pids(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if f"TOKENDROP_CRASH_TEST={marker}".encode() in environ and b"terraform-provider-tokendrop" in cmdline:
-            found.append(int(entry.name))
-    return found
+    return processes_with(marker, PROVIDER)
 
 
 def test_rotation_killed_after_rotate_key_is_repaired(box, make_workspace):

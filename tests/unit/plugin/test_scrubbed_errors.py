@@ -136,3 +136,20 @@ def test_the_provider_log_file_is_private(tmp_path: Path, monkeypatch: pytest.Mo
 ])
 def test_log_levels_off_and_unknown_never_mean_debug(env: dict[str, str], level: int | None):
     assert logs.level_from_env(env) == level
+
+
+def test_the_stderr_wrapper_scrubs_a_value_split_across_writes():
+    import io
+
+    from tokendrop_provider.secret import Secret
+
+    value = "split-" + secrets.token_urlsafe(24)
+    Secret(value)
+    raw = io.StringIO()
+    stream = logs.ScrubbingStream(raw)
+    stream.write("a " + value[:9])
+    stream.write(value[9:] + " b\n")
+    stream.writelines(["c " + value + "\n"])
+    stream.write("d " + value)  # no newline: written on flush
+    stream.flush()
+    assert raw.getvalue() == "a *** b\nc ***\nd ***"

@@ -6,6 +6,7 @@ log file is private and TF_LOG=off means off."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import secrets
@@ -20,6 +21,7 @@ import pytest
 from tokendrop_provider import leaks, logs
 from tokendrop_provider.plugin.gen import go_plugin_pb2, go_plugin_pb2_grpc, tfplugin6_pb2, tfplugin6_pb2_grpc
 from tokendrop_provider.plugin.server import MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE
+from tokendrop_provider.secret import Secret
 from unit.plugin.test_server import channel, handshake
 
 # The provider's real entry point, with core methods replaced by ones that fail in every way we know.
@@ -139,10 +141,6 @@ def test_log_levels_off_and_unknown_never_mean_debug(env: dict[str, str], level:
 
 
 def test_the_stderr_wrapper_scrubs_a_value_split_across_writes():
-    import io
-
-    from tokendrop_provider.secret import Secret
-
     value = "split-" + secrets.token_urlsafe(24)
     Secret(value)
     raw = io.StringIO()

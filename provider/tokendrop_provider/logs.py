@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TextIO
 
@@ -111,6 +112,9 @@ def configure() -> None:
 # --- nothing reaches stderr unscrubbed ------------------------------------------------------------------
 
 
+_MAX_PENDING = 1 << 16
+
+
 class ScrubbingStream:
     """Wraps a text stream: whole lines are scrubbed before they are written (a partial line waits for
     its end or a flush, so a value is never split across two scrubs)."""
@@ -126,7 +130,14 @@ class ScrubbingStream:
             if "\n" in self._pending:
                 complete, _, self._pending = self._pending.rpartition("\n")
                 self._stream.write(scrub(complete + "\n"))
+            elif len(self._pending) > _MAX_PENDING:  # a line without end must not grow without bound
+                self._stream.write(scrub(self._pending))
+                self._pending = ""
         return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:  # else __getattr__ would bypass the scrubber
+        for line in lines:
+            self.write(line)
 
     def flush(self) -> None:
         with self._lock:

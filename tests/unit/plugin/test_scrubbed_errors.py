@@ -6,6 +6,7 @@ log file is private and TF_LOG=off means off."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import secrets
@@ -20,6 +21,7 @@ import pytest
 from tokendrop_provider import leaks, logs
 from tokendrop_provider.plugin.gen import go_plugin_pb2, go_plugin_pb2_grpc, tfplugin6_pb2, tfplugin6_pb2_grpc
 from tokendrop_provider.plugin.server import MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE
+from tokendrop_provider.secret import Secret
 from unit.plugin.test_server import channel, handshake
 
 # The provider's real entry point, with core methods replaced by ones that fail in every way we know.
@@ -139,3 +141,16 @@ def test_the_provider_log_file_is_private(tmp_path: Path, monkeypatch: pytest.Mo
 ])
 def test_log_levels_off_and_unknown_never_mean_debug(env: dict[str, str], level: int | None):
     assert logs.level_from_env(env) == level
+
+
+def test_the_stderr_wrapper_scrubs_a_value_split_across_writes():
+    value = "split-" + secrets.token_urlsafe(24)
+    Secret(value)
+    raw = io.StringIO()
+    stream = logs.ScrubbingStream(raw)
+    stream.write("a " + value[:9])
+    stream.write(value[9:] + " b\n")
+    stream.writelines(["c " + value + "\n"])
+    stream.write("d " + value)  # no newline: written on flush
+    stream.flush()
+    assert raw.getvalue() == "a *** b\nc ***\nd ***"

@@ -16,6 +16,9 @@ from pathlib import Path
 from common import terraform
 
 from tokendrop_provider.install import provider_version, terraform_platform
+from tokendrop_provider.plugin import codec
+from tokendrop_provider.plugin.gen import tfplugin6_pb2
+from tokendrop_provider.types import BOOL, NUMBER, STRING, MapOf, ObjectOf
 
 BENCH = Path(__file__).resolve().parent
 PEER_PYTHON = BENCH / ".venv-peer" / "bin" / "python"
@@ -34,6 +37,20 @@ def available() -> bool:
 
 def command() -> list[str]:
     return [str(PEER_PYTHON), str(BENCH / "peer_provider.py")]
+
+
+def validate_request() -> tfplugin6_pb2.ValidateResourceConfig.Request:
+    """The peer's ValidateResourceConfig for one token (its schema: bench/peer_provider.py)."""
+    strings = {"agent_pool_id", "description", "ssm_name", "rotate_every", "keep_previous_for", "id",
+               "sink_address", "sink_status", "created_at", "expires_at", "previous_token_id",
+               "previous_revoke_after"}
+    token_type = ObjectOf(tuple(sorted([(name, STRING) for name in strings] + [
+        ("rotate_on", MapOf(STRING)), ("adopt_existing", BOOL), ("sink_version", NUMBER)])))
+    config = {name: None for name, _ in token_type.attributes}
+    config.update(agent_pool_id="apool-1234567890abcdef", ssm_name="/ci/token")
+    return tfplugin6_pb2.ValidateResourceConfig.Request(
+        type_name="tokendrop_tfe_agent_token",
+        config=tfplugin6_pb2.DynamicValue(msgpack=codec.encode(config, token_type)))
 
 
 def install_peer(root: Path) -> Path:

@@ -219,7 +219,7 @@ def main() -> int:
 
         launches["tokendrop"] = measure_launches(20)
         if peer.available():
-            launches["peer (tf framework)"] = measure_launches(20, peer.command())
+            launches["peer (tf framework)"] = measure_launches(20, peer.command(), peer.validate_request())
     rows = []
     for n in args.sizes:
         started = time.monotonic()

@@ -73,14 +73,31 @@ def _script_interpreter(executable: Path) -> Path | None:
 
 def import_roots() -> list[str]:
     """The directories the provider and its libraries are imported from in this environment: the one
-    holding `tokendrop_provider` (the source tree for an editable install) and site-packages."""
-    package_root = str(Path(__file__).resolve().parent.parent)
-    roots = [package_root]
-    for key in ("purelib", "platlib"):
-        directory = sysconfig.get_paths()[key]
+    holding `tokendrop_provider` (the source tree for an editable install), then every site directory
+    on this interpreter's path (site-packages, dist-packages, the user site) and the scheme's own."""
+    roots = [str(Path(__file__).resolve().parent.parent)]
+    sites = [entry for entry in sys.path if Path(entry).name in ("site-packages", "dist-packages")]
+    for directory in [*sites, sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]:
         if directory not in roots:
             roots.append(directory)
     return roots
+
+
+# What the fast launcher runs. If the provider or its libraries do not import from the named
+# directories (a library that only a .pth file puts on the path), it falls back to the console script.
+_BOOT = """\
+import sys
+sys.path.extend({roots})
+try:
+    from tokendrop_provider import lazy
+    lazy.import_grpc_core()
+    import google.protobuf, msgpack
+    from tokendrop_provider.main import main
+except ImportError:
+    import os
+    os.execv({script}, [{script}, *sys.argv[1:]])
+sys.exit(main())
+"""
 
 
 def launcher_script(executable: Path) -> str:
@@ -91,8 +108,7 @@ def launcher_script(executable: Path) -> str:
         return head + f"exec {shlex.quote(str(executable))} \"$@\"\n"
     # -I: no PYTHON* variables, user site or current directory; -S: no site-packages scan (the paths
     # below are all the provider needs). Same program as the console script, without ~15 ms of site.
-    boot = (f"import sys; sys.path.extend({json.dumps(import_roots())}); "
-            "from tokendrop_provider.main import main; sys.exit(main())")
+    boot = _BOOT.format(roots=json.dumps(import_roots()), script=json.dumps(str(executable)))
     return head + (f"# Runs {executable} directly with its interpreter.\n"
                    f"exec {shlex.quote(str(interpreter))} -I -S -c {shlex.quote(boot)} \"$@\"\n")
 

@@ -14,18 +14,14 @@ import grpc
 import pytest
 
 import tokendrop_provider
+from tokendrop_provider import install as install_module
 from tokendrop_provider.install import install, launcher_script, provider_executable
 from tokendrop_provider.plugin.gen import go_plugin_pb2, go_plugin_pb2_grpc, tfplugin6_pb2, tfplugin6_pb2_grpc
 from tokendrop_provider.plugin.server import MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE
 
 
-def test_launcher_runs_the_interpreter_isolated_and_serves(tmp_path):
-    launcher = install(tmp_path / "mirror").path
-    text = launcher.read_text()
-    assert " -I -S -c " in text and str(provider_executable()) in text
-    # Variables that would change what the provider imports or how it starts are ignored.
-    env = {**os.environ, MAGIC_COOKIE_KEY: MAGIC_COOKIE_VALUE, "PLUGIN_PROTOCOL_VERSIONS": "6",
-           "PYTHONPATH": str(tmp_path / "elsewhere"), "PYTHONSTARTUP": str(tmp_path / "missing.py")}
+def _serve_schema_and_shut_down(launcher: Path, **env_overrides: str) -> None:
+    env = {**os.environ, MAGIC_COOKIE_KEY: MAGIC_COOKIE_VALUE, "PLUGIN_PROTOCOL_VERSIONS": "6", **env_overrides}
     proc = subprocess.Popen([str(launcher)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None
@@ -43,6 +39,26 @@ def test_launcher_runs_the_interpreter_isolated_and_serves(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_launcher_runs_the_interpreter_isolated_and_serves(tmp_path):
+    launcher = install(tmp_path / "mirror").path
+    text = launcher.read_text()
+    assert " -I -S -c " in text and str(provider_executable()) in text
+    # Variables that would change what the provider imports or how it starts are ignored.
+    _serve_schema_and_shut_down(launcher, PYTHONPATH=str(tmp_path / "elsewhere"),
+                                PYTHONSTARTUP=str(tmp_path / "missing.py"))
+
+
+def test_launcher_falls_back_to_the_console_script_when_imports_fail(tmp_path, monkeypatch):
+    """A library only a .pth file could find would not import under -S: the launcher then runs the
+    console script, with the full site, instead of failing."""
+    monkeypatch.setattr(install_module, "import_roots", lambda: [str(tmp_path / "nothing-here")])
+    launcher = tmp_path / "launcher"
+    launcher.write_text(install_module.launcher_script(provider_executable()))
+    launcher.chmod(0o755)
+    assert str(tmp_path / "nothing-here") in launcher.read_text()
+    _serve_schema_and_shut_down(launcher)
 
 
 def test_a_launcher_for_another_program_just_execs_it(tmp_path):

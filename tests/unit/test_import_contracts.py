@@ -4,7 +4,9 @@
   the audit or the plugin layer: they know their API, not the provider;
 - the constructs never import grpc, boto3, hvac or requests: synthesis never talks to an API;
 - production code never imports the sandbox (its emulators and test servers), except the
-  `tokendrop sandbox` command, which exists to start it.
+  `tokendrop sandbox` command, which exists to start it;
+- the provider never imports hvac: Vault goes through vault.py on requests, and hvac is no runtime
+  dependency (only the tests use it, to read Vault directly).
 """
 
 from __future__ import annotations
@@ -94,6 +96,10 @@ def test_issuers_and_sinks_import_nothing_above_them():
 def test_constructs_import_no_api_client():
     breaches = {(s, t) for s, t in edges(CONSTRUCTS, CONSTRUCTS / "tokendrop") if within(t, *API_LIBRARIES)}
     assert breaches == set()
+
+
+def test_the_provider_never_imports_hvac():
+    assert {(s, t) for s, t in PROVIDER_EDGES if within(t, "hvac")} == set()
 
 
 def test_production_code_never_imports_the_sandbox():

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def _client(settings: VaultSettings, cancel: threading.Event) -> VaultAppRoleIssuer:
-    # hvac calls cannot be cancelled; each is short and bounded by the client's timeout.
+    # Vault calls cannot be cancelled; each is short and bounded by the client's timeout.
     from ..lazy import IMPORT_LOCK
 
     with IMPORT_LOCK:

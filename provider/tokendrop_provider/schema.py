@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from .attributes import Attr, Check, ResourceSchema, exactly_one_of
+from .markers import APPROLE_MARKER_KEY
 from .sinks import ssm_rules, vault_rules
 from .types import BOOL, NUMBER, STRING, ListOf, MapOf, SetOf, Unknown
 from .validation import (
@@ -467,7 +468,6 @@ TOKENVAULT_AGENT = ResourceSchema(
 
 # --- HashiCorp Vault / OpenBao AppRole secret ids -------------------------------------------------
 
-APPROLE_MARKER_KEY = "tokendrop_marker"  # secret-id metadata key holding tokendrop's orphan-sweep marker
 
 
 def _ttl(value: object) -> str | None:

@@ -27,7 +27,7 @@ from tokendrop_provider.plugin.gen import tfplugin6_pb2 as pb
 from tokendrop_provider.plugin.service import ProviderService
 from tokendrop_provider.provider import ProviderCore
 from tokendrop_provider.registry import issuers, provider_schema, sinks
-from tokendrop_provider.registry.base import Issuer, SinkKind, missing_setting
+from tokendrop_provider.registry.base import AuditWalk, Issuer, SinkKind, missing_setting
 from tokendrop_provider.resources.token import TokenResource
 from tokendrop_provider.secret import Secret
 from tokendrop_provider.settings import Setting, SettingsGroup
@@ -100,6 +100,8 @@ MEMORY = Issuer(
     resources=lambda: (MemoryToken(),),
     token_scopes={"tokendrop_memory_token": lambda attrs, _settings: attrs.get("pool")},
     list_tokens=lambda client, scope: client.list_tokens(scope),
+    audit_walk=AuditWalk(flag="--memory-pool", metavar="POOL", source="memory_pool", scope=lambda pool: pool,
+                         help="also list every token of this pool. Repeatable"),
 )
 
 # --- the new sink: a writer and a registry entry ------------------------------------------------------
@@ -194,6 +196,16 @@ def test_a_registered_issuer_and_sink_are_served_synthesized_audited_and_documen
     row = next(t for t in report["tokens"] if t["token_id"] == state["id"])
     assert (row["issuer"], row["scope"], row["flags"]) == ("memory", "p1", [])
     assert (row["sink"]["address"], row["sink"]["version"]) == ("memory:a", 1)  # read through the sink entry
+
+    # the audit's option from the entry walks the pool with no state: the token is an orphan there
+    out, err = io.StringIO(), io.StringIO()
+    args = cli.build_parser().parse_args(["audit", "--memory-pool", "p1", "--json"])
+    code = command.run(args, stdout=out, stderr=err, core=svc.core)
+    assert code == command.ATTENTION, err.getvalue()
+    report = json.loads(out.getvalue())
+    assert {"type": "memory_pool", "name": "p1"} in report["sources"]
+    row = next(t for t in report["tokens"] if t["token_id"] == state["id"])
+    assert (row["scope"], [flag["code"] for flag in row["flags"]]) == ("p1", ["orphan"])
 
     # the docs generator documents the resource and the setting with its environment variable
     import importlib.util

@@ -7,6 +7,7 @@ Usage: python scripts/gen_docs.py [--check]   (--check: fail if the committed pa
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tokendrop_provider import schema
@@ -59,7 +60,7 @@ def describe(attr: Attr) -> str:
     return " ".join(p for p in parts if p)
 
 
-def attribute_lines(attrs: tuple[Attr, ...], arguments: bool, depth: int = 0) -> list[str]:
+def attribute_lines(attrs: Sequence[Attr], arguments: bool, depth: int = 0) -> list[str]:
     lines: list[str] = []
     indent = "  " * depth
     for attr in attrs:

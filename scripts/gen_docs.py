@@ -92,6 +92,10 @@ def resource_page(res: ResourceSchema) -> str:
     out += ["## Import", "", res.import_id or "Not supported.", "", "```sh",
             f"terraform import {res.type_name}.{short} '{res.import_examples[0] if res.import_examples else '<id>'}'",
             "```", ""]
+    block = EXAMPLES / res.type_name / "import.tf"
+    if block.exists():  # validated, and parsed by the importer, in tests/e2e/test_resource_examples.py
+        out += ["Or with an `import` block (Terraform 1.5 and later):", "", "```terraform",
+                block.read_text().rstrip("\n"), "```", ""]
     return "\n".join(out)
 
 

@@ -270,9 +270,10 @@ class Stores:
 
     def vault(self) -> Any:
         if self._vault is None:
-            import hvac
+            import requests
 
-            self._vault = hvac.Client(url=self.env["VAULT_ADDR"], token=self.env["VAULT_TOKEN"])
+            self._vault = requests.Session()
+            self._vault.headers["X-Vault-Token"] = self.env["VAULT_TOKEN"]
         return self._vault
 
     def read(self, sink: Sink) -> tuple[str, int] | None:
@@ -289,14 +290,14 @@ class Stores:
                 if isinstance(decoded, dict) and "secret_id" in decoded:
                     value = decoded
             return _secret_in(value, sink.field), int(p["Version"])
-        import hvac.exceptions
-
-        try:
-            r = self.vault().secrets.kv.v2.read_secret_version(path=sink.path, mount_point=sink.mount,
-                                                               raise_on_deleted_version=True)
-        except hvac.exceptions.InvalidPath:
+        # KV v2 read (docs/wire.md, "Vault"): 404 when never written or the current version is deleted.
+        reply = self.vault().get(f"{self.env['VAULT_ADDR'].rstrip('/')}/v1/{sink.mount}/data/{sink.path}",
+                                 timeout=30)
+        if reply.status_code == 404:
             return None
-        return _secret_in(r["data"]["data"], sink.field), int(r["data"]["metadata"]["version"])
+        reply.raise_for_status()
+        held = reply.json()["data"]
+        return _secret_in(held["data"], sink.field), int(held["metadata"]["version"])
 
 
 def _secret_in(held: Any, field: str) -> str:

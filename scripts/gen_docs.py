@@ -7,6 +7,7 @@ Usage: python scripts/gen_docs.py [--check]   (--check: fail if the committed pa
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tokendrop_provider import schema
@@ -59,7 +60,7 @@ def describe(attr: Attr) -> str:
     return " ".join(p for p in parts if p)
 
 
-def attribute_lines(attrs: tuple[Attr, ...], arguments: bool, depth: int = 0) -> list[str]:
+def attribute_lines(attrs: Sequence[Attr], arguments: bool, depth: int = 0) -> list[str]:
     lines: list[str] = []
     indent = "  " * depth
     for attr in attrs:
@@ -91,6 +92,10 @@ def resource_page(res: ResourceSchema) -> str:
     out += ["## Import", "", res.import_id or "Not supported.", "", "```sh",
             f"terraform import {res.type_name}.{short} '{res.import_examples[0] if res.import_examples else '<id>'}'",
             "```", ""]
+    block = EXAMPLES / res.type_name / "import.tf"
+    if block.exists():  # validated, and parsed by the importer, in tests/e2e/test_resource_examples.py
+        out += ["Or with an `import` block (Terraform 1.5 and later):", "", "```terraform",
+                block.read_text().rstrip("\n"), "```", ""]
     return "\n".join(out)
 
 

@@ -33,7 +33,9 @@ class Attr:
     default: object = None  # planned when the configuration leaves an optional+computed value null
     rules: tuple[Rule, ...] = ()
     on_change: OnChange = "update"
-    nested: tuple[Attr, ...] | None = None  # nested attributes (protocol 6): one object, or see `nesting`
+    # nested attributes (protocol 6): one object, or see `nesting`; a sequence that may be read on use
+    # (schema.DELIVER_TO's blocks are the registered sinks')
+    nested: Sequence[Attr] | None = None
     # "single": one nested object; "list": a list of them (e.g. a Token Vault agent's grants).
     nesting: Literal["single", "list"] = "single"
 

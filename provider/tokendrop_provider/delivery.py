@@ -25,43 +25,21 @@ import datetime
 import hashlib
 import json
 import logging
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import SinkConflict, SinkWriteUnknown, TokendropError
 from .issuers.base import IssuedToken, MintedToken, TokenIssuer
+from .markers import issuer_description as issuer_description  # re-exported (resources, audit)
+from .markers import marker as marker
+from .markers import split_description as split_description
 from .settings import batching_enabled
 from .sinks.base import Ownership, Payload, Sink, SinkStatus
 from .timestamps import format_rfc3339 as rfc3339
 from .timestamps import parse_rfc3339 as parse_time
 
 log = logging.getLogger("tokendrop.delivery")
-
-_MARKER = re.compile(r"\s*\[td:([0-9a-f]{12})\]\s*\Z")
-
-
-def marker(issuer: str, scope: str, sink_address: str) -> str:
-    digest = hashlib.sha256(f"{issuer}\0{scope}\0{sink_address}".encode()).hexdigest()[:12]
-    return f"td:{digest}"
-
-
-def issuer_description(description: str | None, mark: str) -> str:
-    """The description stored at the issuer: the user's text and our marker."""
-    return f"{description} [{mark}]" if description else f"[{mark}]"
-
-
-def split_description(text: str | None) -> tuple[str | None, str | None]:
-    """(the user's description, our marker) of an issuer-side description."""
-    if not text:
-        return None, None
-    found = _MARKER.search(text)
-    if not found:
-        return text, None
-    user = text[: found.start()]
-    return (user or None), f"td:{found.group(1)}"
-
 
 def owner_fingerprint(resource_type: str, scope: str, sink_address: str, description: str | None) -> str:
     material = "\0".join((resource_type, scope, sink_address, description or ""))

@@ -97,7 +97,7 @@ def configure() -> None:
         file_handler.setFormatter(formatter)
         logger.addHandler(file_handler)
     # Libraries log through their own loggers; route the ones that matter and keep them quiet.
-    for name in ("botocore", "urllib3", "hvac"):
+    for name in ("botocore", "urllib3"):
         lib = logging.getLogger(name)
         lib.setLevel(logging.WARNING)
         for handler in logger.handlers:

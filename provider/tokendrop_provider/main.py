@@ -8,12 +8,12 @@ import sys
 
 
 def main() -> int:
-    # Keep this path lean: start-up to handshake is import time. boto3, hvac and the issuer clients
-    # load on first use.
+    # Keep this path lean: start-up to handshake is import time. boto3, requests and the issuer
+    # clients load on first use.
     from . import lazy, logs
     from .secret import register_environment
 
-    # Before anything can fail or log: credentials boto3 and hvac read themselves are scrubbed too, and
+    # Before anything can fail or log: credentials boto3 reads itself are scrubbed too, and
     # no exception reaches stderr without passing the scrubber.
     register_environment()
     logs.install_guards()

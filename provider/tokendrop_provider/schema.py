@@ -7,10 +7,12 @@ reference docs are generated from it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from .attributes import Attr, Check, ResourceSchema, exactly_one_of
+from .markers import APPROLE_MARKER_KEY
 from .sinks import ssm_rules, vault_rules
 from .types import BOOL, NUMBER, STRING, ListOf, MapOf, SetOf, Unknown
 from .validation import (
@@ -82,15 +84,47 @@ VAULT_KV_SINK = Attr(
     ),
 )
 
+
+def _registered_sinks() -> tuple[Attr, ...]:
+    from .registry import sinks
+
+    return tuple(entry.attribute for entry in sinks.SINKS)
+
+
+class RegisteredSinkBlocks(Sequence[Attr]):
+    """The blocks of `deliver_to`: each registered sink's own attribute (`SinkKind.attribute`, in the
+    order of registry/sinks.py), wherever it is declared (above, or in the sink's entry module). Read
+    on use, not when this module loads: the sink entries import this module, and a sink registered by
+    a test appears here too. So a new sink is one module and one registry line, and no edit here."""
+
+    def __getitem__(self, index: Any) -> Any:
+        return _registered_sinks()[index]
+
+    def __len__(self) -> int:
+        return len(_registered_sinks())
+
+    def __iter__(self) -> Iterator[Attr]:
+        return iter(_registered_sinks())
+
+    def __repr__(self) -> str:
+        return f"RegisteredSinkBlocks({[a.name for a in self]})"
+
+
 DELIVER_TO = Attr(
     "deliver_to",
-    description="Where the token value goes. Exactly one of `ssm` or `vault_kv`. Changing the location "
+    description="Where the token value goes: exactly one of the blocks below. Changing the location "
     "replaces the resource; changing how it is stored (KMS key, field) rotates the token.",
     required=True,
-    nested=(SSM_SINK, VAULT_KV_SINK),
+    nested=RegisteredSinkBlocks(),
 )
 
-DELIVER_TO_CHECK = exactly_one_of(("deliver_to",), ("ssm", "vault_kv"))
+
+
+def _one_sink(config: Mapping[str, object]) -> list[tuple[tuple[str | int, ...], str]]:
+    return exactly_one_of(("deliver_to",), [a.name for a in DELIVER_TO.nested or ()]).fn(config)
+
+
+DELIVER_TO_CHECK = Check(_one_sink, "exactly one sink block under deliver_to")
 
 # --- lifecycle arguments and state of every token resource ----------------------------------------
 
@@ -467,7 +501,6 @@ TOKENVAULT_AGENT = ResourceSchema(
 
 # --- HashiCorp Vault / OpenBao AppRole secret ids -------------------------------------------------
 
-APPROLE_MARKER_KEY = "tokendrop_marker"  # secret-id metadata key holding tokendrop's orphan-sweep marker
 
 
 def _ttl(value: object) -> str | None:

@@ -23,7 +23,7 @@ _PREFIX = 12  # a cut-off value is still recognised from this many leading chara
 _MASK = "***"
 _FEW_KEYS = 200  # measured: below this, substring checks find "nothing here" faster than the regex
 
-# Credentials the provider (or boto3 / hvac on its behalf) may read from the environment. Registered at
+# Credentials the provider (or boto3 on its behalf) may read from the environment. Registered at
 # start-up, before anything can log, so that even a value the provider never wraps is scrubbed.
 CREDENTIAL_VARIABLES = (
     "TFE_TOKEN", "BUILDKITE_API_TOKEN", "TOKENVAULT_API_KEY", "VAULT_TOKEN", "VAULT_APPROLE_SECRET_ID",

@@ -15,6 +15,7 @@ ALLOWED_PROVIDER_MODULES = {
     "tokendrop_provider.validation", "tokendrop_provider.types", "tokendrop_provider.install",
     "tokendrop_provider.errors", "tokendrop_provider.secret", "tokendrop_provider.sinks",
     "tokendrop_provider.leaks",  # the text forms secret.py masks (stdlib only)
+    "tokendrop_provider.markers",  # the AppRole marker key the schema reserves (stdlib only)
     "tokendrop_provider.sinks.base", "tokendrop_provider.sinks.ssm_rules", "tokendrop_provider.sinks.vault_rules",
     # the registries' declarations (settings, labels, lazy factories): the provider block's schema
     "tokendrop_provider.settings", "tokendrop_provider.lazy",

@@ -27,7 +27,7 @@ from tokendrop_provider.plugin.gen import tfplugin6_pb2 as pb
 from tokendrop_provider.plugin.service import ProviderService
 from tokendrop_provider.provider import ProviderCore
 from tokendrop_provider.registry import issuers, provider_schema, sinks
-from tokendrop_provider.registry.base import Issuer, SinkKind, missing_setting
+from tokendrop_provider.registry.base import AuditWalk, Issuer, SinkKind, missing_setting
 from tokendrop_provider.resources.token import TokenResource
 from tokendrop_provider.secret import Secret
 from tokendrop_provider.settings import Setting, SettingsGroup
@@ -71,12 +71,10 @@ ISSUED = MemoryIssuer()  # what "the API" holds, shared by the provider and the 
 KEY = Setting("memory_key", "Memory issuer API key.", ("MEMORY_KEY",), sensitive=True)
 MEMORY_SINK = Attr("memory", description="An in-memory store.", optional=True, nested=(
     Attr("slot", STRING, "Slot name.", required=True, on_change="replace"),))
-DELIVER_TO = Attr(schema.DELIVER_TO.name, description=schema.DELIVER_TO.description, required=True,
-                  nested=(*schema.DELIVER_TO.nested, MEMORY_SINK))
 MEMORY_TOKEN = ResourceSchema(
     type_name="tokendrop_memory_token", description="A token of the in-memory issuer.",
-    attributes=(Attr("pool", STRING, "The pool.", required=True, on_change="replace"), DELIVER_TO,
-                *schema.LIFECYCLE_ARGUMENTS, *schema.DELIVERY_STATE),
+    attributes=(Attr("pool", STRING, "The pool.", required=True, on_change="replace"), schema.DELIVER_TO,
+                *schema.LIFECYCLE_ARGUMENTS, *schema.DELIVERY_STATE), checks=(schema.DELIVER_TO_CHECK,),
     import_id="`<pool>/<sink address>` (e.g. `p1/memory:a`).", import_examples=("p1/memory:a",),
     secret_delivered="the memory token", in_state="ids and the sink address.")
 
@@ -100,6 +98,8 @@ MEMORY = Issuer(
     resources=lambda: (MemoryToken(),),
     token_scopes={"tokendrop_memory_token": lambda attrs, _settings: attrs.get("pool")},
     list_tokens=lambda client, scope: client.list_tokens(scope),
+    audit_walk=AuditWalk(flag="--memory-pool", metavar="POOL", source="memory_pool", scope=lambda pool: pool,
+                         help="also list every token of this pool. Repeatable"),
 )
 
 # --- the new sink: a writer and a registry entry ------------------------------------------------------
@@ -177,6 +177,17 @@ def test_a_registered_issuer_and_sink_are_served_synthesized_audited_and_documen
     assert not svc.ConfigureProvider(pb.ConfigureProvider.Request(config=dynamic(config, provider_schema())),
                                      None).diagnostics
 
+    # the sink is a `deliver_to` block of every token resource, and the exactly-one check knows it
+    for type_name in ("tokendrop_memory_token", "tokendrop_tfe_agent_token"):
+        block = served.resource_schemas[type_name].block
+        deliver_to = next(a for a in block.attributes if a.name == "deliver_to")
+        assert [a.name for a in deliver_to.nested_type.attributes] == ["ssm", "vault_kv", "memory"]
+    both = full(MEMORY_TOKEN, pool="p1", deliver_to={"ssm": {"name": "/x"}, "vault_kv": None, "memory": {"slot": "a"}})
+    refused = svc.ValidateResourceConfig(pb.ValidateResourceConfig.Request(
+        type_name=MEMORY_TOKEN.type_name, config=dynamic(both, MEMORY_TOKEN)), None)
+    assert [d.detail for d in refused.diagnostics] == ["set exactly one sink, not both `ssm` and `memory`."]
+    assert ISSUED.tokens == {} and STORED == {}
+
     # plan and apply: the token is minted at the issuer and delivered to the sink
     deliver_to: dict[str, Any] = {"ssm": None, "vault_kv": None, "memory": {"slot": "a"}}
     state = change(svc, None, full(MEMORY_TOKEN, pool="p1", deliver_to=deliver_to, adopt_existing=False))
@@ -195,6 +206,16 @@ def test_a_registered_issuer_and_sink_are_served_synthesized_audited_and_documen
     assert (row["issuer"], row["scope"], row["flags"]) == ("memory", "p1", [])
     assert (row["sink"]["address"], row["sink"]["version"]) == ("memory:a", 1)  # read through the sink entry
 
+    # the audit's option from the entry walks the pool with no state: the token is an orphan there
+    out, err = io.StringIO(), io.StringIO()
+    args = cli.build_parser().parse_args(["audit", "--memory-pool", "p1", "--json"])
+    code = command.run(args, stdout=out, stderr=err, core=svc.core)
+    assert code == command.ATTENTION, err.getvalue()
+    report = json.loads(out.getvalue())
+    assert {"type": "memory_pool", "name": "p1"} in report["sources"]
+    row = next(t for t in report["tokens"] if t["token_id"] == state["id"])
+    assert (row["scope"], [flag["code"] for flag in row["flags"]]) == ("p1", ["orphan"])
+
     # the docs generator documents the resource and the setting with its environment variable
     import importlib.util
 
@@ -204,6 +225,7 @@ def test_a_registered_issuer_and_sink_are_served_synthesized_audited_and_documen
     pages = gen_docs.pages
     docs = {path.name: text for path, text in pages().items()}
     assert "`p1/memory:a`" in docs["memory_token.md"]
+    assert "- `slot` (Required, string) Slot name." in docs["tfe_agent_token.md"]  # under deliver_to.memory
     assert "`memory_key`" in docs["provider.md"] and "`MEMORY_KEY`" in docs["provider.md"]
 
     # the constructs synthesize it (the generic construct base, and a sink value object)

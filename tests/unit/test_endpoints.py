@@ -42,6 +42,27 @@ def test_other_endpoints_are_refused_naming_the_setting(url, summary):
     assert "pw" not in str(caught.value)
 
 
+@pytest.mark.parametrize("url", ["http://LOCALHOST:8080", "http://127.5.0.1", "http://[::1]:8080/api/v2",
+                                 "http://10.1.2.3", "http://127.0.0.1.nip.io", "http://[::ffff:10.0.0.1]",
+                                 "https://user:pw@tfe.example.com", "https://tfe.example.com/api/v2/"])
+def test_issuer_base_urls_follow_the_same_rule(url):
+    # One rule for every URL that carries a credential: an issuer's base URL is accepted or refused
+    # exactly as the Vault address or SSM endpoint would be, with the same summary.
+    from tokendrop_provider.issuers.http import normalize_base_url
+
+    def outcome(check):
+        try:
+            return check()
+        except ConfigError as err:
+            return err.summary, err.attribute
+
+    vault = outcome(lambda: checked_endpoint(url, label="TFE address", setting="tfe_address", carries="x"))
+    issuer = outcome(lambda: normalize_base_url(url, label="TFE address", setting="tfe_address",
+                                                strip_suffix="/api/v2"))
+    expected = vault.removesuffix("/api/v2") if isinstance(vault, str) else vault
+    assert issuer == expected
+
+
 def _plan_ssm_delivery(fresh_tfe_emulator, **provider: str) -> pb.PlanResourceChange.Response:
     svc = configured_service(tfe_address=fresh_tfe_emulator.url, tfe_token=fresh_tfe_emulator.sandbox_token,
                              **provider)

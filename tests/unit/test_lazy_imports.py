@@ -1,4 +1,4 @@
-"""The first imports of requests, boto3 and hvac happen in whichever RPC thread needs them first.
+"""The first imports of requests and boto3 happen in whichever RPC thread needs them first.
 Concurrent first imports must never surface a partially initialized module (a real failure seen when
 a Buildkite and an AppRole resource were planned together)."""
 
@@ -43,7 +43,7 @@ work = pairs[int(__import__("sys").argv[1])]
 threads = [threading.Thread(target=run, args=(fn,)) for fn in work]
 for t in threads: t.start()
 for t in threads: t.join()
-import boto3, hvac, requests  # all loaded
+import boto3, requests  # all loaded
 print("errors:", errors)
 """
 

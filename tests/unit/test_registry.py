@@ -48,6 +48,36 @@ def test_an_issuer_entry_agrees_with_its_client_and_resources(issuer):
     assert set(issuer.token_scopes) | set(issuer.scope_resources) == {r.schema.type_name for r in served}
 
 
+@pytest.mark.parametrize("issuer", ISSUERS, ids=lambda i: i.name)
+def test_an_issuer_is_listable_by_the_audit_and_its_walk_option_is_complete(issuer):
+    # every scope the audit may hold is listed one way or the other, never both
+    assert (issuer.list_tokens is None) != (issuer.list_account is None)
+    option = issuer.audit_walk
+    if option is None:
+        return
+    assert option.flag.startswith("--") and option.help and option.source
+    if option.metavar is None:  # a switch walks everything: only an account-wide listing can
+        assert issuer.list_account is not None and option.switch_source is not None
+        assert option.switch_source(Settings.resolve({}, env=FULL_ENV).group(issuer.settings.name))
+    else:  # a value names scopes to list (a call) or one scope (none)
+        assert (option.scopes is None) != (option.scope is None)
+        assert option.scope is not None or (option.what and option.not_found)
+
+
+def test_each_walk_option_is_on_the_audits_command_line_for_its_issuer():
+    from tokendrop_provider import cli
+    from tokendrop_provider.audit.collect import Walk
+
+    walked = [i for i in ISSUERS if i.audit_walk is not None]
+    assert len({i.audit_walk.flag for i in walked}) == len(walked)
+    for issuer in walked:
+        option = issuer.audit_walk
+        argv = ["audit", option.flag, *(() if option.metavar is None else ("approle/ci",))]
+        walk = Walk.from_args(cli.build_parser().parse_args(argv))
+        assert walk.issuers == {issuer.name}
+        assert walk.values(issuer.name) == ([""] if option.metavar is None else ["approle/ci"])
+
+
 def test_every_schema_is_served_once_and_every_setting_is_in_the_provider_block():
     declared = {v.type_name for v in vars(schema).values() if isinstance(v, ResourceSchema)}
     served = [r.schema.type_name for i in ISSUERS for r in i.resources()]

@@ -1,10 +1,11 @@
-"""What the audit asks the issuers and sinks, through the provider's own clients (`Clients`).
+"""What the audit asks the issuers and sinks, through the provider's own clients (`Clients`). What is
+particular to an issuer (its walking option, how it lists) comes from its registry entry.
 
-Cost: one listing (all pages) per pool / cluster / AppRole role, one agent list plus a read per agent
-for Token Vault (its list carries no descriptions), SSM DescribeParameters per 50 parameters, one
-metadata read per Vault KV secret. Listings and Vault reads run a few at a time; the issuer clients
-share their rate limiters across threads, so a large audit slows down instead of failing. Only
-metadata is read: no call here returns a token value.
+Cost: one listing (all pages) per pool / cluster / AppRole role, or what an issuer's `list_account`
+makes (Token Vault: one agent list plus a read per agent, its list carrying no descriptions), SSM
+DescribeParameters per 50 parameters, one metadata read per Vault KV secret. Listings and Vault reads
+run a few at a time; the issuer clients share their rate limiters across threads, so a large audit
+slows down instead of failing. Only metadata is read: no call here returns a token value.
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from ..errors import ConfigError, IssuerNotFound
-from ..registry.buildkite import ISSUER as BUILDKITE
-from ..registry.tfe import ISSUER as TFE
-from ..registry.tokenvault import ISSUER as TOKENVAULT
 from ..sinks.base import SinkStatus
 from .evaluate import ScopeListing
 from .state import ManagedToken, StateScope
@@ -39,16 +37,29 @@ class WalkError(ConfigError):
 
 @dataclass
 class Walk:
-    """Scopes the command line asks for, besides those the states name."""
+    """Scopes the command line asks for besides those the states name: issuer name -> the values of
+    its audit option (`Issuer.audit_walk`); a switch that is on has one empty value."""
 
-    tfe_organizations: list[str] = field(default_factory=list)
-    buildkite_organizations: list[str] = field(default_factory=list)
-    tokenvault: bool = False  # every agent of the Token Vault account
-    approle_roles: list[str] = field(default_factory=list)  # "<mount>/<role>"
+    asked: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_args(cls, args: Any) -> Walk:
+        from ..registry import issuers
+
+        asked: dict[str, list[str]] = {}
+        for entry in issuers.ISSUERS:
+            option = entry.audit_walk
+            if option is not None:
+                value = getattr(args, option.dest, None)
+                asked[entry.name] = list(value or ()) if option.metavar else ([""] if value else [])
+        return cls(asked)
+
+    def values(self, issuer: str) -> list[str]:
+        return self.asked.get(issuer, [])
 
     @property
-    def any(self) -> bool:
-        return bool(self.tfe_organizations or self.buildkite_organizations or self.tokenvault or self.approle_roles)
+    def issuers(self) -> set[str]:
+        return {name for name, values in self.asked.items() if values}
 
 
 @dataclass
@@ -205,71 +216,72 @@ def plan_targets(state_scopes: Iterable[StateScope], walk: Walk) -> dict[tuple[s
         target = targets.setdefault((scope.issuer, scope.scope), Target(scope.issuer, scope.scope))
         target.name = target.name or scope.name
         target.origins.add("state")
-    for role in walk.approle_roles:
-        from ..issuers.vault_approle import split_scope
+    from ..registry import issuers
 
-        try:
-            mount, name = split_scope(role.strip("/"))
-        except ConfigError:
-            raise WalkError(f"--approle-role {role!r}",
-                            "give the role as <mount>/<role name>, e.g. approle/ci") from None
-        target = targets.setdefault(("vault-approle", f"{mount}/{name}"),
-                                    Target("vault-approle", f"{mount}/{name}"))
-        target.origins.add("walk")
+    for entry in issuers.ISSUERS:  # options naming one scope each (an AppRole role): no call needed
+        option = entry.audit_walk
+        if option is None or option.scope is None:
+            continue
+        for value in walk.values(entry.name):
+            try:
+                scope = option.scope(value)
+            except ConfigError as err:
+                raise WalkError(f"{option.flag} {value!r}", err.detail or err.summary) from None
+            target = targets.setdefault((entry.name, scope), Target(entry.name, scope))
+            target.origins.add("walk")
     return targets
 
 
 def walk_organizations(clients: Clients, walk: Walk, targets: dict[tuple[str, str], Target],
                        progress: Progress) -> None:
-    """Add every pool of each TFE organization and every cluster of each Buildkite organization."""
-    total = len(walk.tfe_organizations) + len(walk.buildkite_organizations)
-    if not total:
-        return
-    progress.stage("walking organizations", total)
-    for org in walk.tfe_organizations:
-        try:
-            pools = clients.of(TFE).list_agent_pools(org)
-        except IssuerNotFound:
-            raise WalkError(f"TFE organization {org!r} not found",
-                            "It does not exist, this TFE token may not see it, or it has no agents entitlement "
-                            "(TFE answers 404 for all three).") from None
-        for pool in pools:
-            target = targets.setdefault(("tfe", pool.id), Target("tfe", pool.id))
-            target.name = pool.name
-            target.origins.add("walk")
-        progress.step(f"tfe {org}")
-    for org in walk.buildkite_organizations:
-        from ..issuers.buildkite import scope_of
+    """Add every scope under each value of an option that walks (every pool of a TFE organization,
+    every cluster of a Buildkite organization), as the issuers' entries list them."""
+    from ..registry import issuers
 
+    asked = [(entry, entry.audit_walk, value) for entry in issuers.ISSUERS
+             if entry.audit_walk is not None and entry.audit_walk.scopes is not None
+             for value in walk.values(entry.name)]
+    if not asked:
+        return
+    progress.stage("walking organizations", len(asked))
+    for entry, option, value in asked:
+        assert option.scopes is not None  # picked above
         try:
-            clusters = clients.of(BUILDKITE).list_clusters(org)
+            found = option.scopes(clients.of(entry), value)
         except IssuerNotFound:
-            raise WalkError(f"Buildkite organization {org!r} not found",
-                            "It does not exist, or this API token may not read its clusters (read_clusters "
-                            "scope).") from None
-        for cluster in clusters:
-            scope = scope_of(org, cluster.id)
-            target = targets.setdefault(("buildkite", scope), Target("buildkite", scope))
-            target.name = cluster.name
+            raise WalkError(f"{option.what} {value!r} not found", option.not_found) from None
+        for scope, name in found:
+            target = targets.setdefault((entry.name, scope), Target(entry.name, scope))
+            target.name = name
             target.origins.add("walk")
-        progress.step(f"buildkite {org}")
+        progress.step(f"{entry.name} {value}")
 
 
 def list_scopes(clients: Clients, targets: Mapping[tuple[str, str], Target], walk: Walk, workers: int,
                 progress: Progress) -> dict[tuple[str, str], ScopeListing]:
-    """One listing per scope. Token Vault is listed per account (see `_tokenvault_listings`)."""
-    from ..registry.issuers import issuer
+    """One listing per scope, or per account for an issuer that lists that way (`list_account`)."""
+    from ..registry import issuers
 
-    per_scope = [t for t in targets.values() if issuer(t.issuer).list_tokens is not None]
-    agent_names = {t.scope for t in targets.values() if t.issuer == TOKENVAULT.name}
+    per_scope = [t for t in targets.values() if issuers.issuer(t.issuer).list_tokens is not None]
     listings: dict[tuple[str, str], ScopeListing] = {}
     progress.stage("listing scopes", len(per_scope))
     for listing in parallel(per_scope, lambda t: _list_one(clients, t), workers, progress,
                             describe=lambda t: f"{t.issuer} {t.scope}"):
         listings[(listing.issuer, listing.scope)] = listing
-    if agent_names or walk.tokenvault:
-        for listing in _tokenvault_listings(clients, agent_names, walk.tokenvault, workers, progress):
-            listings[(listing.issuer, listing.scope)] = listing
+
+    def fanout(label: str, items: Sequence[Any], work: Callable[[Any], Any],
+               describe: Callable[[Any], str]) -> list[Any]:
+        progress.stage(label, len(items))
+        return parallel(items, work, workers, progress, describe=describe)
+
+    for entry in issuers.ISSUERS:
+        names = {t.scope for t in targets.values() if t.issuer == entry.name}
+        walk_all = entry.name in walk.issuers
+        if entry.list_account is None or not (names or walk_all):
+            continue
+        for scope, tokens in sorted(entry.list_account(clients.of(entry), names, walk_all, fanout).items()):
+            origin = "+".join(o for o, on in (("state", scope in names), ("walk", walk_all)) if on)
+            listings[(entry.name, scope)] = ScopeListing(entry.name, scope, dict(tokens), origin=origin)
     return listings
 
 
@@ -287,24 +299,6 @@ def _list_one(clients: Clients, target: Target) -> ScopeListing:
         return ScopeListing(target.issuer, target.scope, {}, exists=False, name=target.name, origin=target.origin)
     return ScopeListing(target.issuer, target.scope, {t.id: t for t in tokens}, name=target.name,
                         origin=target.origin)
-
-
-def _tokenvault_listings(clients: Clients, names: set[str], walk_all: bool, workers: int,
-                         progress: Progress) -> list[ScopeListing]:
-    """Token Vault's scope is an agent name. One agent list, then one read per agent of interest
-    (the list has no descriptions, which carry the markers)."""
-    client = clients.of(TOKENVAULT)
-    summaries = [s for s in client.list_agents() if walk_all or s.name in names]
-    progress.stage("reading Token Vault agents", len(summaries))
-    found = parallel(summaries, lambda s: client.lookup(s.name, s.id), workers, progress,
-                     describe=lambda s: f"tokenvault {s.name}")
-    by_name: dict[str, dict[str, IssuedToken]] = {name: {} for name in names}
-    for token in found:
-        if token is not None:  # deleted between the list and the read
-            by_name.setdefault(token.scope, {})[token.id] = token
-    return [ScopeListing("tokenvault", name, tokens,
-                         origin="+".join(o for o, on in (("state", name in names), ("walk", walk_all)) if on))
-            for name, tokens in sorted(by_name.items())]
 
 
 # --- sinks ----------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import TokendropError
 from ..secret import scrub
@@ -16,6 +16,7 @@ from .state import StateError, load_sources
 
 if TYPE_CHECKING:
     from ..provider import ProviderCore
+    from ..registry.base import AuditWalk
 
 CLEAN, ATTENTION, FAILED = 0, 1, 2
 DEFAULT_CONCURRENCY = 8
@@ -47,14 +48,11 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     what.add_argument("--state", action="append", default=[], metavar="PATH",
                       help="a state file, `terraform state pull` or `terraform show -json` output; `-` reads stdin; "
                       "a directory means every *.tfstate below it. Repeatable")
-    what.add_argument("--tfe-organization", action="append", default=[], metavar="ORG",
-                      help="also list every agent pool of this TFE / HCP Terraform organization. Repeatable")
-    what.add_argument("--buildkite-organization", action="append", default=[], metavar="SLUG",
-                      help="also list every cluster of this Buildkite organization. Repeatable")
-    what.add_argument("--tokenvault", action="store_true",
-                      help="also list every agent of the Token Vault account")
-    what.add_argument("--approle-role", action="append", default=[], metavar="MOUNT/ROLE",
-                      help="also list the secret ids of this AppRole role, e.g. approle/ci. Repeatable")
+    for option in _walk_options():  # each issuer's own, from its registry entry
+        if option.metavar is None:
+            what.add_argument(option.flag, action="store_true", help=option.help)
+        else:
+            what.add_argument(option.flag, action="append", default=[], metavar=option.metavar, help=option.help)
 
     out = audit.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print a JSON document (schema tokendrop-audit/1)")
@@ -83,6 +81,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     audit.set_defaults(handler=run_command)
 
 
+def _walk_options() -> list[AuditWalk[Any]]:
+    from ..registry import issuers
+
+    return [entry.audit_walk for entry in issuers.ISSUERS if entry.audit_walk is not None]
+
+
 def run_command(args: argparse.Namespace) -> int:
     return run(args)
 
@@ -97,11 +101,11 @@ def run(args: argparse.Namespace, *, stdin: TextIO | None = None, stdout: TextIO
         stderr.write(f"tokendrop audit: {scrub(message)}\n")
         return FAILED
 
-    walk_requested = bool(args.tfe_organization or args.buildkite_organization or args.tokenvault
-                          or args.approle_role)
-    if not args.state and not walk_requested:
+    from .collect import Walk
+
+    if not args.state and not Walk.from_args(args).issuers:
         return fail("nothing to audit: give --state PATH (a state file, a directory of them, or - for stdin) "
-                    "and/or --tfe-organization, --buildkite-organization, --tokenvault, --approle-role")
+                    "and/or " + ", ".join(option.flag for option in _walk_options()))
     try:
         window = parse_duration(args.expiring_within) if args.expiring_within else DEFAULT_EXPIRY_WINDOW
     except ValueError as err:
@@ -153,14 +157,12 @@ def _audit(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Text
     for warning in warnings:
         stderr.write(f"tokendrop audit: warning: {warning}\n")
 
-    walk = Walk(list(args.tfe_organization), list(args.buildkite_organization), bool(args.tokenvault),
-                list(args.approle_role))
+    walk = Walk.from_args(args)
     tokens = states.tokens
     targets = plan_targets(states.scopes, walk)  # no calls: a malformed --approle-role fails first
     refs = [] if args.skip_sinks else [r for r in map(sink_ref, tokens) if r is not None]
     issuers = {s.issuer for s in states.scopes}
-    issuers |= {kind for kind, on in (("tfe", walk.tfe_organizations), ("buildkite", walk.buildkite_organizations),
-                                      ("tokenvault", walk.tokenvault), ("vault-approle", walk.approle_roles)) if on}
+    issuers |= walk.issuers
     check_settings(clients, issuers, {r.kind for r in refs})
     prepare(clients, issuers, {r.kind for r in refs})
 
@@ -176,11 +178,13 @@ def _audit(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Text
     report = evaluate(tokens, listings, sinks, now, window)
     if args.json:
         sources = [Source("state", s.source, s.format, len(s.tokens)) for s in states.loaded]
-        sources += [Source("tfe_organization", o) for o in walk.tfe_organizations]
-        sources += [Source("buildkite_organization", o) for o in walk.buildkite_organizations]
-        if walk.tokenvault:
-            sources.append(Source("tokenvault_account", settings.tokenvault.api_url))
-        sources += [Source("approle_role", r) for r in walk.approle_roles]
+        from ..registry import issuers as registry
+
+        for entry in registry.ISSUERS:
+            option = entry.audit_walk
+            for value in walk.values(entry.name) if option is not None else ():
+                walked = option.switch_source(settings.group(entry.settings.name)) if option.switch_source else value
+                sources.append(Source(option.source, walked))
         document = to_json(report, sources, list(listings.values()))
         document["warnings"] = warnings
         stdout.write(scrub(dumps(document)))

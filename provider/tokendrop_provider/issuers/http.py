@@ -36,8 +36,8 @@ import requests.auth
 from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import NewConnectionError
 
+from ..endpoints import checked_endpoint
 from ..errors import (
-    ConfigError,
     IssuerAuthError,
     IssuerError,
     IssuerNotFound,
@@ -486,38 +486,14 @@ def _rewrite(exc: TokendropError, summary: str, detail: str) -> None:
 
 def normalize_base_url(url: str, *, label: str, setting: str, credential: str = "API token",
                        strip_suffix: str = "") -> str:
-    """"scheme://host[:port][/prefix]" from a URL or bare host name. Refuses credentials, queries and
-    fragments in the URL, and plain http except on loopback (the credential would travel unencrypted).
-    Errors name `setting`, the provider attribute the URL came from."""
+    """"scheme://host[:port][/prefix]" from a URL or bare host name (https assumed). The one endpoint
+    rule, `endpoints.checked_endpoint`: no credentials, query or fragment in the URL, and plain http
+    on loopback only (the credential would travel unencrypted). Errors name `setting`."""
     raw = (url or "").strip()
     if "://" not in raw:
         raw = "https://" + raw
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"Invalid {label}", f"{url!r} is not an http(s) URL or host name",
-                          attribute=(setting,))
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ConfigError(f"Invalid {label}", "the URL must be plain (no credentials, query or fragment)",
-                          attribute=(setting,))
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise ConfigError(f"Insecure {label}",
-                          f"http://{parts.netloc} would send the {credential} unencrypted; use https:// (plain "
-                          "http is accepted for loopback addresses only)", attribute=(setting,))
-    path = parts.path.rstrip("/")
-    if strip_suffix:
-        path = path.removesuffix(strip_suffix)
-    return f"{parts.scheme}://{parts.netloc}{path}"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    base = checked_endpoint(raw, label=label, setting=setting, carries=f"the {credential}")
+    return base.removesuffix(strip_suffix) if strip_suffix else base
 
 
 _CREDENTIAL_SALT = os.urandom(16)  # per process: digests cannot be compared across runs

@@ -36,11 +36,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..delivery import rfc3339, split_description
 from ..errors import ConfigError, IssuerAuthError, IssuerError, IssuerNotFound, IssuerValidationError
-from ..schema import APPROLE_MARKER_KEY
+from ..markers import APPROLE_MARKER_KEY, split_description
 from ..secret import Secret
 from ..settings import VaultSettings
+from ..timestamps import format_rfc3339 as rfc3339
 from ..validation import parse_duration
 from ..vault import VaultLoginFailed, VaultRedirectRefused, VaultUnreachable, vault_connection
 from .base import IssuedToken, MintedToken, TokenIssuer

@@ -86,7 +86,7 @@ def unexpected_pb(exc: BaseException) -> pb.Diagnostic:
 
 
 # A failure of a client library on the way to a service, by (module, class) anywhere in its class
-# hierarchy; matched by name so that boto3, requests and hvac need not be imported to check.
+# hierarchy; matched by name so that boto3 and requests need not be imported to check.
 _UNREACHABLE = {
     ("builtins", "ConnectionError"), ("builtins", "TimeoutError"), ("socket", "gaierror"), ("ssl", "SSLError"),
     ("requests.exceptions", "RequestException"), ("urllib3.exceptions", "HTTPError"),
@@ -94,7 +94,6 @@ _UNREACHABLE = {
     ("botocore.exceptions", "NoCredentialsError"),
     ("botocore.exceptions", "PartialCredentialsError"), ("botocore.exceptions", "CredentialRetrievalError"),
     ("botocore.exceptions", "TokenRetrievalError"), ("botocore.exceptions", "NoRegionError"),
-    ("hvac.exceptions", "VaultDown"),
 }
 # Where the failed call went: a URL in the message, or urllib3's "host='…', port=…".
 _WHERE = (re.compile(r"""https?://([^/\s'"]+)"""), re.compile(r"""host='([^']+)', port=(\d+)"""))

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 C = TypeVar("C")
 StateAttributes = Mapping[str, Any]
+# The audit's fan-out: (progress label, items, work on one item, describe one item) -> results in order,
+# a few at a time.
+Fanout = Callable[[str, Sequence[Any], Callable[[Any], Any], Callable[[Any], str]], list[Any]]
 
 
 def missing_setting(summary: str, setting: Setting, also: str = "") -> ConfigError:
@@ -32,6 +35,28 @@ def missing_setting(summary: str, setting: Setting, also: str = "") -> ConfigErr
     no provider block) and the provider-block attribute, which the diagnostic points at."""
     env = f"the {setting.env[0]} environment variable" if setting.env else "it"
     return ConfigError(summary, f"Set {env} (or {setting.name} in the provider block){also}.", (setting.name,))
+
+
+@dataclass(frozen=True)
+class AuditWalk(Generic[C]):
+    """The `tokendrop audit` option that lists this issuer's scopes beyond those the states name."""
+
+    flag: str  # e.g. "--tfe-organization"; its argparse destination is the name with underscores
+    help: str
+    source: str  # the type of its entries in the JSON report's `sources`, e.g. "tfe_organization"
+    metavar: str | None = None  # None: a switch (walk everything the credentials see; see `list_account`)
+    what: str = ""  # what a value names, for errors, e.g. "TFE organization"
+    # (client, value) -> (scope, display name) of every scope under value; IssuerNotFound if none
+    scopes: Callable[[C, str], Sequence[tuple[str, str | None]]] | None = None
+    not_found: str = ""  # why `scopes` may answer "not found", for the error
+    # value -> the one scope it names, without a call; ConfigError if it is malformed
+    scope: Callable[[str], str] | None = None
+    # a switch: (the issuer's settings) -> what the JSON report names as walked, e.g. the account's URL
+    switch_source: Callable[[Any], str] | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
 
 
 @dataclass(frozen=True)
@@ -55,6 +80,10 @@ class Issuer(Generic[C]):
         default_factory=dict)
     # (client, scope) -> every token of the scope, expired ones included; None: listed another way
     list_tokens: Callable[[C, str], Sequence[IssuedToken]] | None = None
+    # scopes listed together instead (e.g. one account-wide list): (client, the scopes the states name,
+    # whether the audit walks every scope, fan-out) -> tokens by scope
+    list_account: Callable[[C, set[str], bool, Fanout], Mapping[str, Mapping[str, IssuedToken]]] | None = None
+    audit_walk: AuditWalk[C] | None = None  # the audit's option that lists scopes beyond the states
     reports_last_use: bool = False  # its tokens carry a last-use time the audit can judge
     # modules its client needs, imported on one thread before the audit lists scopes in parallel
     libraries: tuple[str, ...] = ()

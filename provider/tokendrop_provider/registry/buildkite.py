@@ -10,7 +10,7 @@ from ..errors import ConfigError
 from ..lazy import IMPORT_LOCK
 from ..settings import BuildkiteSettings, Setting, Settings, SettingsGroup
 from ..types import Unknown
-from .base import Issuer, StateAttributes, missing_setting, text
+from .base import AuditWalk, Issuer, StateAttributes, missing_setting, text
 
 if TYPE_CHECKING:
     from ..issuers.buildkite import BuildkiteClient
@@ -67,6 +67,12 @@ def _cluster_scope(attrs: StateAttributes) -> tuple[str, str | None] | None:
     return None if organization is None else (f"{organization}/{attrs['id']}", text(attrs.get("name")))
 
 
+def _clusters(client: BuildkiteClient, organization: str) -> list[tuple[str, str | None]]:
+    from ..issuers.buildkite import scope_of
+
+    return [(scope_of(organization, cluster.id), cluster.name) for cluster in client.list_clusters(organization)]
+
+
 def _resources() -> tuple[Resource, ...]:
     from ..resources.buildkite_cluster import BuildkiteCluster
     from ..resources.buildkite_cluster_token import BuildkiteClusterToken
@@ -81,4 +87,9 @@ ISSUER: Issuer[BuildkiteClient] = Issuer(
     scope_resources={"tokendrop_buildkite_cluster": _cluster_scope},
     # expired ones too, so that a state token past its expiry reads "expired", not "revoked"
     list_tokens=lambda client, scope: client.list_tokens(scope, include_expired=True),
+    audit_walk=AuditWalk(
+        flag="--buildkite-organization", metavar="SLUG", source="buildkite_organization",
+        what="Buildkite organization", help="also list every cluster of this Buildkite organization. Repeatable",
+        scopes=_clusters,
+        not_found="It does not exist, or this API token may not read its clusters (read_clusters scope)."),
 )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 from ..lazy import IMPORT_LOCK
 from ..settings import Setting, SettingsGroup, TfeSettings
-from .base import Issuer, missing_setting, text
+from .base import AuditWalk, Issuer, missing_setting, text
 
 if TYPE_CHECKING:
     from ..issuers.tfe import TfeClient
@@ -40,6 +40,10 @@ def _resources() -> tuple[Resource, ...]:
     return TfeAgentPool(), TfeAgentToken()
 
 
+def _pools(client: TfeClient, organization: str) -> list[tuple[str, str | None]]:
+    return [(pool.id, pool.name) for pool in client.list_agent_pools(organization)]
+
+
 ISSUER: Issuer[TfeClient] = Issuer(
     name="tfe", label="HCP Terraform / TFE", scope_label="agent pool", settings=SETTINGS, client=_client,
     check=_check, resources=_resources,
@@ -47,4 +51,9 @@ ISSUER: Issuer[TfeClient] = Issuer(
     scope_resources={"tokendrop_tfe_agent_pool": lambda attrs: (attrs["id"], text(attrs.get("name")))},
     list_tokens=lambda client, scope: client.list_tokens(scope),
     reports_last_use=True,
+    audit_walk=AuditWalk(
+        flag="--tfe-organization", metavar="ORG", source="tfe_organization", what="TFE organization",
+        help="also list every agent pool of this TFE / HCP Terraform organization. Repeatable", scopes=_pools,
+        not_found="It does not exist, this TFE token may not see it, or it has no agents entitlement "
+                  "(TFE answers 404 for all three)."),
 )

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..lazy import IMPORT_LOCK
 from ..settings import Setting, SettingsGroup, TokenVaultSettings
-from .base import Issuer, missing_setting, text
+from .base import AuditWalk, Fanout, Issuer, missing_setting, text
 
 if TYPE_CHECKING:
+    from ..issuers.base import IssuedToken
     from ..issuers.tokenvault import TokenVaultClient
     from ..resources.base import Resource
 
@@ -39,9 +41,26 @@ def _resources() -> tuple[Resource, ...]:
     return (TokenVaultAgent(),)
 
 
-# Listed per account by the audit (one agent list, then a read per agent: the list has no descriptions).
+def _list_account(client: TokenVaultClient, names: set[str], walk_all: bool,
+                  fanout: Fanout) -> Mapping[str, Mapping[str, IssuedToken]]:
+    """The audit's listing: a scope is an agent name. One agent list, then one read per agent of
+    interest (the list carries no descriptions, which carry the markers)."""
+    summaries = [s for s in client.list_agents() if walk_all or s.name in names]
+    found = fanout("reading Token Vault agents", summaries, lambda s: client.lookup(s.name, s.id),
+                   lambda s: f"tokenvault {s.name}")
+    by_name: dict[str, dict[str, IssuedToken]] = {name: {} for name in names}
+    for token in found:
+        if token is not None:  # deleted between the list and the read
+            by_name.setdefault(token.scope, {})[token.id] = token
+    return by_name
+
+
 ISSUER: Issuer[TokenVaultClient] = Issuer(
     name="tokenvault", label="Token Vault", scope_label="agent", settings=SETTINGS, client=_client,
     check=_check, resources=_resources,
     token_scopes={"tokendrop_tokenvault_agent": lambda attrs, _: text(attrs.get("name"))},
+    list_account=_list_account,
+    audit_walk=AuditWalk(flag="--tokenvault", source="tokenvault_account",
+                         help="also list every agent of the Token Vault account",
+                         switch_source=lambda settings: settings.api_url),
 )

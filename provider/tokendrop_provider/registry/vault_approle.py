@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Issuer, StateAttributes, text
+from ..errors import ConfigError
+from .base import AuditWalk, Issuer, StateAttributes, text
 from .vault_kv import SETTINGS, check_vault
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def _client(settings: VaultSettings, cancel: threading.Event) -> VaultAppRoleIssuer:
-    # hvac calls cannot be cancelled; each is short and bounded by the client's timeout.
+    # Vault calls cannot be cancelled; each is short and bounded by the client's timeout.
     from ..lazy import IMPORT_LOCK
 
     with IMPORT_LOCK:
@@ -36,6 +37,16 @@ def _scope(attrs: StateAttributes, _settings: Settings) -> str | None:
     return f"{text(attrs.get('mount')) or 'approle'}/{role}" if role else None
 
 
+def _walked_role(value: str) -> str:
+    from ..issuers.vault_approle import split_scope
+
+    try:
+        mount, name = split_scope(value.strip("/"))
+    except ConfigError:
+        raise ConfigError("Invalid AppRole role", "give the role as <mount>/<role name>, e.g. approle/ci") from None
+    return f"{mount}/{name}"
+
+
 ISSUER: Issuer[VaultAppRoleIssuer] = Issuer(
     name="vault-approle", label="Vault AppRole", scope_label="AppRole role", settings=SETTINGS, client=_client,
     check=lambda vault: check_vault(vault, "tokendrop_vault_approle_secret_id (the issuing Vault)"),
@@ -43,4 +54,7 @@ ISSUER: Issuer[VaultAppRoleIssuer] = Issuer(
     token_scopes={"tokendrop_vault_approle_secret_id": _scope},
     list_tokens=lambda client, scope: client.list_tokens(scope),
     libraries=("requests",),
+    audit_walk=AuditWalk(
+        flag="--approle-role", metavar="MOUNT/ROLE", source="approle_role", scope=_walked_role,
+        help="also list the secret ids of this AppRole role, e.g. approle/ci. Repeatable"),
 )

@@ -1,6 +1,6 @@
 """Pure rules for Vault KV v2 sinks: validators for mount, path and field.
 
-No hvac here: the schema module and the CDKTF constructs call these at synth and plan time. Every
+No HTTP client here: the schema module and the CDKTF constructs call these at synth and plan time. Every
 validator returns an error message written for the user, or None when the value is acceptable.
 
 The rules are stricter than Vault's own: they keep to characters that need no URL escaping and carry

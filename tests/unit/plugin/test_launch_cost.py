@@ -89,13 +89,13 @@ def _validate(provider: tfplugin6_pb2_grpc.ProviderStub) -> None:
     assert not response.diagnostics, response.diagnostics
 
 
-HEAVY = ("boto3", "botocore", "hvac", "requests", "urllib3", "cryptography.x509", "grpc_tools", "grpc_health",
+HEAVY = ("boto3", "botocore", "requests", "urllib3", "cryptography.x509", "grpc_tools", "grpc_health",
          "grpc_reflection", "tokendrop_provider.issuers.tfe", "tokendrop_provider.sinks.ssm")
 
 
 def test_schema_and_validate_launches_load_no_client_library(tmp_path):
     """The launches that only answer GetProviderSchema and ValidateResourceConfig never pay for the
-    issuer and sink clients (requests, boto3, hvac) or grpc's optional extensions."""
+    issuer and sink clients (requests, boto3) or grpc's optional extensions."""
     imported = _launch_imports(lambda p: (p.GetProviderSchema(pb.GetProviderSchema.Request(), timeout=30),
                                           _validate(p)), tmp_path)
     assert "tokendrop_provider.plugin.service" in imported and "grpc" in imported  # the log is complete

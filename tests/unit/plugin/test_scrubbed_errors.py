@@ -113,7 +113,7 @@ def test_the_provider_log_file_is_private(tmp_path: Path, monkeypatch: pytest.Mo
     for path in (tmp_path / "new.log", existing):
         monkeypatch.setenv("TOKENDROP_LOG_PATH", str(path))
         monkeypatch.delenv("TF_LOG", raising=False)
-        touched = [logging.getLogger(name) for name in ("tokendrop", "botocore", "urllib3", "hvac", "grpc")]
+        touched = [logging.getLogger(name) for name in ("tokendrop", "botocore", "urllib3", "grpc")]
         before = {logger.name: (list(logger.handlers), logger.level, logger.propagate) for logger in touched}
         try:
             logs.configure()

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from .attributes import Attr, Check, ResourceSchema, exactly_one_of
-from .sinks import ssm_rules, vault_rules
+from .sinks import secrets_manager_rules, ssm_rules, vault_rules
 from .types import BOOL, NUMBER, STRING, ListOf, MapOf, SetOf, Unknown
 from .validation import (
     Rule,
@@ -82,15 +82,46 @@ VAULT_KV_SINK = Attr(
     ),
 )
 
-DELIVER_TO = Attr(
-    "deliver_to",
-    description="Where the token value goes. Exactly one of `ssm` or `vault_kv`. Changing the location "
-    "replaces the resource; changing how it is stored (KMS key, field) rotates the token.",
-    required=True,
-    nested=(SSM_SINK, VAULT_KV_SINK),
+SECRETS_MANAGER_SINK = Attr(
+    "secrets_manager",
+    description="Deliver into an AWS Secrets Manager secret (created by tokendrop; its Description holds "
+    "tokendrop's ownership record).",
+    optional=True,
+    nested=(
+        Attr("name", STRING, "Secret name, e.g. `ci/tfc-agent/token`.", required=True, on_change="replace",
+             rules=(from_function(secrets_manager_rules.validate_secret_name,
+                                  "1–512 characters: letters, digits and `/_+=.@-`"),)),
+        Attr("kms_key_id", STRING, "KMS key id, ARN or alias; the account's `aws/secretsmanager` key when unset. "
+             "Changing it rotates the token (new versions are encrypted with the new key).",
+             optional=True, on_change="rotate",
+             rules=(from_function(secrets_manager_rules.validate_kms_key_id, "a KMS key id, ARN or alias"),)),
+        Attr("tags", MapOf(STRING), "Tags on the secret (besides tokendrop's own). Updated in place.",
+             optional=True, on_change="update",
+             rules=(from_function(secrets_manager_rules.validate_tags,
+                                  f"at most {secrets_manager_rules.MAX_USER_TAGS} tags; keys 1–128, values ≤ 256 "
+                                  "characters"),)),
+        Attr("replica_regions", ListOf(STRING), "Regions the secret is replicated to (Secrets Manager's own "
+             "replication). Updated in place.", optional=True, on_change="update",
+             rules=(each(from_function(secrets_manager_rules.validate_region, "an AWS region name")), unique())),
+        Attr("field", STRING, "Store a JSON object with the token under this key instead of the plain token.",
+             optional=True, on_change="rotate",
+             rules=(from_function(secrets_manager_rules.validate_field, "a non-empty key"),)),
+        Attr("recovery_window_in_days", NUMBER, "Days a destroyed secret can still be restored (7–30); `0` "
+             "deletes it at once, without recovery.", optional=True, computed=True,
+             default=secrets_manager_rules.DEFAULT_RECOVERY_WINDOW, on_change="update",
+             rules=(Rule(secrets_manager_rules.validate_recovery_window, "0, or 7 to 30"),)),
+    ),
 )
 
-DELIVER_TO_CHECK = exactly_one_of(("deliver_to",), ("ssm", "vault_kv"))
+DELIVER_TO = Attr(
+    "deliver_to",
+    description="Where the token value goes. Exactly one of `ssm`, `vault_kv` or `secrets_manager`. Changing the "
+    "location replaces the resource; changing how it is stored (KMS key, field) rotates the token.",
+    required=True,
+    nested=(SSM_SINK, VAULT_KV_SINK, SECRETS_MANAGER_SINK),
+)
+
+DELIVER_TO_CHECK = exactly_one_of(("deliver_to",), ("ssm", "vault_kv", "secrets_manager"))
 
 # --- lifecycle arguments and state of every token resource ----------------------------------------
 

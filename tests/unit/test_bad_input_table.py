@@ -35,6 +35,14 @@ def ssm(**changes):
     return {"ssm": {**SSM["ssm"], **changes}, "vault_kv": None}
 
 
+SECRETS_MANAGER = {"name": "ci/t", "kms_key_id": None, "tags": None, "replica_regions": None, "field": None,
+                   "recovery_window_in_days": None}
+
+
+def secrets_manager(**changes):
+    return {"ssm": None, "vault_kv": None, "secrets_manager": {**SECRETS_MANAGER, **changes}}
+
+
 def vault(**changes):
     return {"ssm": None, "vault_kv": {**VAULT["vault_kv"], **changes}}
 
@@ -76,6 +84,24 @@ CASES: list[tuple[str, dict, str]] = [
     ("tokendrop_tfe_agent_token", {"deliver_to": vault(path="ci/../sys")}, "deliver_to.vault_kv.path"),
     ("tokendrop_tfe_agent_token", {"deliver_to": vault(mount="/secret/")}, "deliver_to.vault_kv.mount"),
     ("tokendrop_tfe_agent_token", {"deliver_to": vault(field="")}, "deliver_to.vault_kv.field"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": {**SSM, "secrets_manager": SECRETS_MANAGER}},
+     "deliver_to.secrets_manager"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(name="ci/has space")},
+     "deliver_to.secrets_manager.name"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(name="x" * 513)}, "deliver_to.secrets_manager.name"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(kms_key_id="bad key!")},
+     "deliver_to.secrets_manager.kms_key_id"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(tags={"managed-by": "me"})},
+     "deliver_to.secrets_manager.tags"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(replica_regions=["mars-north"])},
+     "deliver_to.secrets_manager.replica_regions"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(replica_regions=["eu-west-1", "eu-west-1"])},
+     "deliver_to.secrets_manager.replica_regions"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(field="")}, "deliver_to.secrets_manager.field"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(recovery_window_in_days=3)},
+     "deliver_to.secrets_manager.recovery_window_in_days"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(recovery_window_in_days=31)},
+     "deliver_to.secrets_manager.recovery_window_in_days"),
     ("tokendrop_tfe_agent_token", {"rotate_every": "monthly"}, "rotate_every"),
     ("tokendrop_tfe_agent_token", {"rotate_every": "10m"}, "rotate_every"),
     ("tokendrop_tfe_agent_token", {"keep_previous_for": "soon"}, "keep_previous_for"),

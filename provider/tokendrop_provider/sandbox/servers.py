@@ -145,7 +145,7 @@ class MotoServer(ServerHandle):
     faults: bool = False
 
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL_SSM": self.url, **TEST_AWS_ENV}
+        return {"AWS_ENDPOINT_URL_SSM": self.url, "AWS_ENDPOINT_URL_SECRETSMANAGER": self.url, **TEST_AWS_ENV}
 
     def reset(self) -> None:
         """Forget every parameter (moto's reset), and injected faults and call counters."""
@@ -509,7 +509,7 @@ class SsmFaultInjector:
         if path.startswith(ADMIN_PREFIX):
             return self._admin(environ, start_response, path[len(ADMIN_PREFIX):])
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if target.startswith("AmazonSSM."):
+        if target.startswith(("AmazonSSM.", "secretsmanager.")):
             operation = target.partition(".")[2]
             fault = self._take(operation)
             if fault is not None:

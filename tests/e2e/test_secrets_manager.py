@@ -1,0 +1,119 @@
+"""AWS Secrets Manager as a sink, through real terraform and moto (issue 13, part 2): create (a JSON
+object with the token under `field`, replicated to another region, tokendrop's record in the
+Description), refresh, rotation (AWSCURRENT on the new token, AWSPREVIOUS on the old one, which is then
+revoked), drift (the secret deleted out of band: the plan heals it), a foreign secret refused before
+anything is minted, and destroy (recovery window 0: gone with its replica; default: scheduled for
+deletion). Every artifact is leak-scanned by `make_workspace`, and explicitly below."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from fixtures.terraform import PROVIDER_HEADER, scan
+
+pytestmark = pytest.mark.e2e
+
+HEADER = PROVIDER_HEADER + """resource "tokendrop_tfe_agent_pool" "ci" {
+  organization = "acme"
+  name         = "ci"
+}
+"""
+NAME = "ci/tfc-agent/token"
+ADDRESS = "tokendrop_tfe_agent_token.t"
+
+
+def token(deliver_to: str, extra: str = "") -> str:
+    return (f'resource "tokendrop_tfe_agent_token" "t" {{\n  agent_pool_id = tokendrop_tfe_agent_pool.ci.id\n'
+            f"  deliver_to = {deliver_to}\n{extra}}}\n")
+
+
+def secrets(sandbox, region: str = "us-east-1"):
+    return boto3.client("secretsmanager", endpoint_url=sandbox.moto.url, region_name=region,
+                        aws_access_key_id="test", aws_secret_access_key="test")
+
+
+def current(sandbox, region: str = "us-east-1", stage: str = "AWSCURRENT") -> str | None:
+    client = secrets(sandbox, region)
+    try:
+        return client.get_secret_value(SecretId=NAME, VersionStage=stage)["SecretString"]
+    except client.exceptions.ResourceNotFoundException:
+        return None
+
+
+REPLICATED = (f'{{ secrets_manager = {{ name = "{NAME}", field = "TFC_AGENT_TOKEN", replica_regions = ["eu-west-1"], '
+              'recovery_window_in_days = 0, tags = { team = "ci" } } }')
+
+
+def test_create_refresh_rotate_heal_and_destroy(sandbox, make_workspace):
+    ws = make_workspace(sandbox.env)
+    ws.write(HEADER + token(REPLICATED, '  rotate_on = { epoch = "1" }\n'))
+    ws.init()
+    ws.apply()
+    first = ws.resources()[ADDRESS]
+    assert first["sink_address"] == f"secrets_manager:{NAME}" and first["sink_version"] == 1
+    assert json.loads(current(sandbox)) == {"TFC_AGENT_TOKEN": sandbox.token_value(first["id"])}
+    assert json.loads(current(sandbox, "eu-west-1")) == {"TFC_AGENT_TOKEN": sandbox.token_value(first["id"])}
+    meta = secrets(sandbox).describe_secret(SecretId=NAME)
+    assert f"token={first['id']}" in meta["Description"]
+    assert {t["Key"]: t["Value"] for t in meta["Tags"]}["team"] == "ci"
+    assert ws.plan_exitcode().returncode == 0, "refresh reads the metadata and finds nothing to do"
+
+    # rotation: a new version, the stages moved, the old token revoked after the write
+    ws.write(HEADER + token(REPLICATED, '  rotate_on = { epoch = "2" }\n'))
+    ws.apply()
+    second = ws.resources()[ADDRESS]
+    assert second["id"] != first["id"] and second["sink_version"] == 2
+    assert json.loads(current(sandbox)) == {"TFC_AGENT_TOKEN": sandbox.token_value(second["id"])}
+    assert json.loads(current(sandbox, stage="AWSPREVIOUS")) == {"TFC_AGENT_TOKEN": sandbox.token_value(first["id"])}
+    pool = ws.resources()["tokendrop_tfe_agent_pool.ci"]["id"]
+    assert sandbox.live_tokens(pool) == [second["id"]]
+    assert ws.plan_exitcode().returncode == 0
+
+    # drift: the secret is deleted out of band (with its replica); the plan sees it, the apply heals it
+    client = secrets(sandbox)
+    client.remove_regions_from_replication(SecretId=NAME, RemoveReplicaRegions=["eu-west-1"])
+    client.delete_secret(SecretId=NAME, ForceDeleteWithoutRecovery=True)
+    plan = ws.plan_exitcode()
+    assert plan.returncode == 2, plan.output
+    text = " ".join(plan.output.split())
+    assert f"Sink drift: secrets_manager:{NAME}" in text and "no longer exists (deleted outside tokendrop)" in text
+    ws.apply()
+    healed = ws.resources()[ADDRESS]
+    assert json.loads(current(sandbox)) == {"TFC_AGENT_TOKEN": sandbox.token_value(healed["id"])}
+    assert current(sandbox, "eu-west-1") is not None, "the replica is back too"
+    assert sandbox.live_tokens(pool) == [healed["id"]]
+    assert ws.plan_exitcode().returncode == 0
+
+    ws.destroy()
+    assert current(sandbox) is None and current(sandbox, "eu-west-1") is None, "window 0: deleted at once"
+    assert sandbox.live_tokens(pool) == [] if pool in sandbox.tfe.pools else True
+    assert scan(sandbox.minted_values(), ws.artifacts()) == []
+
+
+def test_a_foreign_secret_is_refused_before_anything_is_minted(sandbox, make_workspace):
+    secrets(sandbox).create_secret(Name=NAME, SecretString="another-teams-value")
+    ws = make_workspace(sandbox.env)
+    ws.write(HEADER + token(f'{{ secrets_manager = {{ name = "{NAME}" }} }}'))
+    ws.init()
+    result = ws.apply(check=False)
+    assert result.returncode == 1
+    text = " ".join(result.stderr.split())
+    assert f"secrets_manager:{NAME}" in text and "adopt_existing" in text, text
+    assert sandbox.minted() == [], "refused before anything was minted"
+    assert current(sandbox) == "another-teams-value"
+
+
+def test_destroy_schedules_deletion_with_the_default_window(sandbox, make_workspace):
+    ws = make_workspace(sandbox.env)
+    ws.write(HEADER + token(f'{{ secrets_manager = {{ name = "{NAME}" }} }}'))
+    ws.init()
+    ws.apply()
+    state = ws.resources()[ADDRESS]
+    assert current(sandbox) == sandbox.token_value(state["id"]), "a plain string without field"
+    ws.destroy()
+    meta = secrets(sandbox).describe_secret(SecretId=NAME)
+    assert meta.get("DeletedDate") is not None, "scheduled for deletion, restorable for 7 days"
+    assert scan(sandbox.minted_values(), ws.artifacts()) == []

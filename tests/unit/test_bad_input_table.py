@@ -292,3 +292,26 @@ def test_the_constructs_refuse_the_same_input_at_synth(type_name, changes, attri
     message = str(raised.value)
     assert message.startswith("stack/thing: ")
     assert attribute.split("[")[0] in message, message
+
+
+# Secrets Manager settings only the plan can judge: the provider's region and endpoint.
+SECRETS_MANAGER_PLAN_CASES = [
+    ({"replica_regions": ["us-east-1"]}, {}, "deliver_to.secrets_manager.replica_regions"),  # its own region
+    ({}, {"AWS_ENDPOINT_URL_SECRETSMANAGER": "http://secrets.example.com"}, "aws_endpoint_url_secretsmanager"),
+    ({}, {"AWS_REGION": None}, "aws_region"),
+]
+
+
+@pytest.mark.parametrize(("changes", "env", "attribute"), SECRETS_MANAGER_PLAN_CASES)
+def test_secrets_manager_settings_fail_the_plan(world, monkeypatch, changes, env, attribute):
+    for key, value in env.items():
+        if value is None:
+            monkeypatch.delenv(key)
+            monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+            monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+        else:
+            monkeypatch.setenv(key, value)
+    config = world.config("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(**changes)})
+    errors = errors_for(service(), "tokendrop_tfe_agent_token", config)
+    assert errors and any(names_attribute(d, attribute) for d in errors), [f"{d.summary}: {d.detail}" for d in errors]
+    assert world.writes() == []

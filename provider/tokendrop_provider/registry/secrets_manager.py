@@ -10,7 +10,7 @@ from .. import schema
 from ..errors import ConfigError
 from ..lazy import IMPORT_LOCK
 from ..settings import Setting, Settings, SettingsGroup
-from ..sinks.secrets_manager_rules import DEFAULT_RECOVERY_WINDOW, SecretsManagerSettings
+from ..sinks.secrets_manager_rules import DEFAULT_RECOVERY_WINDOW, SecretsManagerSettings, validate_replica_regions
 from .base import SinkKind, missing_setting
 from .ssm import REGION, aws_region
 
@@ -37,6 +37,20 @@ def _check(settings: Settings, memo: Callable[[object, Callable[[], Any]], Any])
                            " (deliver_to.secrets_manager needs a region; a region in your AWS profile does too)")
 
 
+def _check_location(location: Mapping[str, Any], settings: Settings) -> ConfigError | None:
+    """A replica in the secret's own region (known only with the provider's region)."""
+    from ..types import Unknown
+
+    regions = location.get("replica_regions")
+    if not isinstance(regions, Sequence) or any(isinstance(r, Unknown) for r in regions):
+        return None  # unset, or not known until apply
+    error = validate_replica_regions([str(r) for r in regions], aws_region(settings.aws))
+    if error:
+        return ConfigError("Invalid Secrets Manager setting", error,
+                           ("deliver_to", SINK.name, "replica_regions"))
+    return None
+
+
 def _from_config(location: Mapping[str, Any], settings: Settings) -> SecretsManagerSink:
     with IMPORT_LOCK:
         from ..sinks.secrets_manager import SecretsManagerSink
@@ -60,5 +74,5 @@ SINK = SinkKind(
     parse_address=lambda rest: ({"name": rest, "kms_key_id": None, "tags": None, "replica_regions": None,
                                  "field": None, "recovery_window_in_days": None} if rest else None),
     address_format="secrets_manager:<secret name>", address_fields=("name",), statuses=_statuses,
-    libraries=("boto3",),
+    libraries=("boto3",), check_location=_check_location,
 )

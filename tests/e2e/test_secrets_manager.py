@@ -117,3 +117,22 @@ def test_destroy_schedules_deletion_with_the_default_window(sandbox, make_worksp
     meta = secrets(sandbox).describe_secret(SecretId=NAME)
     assert meta.get("DeletedDate") is not None, "scheduled for deletion, restorable for 7 days"
     assert scan(sandbox.minted_values(), ws.artifacts()) == []
+
+
+def test_adopt_existing_writes_the_next_version_and_destroy_keeps_the_foreign_history(sandbox, make_workspace):
+    secrets(sandbox).create_secret(Name=NAME, SecretString="another-teams-value")
+    ws = make_workspace(sandbox.env)
+    ws.write(HEADER + token(f'{{ secrets_manager = {{ name = "{NAME}", recovery_window_in_days = 0 }} }}',
+                            "  adopt_existing = true\n"))
+    ws.init()
+    ws.apply()
+    state = ws.resources()[ADDRESS]
+    assert current(sandbox) == sandbox.token_value(state["id"])
+    assert current(sandbox, stage="AWSPREVIOUS") == "another-teams-value"
+    assert ws.plan_exitcode().returncode == 0
+    result = ws.destroy()
+    text = " ".join(result.output.split())
+    assert "was left in place" in text and "not written by tokendrop" in text, text
+    assert current(sandbox, stage="AWSPREVIOUS") == "another-teams-value", "someone else's version is kept"
+    pool = ws.resources().get("tokendrop_tfe_agent_pool.ci")
+    assert pool is None and all(m["revoked"] for m in sandbox.minted()), "the token itself is revoked"

@@ -140,7 +140,8 @@ class ServerHandle:
 
 @dataclass
 class MotoServer(ServerHandle):
-    """moto's SSM (and KMS) server; with `faults`, the SsmFaultInjector admin URL is available too."""
+    """moto's SSM, Secrets Manager (and KMS) server; with `faults`, the SsmFaultInjector admin URL is
+    available too (it counts and fails SSM and Secrets Manager calls)."""
 
     faults: bool = False
 

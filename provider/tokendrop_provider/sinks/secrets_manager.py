@@ -372,7 +372,7 @@ class SecretsManagerSink(Sink):
         except SinkError as exc:
             self.warnings.append(f"the {PENDING} label of {self.address} was not removed: {exc}")
         try:
-            self._reconcile(ownership.issuer)
+            self._reconcile(ownership.issuer, meta)  # the stage moves changed neither tags nor replicas
         except SinkError as exc:  # the value is in place: a tag failure must not undo the rotation
             self.warnings.append(f"tags or replicas of {self.address} were not updated: {exc}")
         return number
@@ -439,8 +439,8 @@ class SecretsManagerSink(Sink):
                 self.warnings.append(f"replication of {self.address} to {replica.get('Region')} failed: "
                                      f"{replica.get('StatusMessage', 'no reason given')}")
 
-    def _reconcile(self, issuer: str | None) -> None:
-        meta = self._metadata()
+    def _reconcile(self, issuer: str | None, meta: Mapping[str, Any] | None = None) -> None:
+        meta = meta if meta is not None else self._metadata()
         if meta is None:
             raise SinkNotFound(f"{self.address} does not exist", "nothing to reconcile")
         current = {t["Key"]: t.get("Value", "") for t in meta.get("Tags") or []}

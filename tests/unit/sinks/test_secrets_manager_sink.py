@@ -274,3 +274,35 @@ def test_bad_settings_name_the_attribute(ssm_settings, kwargs, attribute):
     with pytest.raises(ConfigError) as caught:
         SecretsManagerSink(kwargs.pop("name"), settings=ssm_settings, **kwargs)
     assert caught.value.attribute == (attribute,)
+
+
+def test_api_calls_of_each_operation(ssm_settings, endpoint, clean_moto):
+    """What each operation costs (counted by the fault injector in front of moto)."""
+    s = sink(ssm_settings, endpoint, replica_regions=["eu-west-1"], recovery_window_in_days=0)
+    clean_moto.reset_counters()
+    s.create(Secret(VALUE), OWN)
+    assert clean_moto.calls() == {"CreateSecret": 1, "DescribeSecret": 1}  # the read checks replication
+    clean_moto.reset_counters()
+    s.status()
+    assert clean_moto.calls() == {"DescribeSecret": 1}
+    clean_moto.reset_counters()
+    s.replace(Secret(VALUE2), NEXT, expected_version=1)
+    assert clean_moto.calls() == {"DescribeSecret": 1, "UpdateSecret": 1, "PutSecretValue": 1,
+                                  "UpdateSecretVersionStage": 2}
+    clean_moto.reset_counters()
+    assert s.delete(NEXT.token_id)
+    assert clean_moto.calls() == {"DescribeSecret": 1, "ListSecretVersionIds": 1,
+                                  "RemoveRegionsFromReplication": 1, "DeleteSecret": 1}
+
+
+def test_a_customer_kms_key_is_used_and_a_new_one_applies_at_rotation(ssm_settings, endpoint, raw, clean_moto):
+    kms = boto3.client("kms", endpoint_url=clean_moto.url, region_name="us-east-1",
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    first, second = (kms.create_key()["KeyMetadata"]["Arn"] for _ in range(2))
+    sink(ssm_settings, endpoint, kms_key_id=first).create(Secret(VALUE), OWN)
+    assert raw.describe_secret(SecretId=NAME)["KmsKeyId"] == first
+    rotated = sink(ssm_settings, endpoint, kms_key_id=second)
+    rotated.replace(Secret(VALUE2), NEXT, expected_version=1)
+    assert raw.describe_secret(SecretId=NAME)["KmsKeyId"] == second
+    assert current_value(raw) == VALUE2
+    assert rotated.current_settings()["kms_key_id"] == second

@@ -136,3 +136,23 @@ def test_adopt_existing_writes_the_next_version_and_destroy_keeps_the_foreign_hi
     assert current(sandbox, stage="AWSPREVIOUS") == "another-teams-value", "someone else's version is kept"
     pool = ws.resources().get("tokendrop_tfe_agent_pool.ci")
     assert pool is None and all(m["revoked"] for m in sandbox.minted()), "the token itself is revoked"
+
+
+def test_a_secret_scheduled_for_deletion_out_of_band_is_restored_and_rewritten(sandbox, make_workspace):
+    ws = make_workspace(sandbox.env)
+    ws.write(HEADER + token(f'{{ secrets_manager = {{ name = "{NAME}" }} }}'))
+    ws.init()
+    ws.apply()
+    first = ws.resources()[ADDRESS]
+    secrets(sandbox).delete_secret(SecretId=NAME, RecoveryWindowInDays=30)  # the console's Delete
+    plan = ws.plan_exitcode()
+    assert plan.returncode == 2 and "no longer exists (deleted outside tokendrop)" in " ".join(plan.output.split())
+    applied = ws.apply()
+    assert "was scheduled for deletion outside tokendrop: it was restored" in " ".join(applied.output.split())
+    healed = ws.resources()[ADDRESS]
+    assert healed["id"] != first["id"] and healed["sink_version"] == 2
+    assert current(sandbox) == sandbox.token_value(healed["id"])
+    assert secrets(sandbox).describe_secret(SecretId=NAME).get("DeletedDate") is None
+    pool = ws.resources()["tokendrop_tfe_agent_pool.ci"]["id"]
+    assert sandbox.live_tokens(pool) == [healed["id"]]
+    assert ws.plan_exitcode().returncode == 0

@@ -16,7 +16,8 @@ Wire facts this module relies on (docs/wire.md, section "AWS Secrets Manager"):
   A crash between the steps leaves a record that is not current, like the Vault KV sink.
 - Status is DescribeSecret only (VersionIdsToStages, Description, DeletedDate): never the value.
 - DeleteSecret needs the replicas removed first (RemoveRegionsFromReplication); RecoveryWindowInDays
-  is 7-30, ForceDeleteWithoutRecovery deletes at once.
+  is 7-30, ForceDeleteWithoutRecovery deletes at once. The name stays taken while deletion is
+  scheduled: a create for the same resource restores the secret (RestoreSecret) and writes a version.
 
 boto3 is imported only inside `secrets_manager_client()`.
 """
@@ -317,6 +318,9 @@ class SecretsManagerSink(Sink):
                 return 1  # our own earlier attempt landed
             if meta is None:  # InvalidRequestException for another reason than an existing secret
                 raise _sink_error(failure, self.address) from failure.__cause__
+            record = parse_record(meta.get("Description"))
+            if meta.get("DeletedDate") and record is not None and record.ownership.owner == ownership.owner:
+                return self._restore_and_replace(payload, ownership)
             raise SinkConflict(f"{self.address} already exists",
                                "tokendrop creates the secret and will not overwrite one it did not write."
                                f"{(current.occupant and ' It is ' + current.occupant + '.') or self._owner_text(meta)}"
@@ -324,6 +328,20 @@ class SecretsManagerSink(Sink):
                                attribute=("name",)) from None
         self._check_replicas()
         return 1
+
+    def _restore_and_replace(self, payload: Payload, ownership: Ownership) -> int:
+        """Our own secret, scheduled for deletion outside tokendrop (the console's Delete does that): its
+        name cannot be created again until the window ends, so it is restored and the new token written
+        as its next version."""
+        self._call("RestoreSecret", SecretId=self.name)
+        restored = self.status()
+        if restored.version is None:
+            raise SinkConflict(f"{self.address} has no current version after being restored",
+                               "restore it by hand (aws secretsmanager restore-secret) or delete it at once")
+        version = self.replace(payload, ownership, expected_version=restored.version)
+        self.warnings.insert(0, f"{self.address} was scheduled for deletion outside tokendrop: it was restored, "
+                                f"and the new token written as its version {version}")
+        return version
 
     def replace(self, payload: Payload, ownership: Ownership, expected_version: int) -> int:
         self.warnings = []

@@ -175,8 +175,25 @@ def test_destroy_schedules_deletion_with_the_recovery_window(ssm_settings, endpo
     assert meta.get("DeletedDate") is not None
     status = s.status()
     assert not status.exists and "scheduled for deletion" in (status.occupant or "")
-    with pytest.raises(SinkConflict):  # the name stays taken until the window ends
-        s.create(Secret(VALUE), OWN)
+    with pytest.raises(SinkConflict):  # the name stays taken until the window ends, for anyone else
+        s.create(Secret(VALUE), Ownership(token_id="at-333", issuer="tfe", owner="ffffffffffff"))
+    assert s.create(Secret(VALUE2), NEXT) == 2  # the same resource created again gets its secret back
+
+
+def test_our_secret_scheduled_for_deletion_out_of_band_is_restored_by_the_next_write(ssm_settings, endpoint, raw):
+    s = sink(ssm_settings, endpoint)
+    s.create(Secret(VALUE), OWN)
+    raw.delete_secret(SecretId=NAME, RecoveryWindowInDays=30)  # what the console's Delete does
+    status = s.status()
+    assert not status.exists and status.version is None  # refresh reports it missing
+    assert s.create(Secret(VALUE2), NEXT) == 2
+    assert "restored" in s.warnings[0]
+    assert current_value(raw) == VALUE2 and raw.describe_secret(SecretId=NAME).get("DeletedDate") is None
+    other = Ownership(token_id="at-333", issuer="tfe", owner="ffffffffffff")  # another resource's
+    raw.delete_secret(SecretId=NAME, RecoveryWindowInDays=7)
+    with pytest.raises(SinkConflict):
+        s.create(Secret(VALUE), other)
+    assert raw.describe_secret(SecretId=NAME).get("DeletedDate") is not None, "not restored for someone else"
 
 
 def test_destroy_with_window_zero_deletes_at_once_with_its_replicas(ssm_settings, endpoint, raw, clean_moto):

@@ -8,6 +8,10 @@ deletion). Every artifact is leak-scanned by `make_workspace`, and explicitly be
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import boto3
 import pytest
@@ -156,3 +160,29 @@ def test_a_secret_scheduled_for_deletion_out_of_band_is_restored_and_rewritten(s
     pool = ws.resources()["tokendrop_tfe_agent_pool.ci"]["id"]
     assert sandbox.live_tokens(pool) == [healed["id"]]
     assert ws.plan_exitcode().returncode == 0
+
+
+def audit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed `tokendrop audit`, with only the sandbox settings (as in tests/e2e/test_audit.py)."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH", "VIRTUAL_ENV")}
+    command = Path(sys.executable).with_name("tokendrop")
+    return subprocess.run([str(command), "audit", *args], capture_output=True, text=True, env={**keep, **env},
+                          timeout=120, check=False)
+
+
+def test_the_audit_reads_the_secret_and_flags_an_out_of_band_write(sandbox, make_workspace):
+    ws = make_workspace(sandbox.env)
+    ws.write(HEADER + token(f'{{ secrets_manager = {{ name = "{NAME}" }} }}'))
+    ws.init()
+    ws.apply()
+    clean = audit(sandbox.env, "--state", str(ws.directory), "--json")
+    assert clean.returncode == 0, clean.stderr
+    row = json.loads(clean.stdout)["tokens"][0]
+    assert row["sink"]["status"] == "delivered" and row["sink"]["version"] == 1 and row["flags"] == []
+    secrets(sandbox).put_secret_value(SecretId=NAME, SecretString="written-by-hand")
+    drifted = audit(sandbox.env, "--state", str(ws.directory), "--json")
+    assert drifted.returncode == 1, drifted.stderr
+    row = json.loads(drifted.stdout)["tokens"][0]
+    assert [flag["code"] for flag in row["flags"]] == ["sink_drift"]
+    assert "is at version 2, not 1" in row["flags"][0]["detail"] and "did not write" in row["flags"][0]["detail"]
+    assert scan(sandbox.minted_values(), [("audit", clean.stdout + drifted.stdout + drifted.stderr)]) == []

@@ -105,7 +105,8 @@ SECRETS_MANAGER_SINK = Attr(
              rules=(each(from_function(secrets_manager_rules.validate_region, "an AWS region name")), unique())),
         Attr("field", STRING, "Store a JSON object with the token under this key instead of the plain token.",
              optional=True, on_change="rotate",
-             rules=(from_function(secrets_manager_rules.validate_field, "a non-empty key"),)),
+             rules=(from_function(secrets_manager_rules.validate_field,
+                                  f"a non-empty key of at most {secrets_manager_rules.MAX_FIELD_LENGTH} characters"),)),
         Attr("recovery_window_in_days", NUMBER, "Days a destroyed secret can still be restored (7–30); `0` "
              "deletes it at once, without recovery.", optional=True, computed=True,
              default=secrets_manager_rules.DEFAULT_RECOVERY_WINDOW, on_change="update",

@@ -186,3 +186,21 @@ def test_the_audit_reads_the_secret_and_flags_an_out_of_band_write(sandbox, make
     assert [flag["code"] for flag in row["flags"]] == ["sink_drift"]
     assert "is at version 2, not 1" in row["flags"][0]["detail"] and "did not write" in row["flags"][0]["detail"]
     assert scan(sandbox.minted_values(), [("audit", clean.stdout + drifted.stdout + drifted.stderr)]) == []
+
+
+def test_import_adopts_the_token_from_its_secret(sandbox, make_workspace):
+    config = (f'{{ secrets_manager = {{ name = "{NAME}", replica_regions = ["eu-west-1"], '
+              'tags = { team = "ci" }, field = "TFC AGENT]TOKEN" } }')
+    ws = make_workspace(sandbox.env)
+    ws.write(HEADER + token(config))
+    ws.init()
+    ws.apply()
+    before = ws.resources()[ADDRESS]
+    pool = ws.resources()["tokendrop_tfe_agent_pool.ci"]["id"]
+    ws.run("state", "rm", ADDRESS)
+    ws.run("import", "-no-color", ADDRESS, f"{pool}/secrets_manager:{NAME}")
+    imported = ws.resources()[ADDRESS]
+    assert imported["id"] == before["id"] and imported["sink_version"] == 1
+    assert imported["sink_address"] == f"secrets_manager:{NAME}"
+    plan = ws.plan_exitcode()
+    assert plan.returncode == 0, plan.stdout

@@ -98,6 +98,7 @@ CASES: list[tuple[str, dict, str]] = [
     ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(replica_regions=["eu-west-1", "eu-west-1"])},
      "deliver_to.secrets_manager.replica_regions"),
     ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(field="")}, "deliver_to.secrets_manager.field"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(field="f" * 257)}, "deliver_to.secrets_manager.field"),
     ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(recovery_window_in_days=3)},
      "deliver_to.secrets_manager.recovery_window_in_days"),
     ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(recovery_window_in_days=31)},

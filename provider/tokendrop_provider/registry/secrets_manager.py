@@ -71,8 +71,10 @@ def _statuses(locations: Sequence[Mapping[str, Any]], settings: Settings) -> lis
 SINK = SinkKind(
     attribute=schema.SECRETS_MANAGER_SINK, settings=SETTINGS, check=_check, from_config=_from_config,
     address=lambda location: str(location["name"]),
+    # The recovery window is not stored with the secret: an import takes the default.
     parse_address=lambda rest: ({"name": rest, "kms_key_id": None, "tags": None, "replica_regions": None,
-                                 "field": None, "recovery_window_in_days": None} if rest else None),
+                                 "field": None, "recovery_window_in_days": DEFAULT_RECOVERY_WINDOW}
+                                if rest else None),
     address_format="secrets_manager:<secret name>", address_fields=("name",), statuses=_statuses,
     libraries=("boto3",), check_location=_check_location,
 )

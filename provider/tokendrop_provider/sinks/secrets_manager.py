@@ -275,7 +275,7 @@ class SecretsManagerSink(Sink):
         return tags
 
     def _record(self, ownership: Ownership, version: int, version_id: str) -> str:
-        text = format_record(ownership, version, version_id)
+        text = format_record(ownership, version, version_id, self.field)
         if len(text) > MAX_DESCRIPTION_LENGTH:  # token ids are short; this guards against a broken issuer
             raise SinkError(f"The ownership record for {self.address} is too long", f"{len(text)} characters")
         return text
@@ -492,4 +492,6 @@ class SecretsManagerSink(Sink):
         tags = {t["Key"]: t.get("Value", "") for t in meta.get("Tags") or []
                 if t["Key"] != MANAGED_BY_TAG and not t["Key"].startswith(("aws:", RESERVED_TAG_PREFIX))}
         replicas = [r["Region"] for r in meta.get("ReplicationStatus") or [] if r.get("Region")]
-        return {"kms_key_id": meta.get("KmsKeyId") or None, "tags": tags or None, "replica_regions": replicas or None}
+        record = parse_record(meta.get("Description"))
+        return {"kms_key_id": meta.get("KmsKeyId") or None, "tags": tags or None, "replica_regions": replicas or None,
+                "field": record.field if record else None}

@@ -102,9 +102,14 @@ def validate_replica_regions(regions: Sequence[str], primary: str | None = None)
     return None
 
 
+MAX_FIELD_LENGTH = 256  # the record in the Description (at most 2048 characters) carries it too
+
+
 def validate_field(field: str) -> str | None:
     if not isinstance(field, str) or not field.strip():
         return "field must be a non-empty JSON key"
+    if len(field) > MAX_FIELD_LENGTH:
+        return f"field is {len(field)} characters; at most {MAX_FIELD_LENGTH} are allowed"
     return None
 
 
@@ -142,8 +147,10 @@ def version_number(version_id: str | None) -> int | None:
 # --- ownership record -----------------------------------------------------------------------------
 #
 # The record lives in the secret's Description:
-#     "[tokendrop issuer=tfe token=at-123 owner=1a2b3c4d5e6f version=2 version_id=tokendrop-00000002-...]"
+#     "[tokendrop issuer=tfe token=at-123 owner=1a2b3c4d5e6f version=2 version_id=tokendrop-00000002-... field=T]"
 # It names the version id it describes: it is current only while AWSCURRENT is on that version.
+# `field` (only with a JSON value) lets an import restore the configuration without reading the value.
+# Values are percent-encoded, so a space or "]" in a field name cannot break the record.
 
 _MARKER_OPEN = "[tokendrop "
 _SAFE = "-._~:@/+="
@@ -154,11 +161,14 @@ _RECORD = re.compile(r"\[tokendrop ((?:[a-z_]+=[^\s\]]*)(?: [a-z_]+=[^\s\]]*)*)\
 class Record:
     ownership: Ownership
     version_id: str
+    field: str | None = None  # the JSON key holding the token, None for a plain string (read by import)
 
 
-def format_record(ownership: Ownership, version: int, version_id: str) -> str:
-    fields = (("issuer", ownership.issuer), ("token", ownership.token_id), ("owner", ownership.owner),
-              ("version", str(version)), ("version_id", version_id))
+def format_record(ownership: Ownership, version: int, version_id: str, field: str | None = None) -> str:
+    fields = [("issuer", ownership.issuer), ("token", ownership.token_id), ("owner", ownership.owner),
+              ("version", str(version)), ("version_id", version_id)]
+    if field is not None:
+        fields.append(("field", field))
     return _MARKER_OPEN + " ".join(f"{k}={quote(v, safe=_SAFE)}" for k, v in fields) + "]"
 
 
@@ -176,4 +186,4 @@ def parse_record(description: str | None) -> Record | None:
         return None
     if not ownership.token_id or not ownership.issuer or version_number(version_id) is None:
         return None
-    return Record(ownership, version_id)
+    return Record(ownership, version_id, fields.get("field"))

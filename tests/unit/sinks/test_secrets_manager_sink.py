@@ -91,8 +91,11 @@ def test_create_stores_the_plain_token_with_record_and_tags(ssm_settings, endpoi
 
 
 def test_field_stores_a_json_object(ssm_settings, endpoint, raw):
-    sink(ssm_settings, endpoint, field="BUILDKITE_AGENT_TOKEN").create(Secret(VALUE), OWN)
-    assert json.loads(current_value(raw)) == {"BUILDKITE_AGENT_TOKEN": VALUE}
+    s = sink(ssm_settings, endpoint, field="BUILDKITE AGENT]TOKEN")
+    s.create(Secret(VALUE), OWN)
+    assert json.loads(current_value(raw)) == {"BUILDKITE AGENT]TOKEN": VALUE}
+    assert s.current_settings()["field"] == "BUILDKITE AGENT]TOKEN"  # from the record, for import
+    assert s.status().ownership_current
 
 
 def test_create_is_create_only(ssm_settings, endpoint, raw):
@@ -229,7 +232,8 @@ def test_tags_and_replicas_are_reconciled_in_place(ssm_settings, endpoint, raw, 
     assert {t["Key"]: t["Value"] for t in meta["Tags"]}["team"] == "b"
     assert [r["Region"] for r in meta["ReplicationStatus"]] == ["eu-central-1"]
     assert stages(raw) == versions  # no new version
-    assert s.current_settings() == {"kms_key_id": None, "tags": {"team": "b"}, "replica_regions": ["eu-central-1"]}
+    assert s.current_settings() == {"kms_key_id": None, "tags": {"team": "b"}, "replica_regions": ["eu-central-1"],
+                                    "field": None}
 
 
 def test_a_5xx_on_a_write_is_unknown_and_abandon_restores_the_record(ssm_settings, endpoint, raw, clean_moto):

@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from fixtures.terraform import PROVIDER_HEADER, scan
+from tokendrop_provider.sandbox.servers import FaultProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -204,3 +205,83 @@ def test_import_adopts_the_token_from_its_secret(sandbox, make_workspace):
     assert imported["sink_address"] == f"secrets_manager:{NAME}"
     plan = ws.plan_exitcode()
     assert plan.returncode == 0, plan.stdout
+
+
+# --- lost answers (as tests/e2e/test_lost_answers.py does for SSM and Vault) ------------------------
+
+LOST = f'{{ secrets_manager = {{ name = "{NAME}" }} }}'
+# The write that decides what consumers read: the create, or the move of AWSCURRENT.
+DECISIVE = {"create": "secretsmanager.CreateSecret", "rotation": "secretsmanager.UpdateSecretVersionStage"}
+
+
+def said(result) -> str:
+    return " ".join(result.output.split())
+
+
+def held(sandbox) -> str | None:
+    return current(sandbox)
+
+
+def lost_answer_start(ws, operation: str) -> str | None:
+    ws.write(HEADER + token(LOST, '  rotate_on = { epoch = "1" }\n'))
+    ws.init()
+    if operation == "create":
+        ws.apply("-target=tokendrop_tfe_agent_pool.ci")
+        return None
+    ws.apply()
+    ws.write(HEADER + token(LOST, '  rotate_on = { epoch = "2" }\n'))
+    return ws.resources()[ADDRESS]["id"]
+
+
+def converged(sandbox, ws) -> None:
+    state = ws.resources()[ADDRESS]
+    pool = ws.resources()["tokendrop_tfe_agent_pool.ci"]["id"]
+    assert held(sandbox) == sandbox.token_value(state["id"]), "the secret holds the token state names"
+    assert state["sink_status"] == "delivered"
+    assert sandbox.live_tokens(pool) == [state["id"]], "exactly one live token, no orphan"
+    assert ws.plan_exitcode().returncode == 0, ws.results[-1]
+
+
+@pytest.mark.parametrize("operation", ["create", "rotation"])
+def test_a_lost_answer_is_read_back_and_the_delivered_token_kept(operation, sandbox, make_workspace):
+    with FaultProxy(sandbox.moto.url) as proxy:
+        ws = make_workspace({**sandbox.env, "AWS_ENDPOINT_URL_SECRETSMANAGER": proxy.url})
+        before = lost_answer_start(ws, operation)
+        # armed once the token is minted, so that the plan's reads pass; three drops, as many as
+        # botocore would send: a resend must not be what saves the delivery
+        sandbox.tfe.on_event_call("token.created", lambda _event: proxy.arm(
+            "drop_response", target=DECISIVE[operation], count=3))
+        result = ws.apply()
+        assert proxy.faults(), "the answer to the write was really dropped"
+        assert "was lost" in said(result) and "so it was kept" in said(result)
+        state = ws.resources()[ADDRESS]
+        assert state["id"] != before and held(sandbox) == sandbox.token_value(state["id"])
+        proxy.disarm()
+        ws.apply()
+        converged(sandbox, ws)
+    sandbox.tfe.clear_signals()
+
+
+@pytest.mark.parametrize(("target", "mode", "landed"), [
+    ("secretsmanager.UpdateSecretVersionStage", "drop_response", True),
+    ("secretsmanager.PutSecretValue", "drop_request", False),
+], ids=["landed", "not-landed"])
+def test_an_unknown_rotation_keeps_both_tokens_and_the_next_apply_settles_it(target, mode, landed, sandbox,
+                                                                              make_workspace):
+    with FaultProxy(sandbox.moto.url) as proxy:
+        ws = make_workspace({**sandbox.env, "AWS_ENDPOINT_URL_SECRETSMANAGER": proxy.url})
+        before = lost_answer_start(ws, "rotation")
+        # the write is stored (or never arrives), and Secrets Manager is unreachable from then on
+        sandbox.tfe.on_event_call("token.created", lambda _event: proxy.arm(mode, target=target, then_down=True))
+        result = ws.apply(check=False)
+        assert result.returncode != 0
+        assert "Cannot tell whether" in said(result) and "the next apply settles it" in said(result)
+        state = ws.resources()[ADDRESS]
+        pool = ws.resources()["tokendrop_tfe_agent_pool.ci"]["id"]
+        assert state["sink_status"] == "unknown" and state["previous_token_id"] == before
+        assert {before, state["id"]} <= set(sandbox.live_tokens(pool)), "both kept: either may be in the secret"
+        assert (held(sandbox) == sandbox.token_value(state["id"])) == landed
+        proxy.disarm()
+        ws.apply()
+        converged(sandbox, ws)
+    sandbox.tfe.clear_signals()

@@ -245,7 +245,7 @@ def converged(sandbox, ws) -> None:
 @pytest.mark.parametrize("operation", ["create", "rotation"])
 def test_a_lost_answer_is_read_back_and_the_delivered_token_kept(operation, sandbox, make_workspace):
     with FaultProxy(sandbox.moto.url) as proxy:
-        ws = make_workspace({**sandbox.env, "AWS_ENDPOINT_URL_SECRETSMANAGER": proxy.url})
+        ws = make_workspace({**sandbox.env, "AWS_ENDPOINT_URL_SECRETS_MANAGER": proxy.url})
         before = lost_answer_start(ws, operation)
         # armed once the token is minted, so that the plan's reads pass; three drops, as many as
         # botocore would send: a resend must not be what saves the delivery
@@ -269,7 +269,7 @@ def test_a_lost_answer_is_read_back_and_the_delivered_token_kept(operation, sand
 def test_an_unknown_rotation_keeps_both_tokens_and_the_next_apply_settles_it(target, mode, landed, sandbox,
                                                                               make_workspace):
     with FaultProxy(sandbox.moto.url) as proxy:
-        ws = make_workspace({**sandbox.env, "AWS_ENDPOINT_URL_SECRETSMANAGER": proxy.url})
+        ws = make_workspace({**sandbox.env, "AWS_ENDPOINT_URL_SECRETS_MANAGER": proxy.url})
         before = lost_answer_start(ws, "rotation")
         # the write is stored (or never arrives), and Secrets Manager is unreachable from then on
         sandbox.tfe.on_event_call("token.created", lambda _event: proxy.arm(mode, target=target, then_down=True))

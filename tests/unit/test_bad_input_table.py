@@ -298,8 +298,10 @@ def test_the_constructs_refuse_the_same_input_at_synth(type_name, changes, attri
 # Secrets Manager settings only the plan can judge: the provider's region and endpoint.
 SECRETS_MANAGER_PLAN_CASES = [
     ({"replica_regions": ["us-east-1"]}, {}, "deliver_to.secrets_manager.replica_regions"),  # its own region
-    ({}, {"AWS_ENDPOINT_URL_SECRETSMANAGER": "http://secrets.example.com"}, "aws_endpoint_url_secretsmanager"),
-    ({}, {"AWS_REGION": None}, "aws_region"),
+    ({}, {"AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://secrets.example.com"}, "aws_endpoint_url_secretsmanager"),
+    ({}, {"AWS_ENDPOINT_URL_SECRETS_MANAGER": None, "AWS_ENDPOINT_URL_SECRETSMANAGER": "http://sm.example.com"},
+     "aws_endpoint_url_secretsmanager"),
+    ({}, {"AWS_REGION": None, "AWS_DEFAULT_REGION": None, "AWS_CONFIG_FILE": "/dev/null"}, "aws_region"),
 ]
 
 
@@ -307,9 +309,7 @@ SECRETS_MANAGER_PLAN_CASES = [
 def test_secrets_manager_settings_fail_the_plan(world, monkeypatch, changes, env, attribute):
     for key, value in env.items():
         if value is None:
-            monkeypatch.delenv(key)
-            monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-            monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+            monkeypatch.delenv(key, raising=False)
         else:
             monkeypatch.setenv(key, value)
     config = world.config("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(**changes)})

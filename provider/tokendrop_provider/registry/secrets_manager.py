@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from ..sinks.secrets_manager import SecretsManagerSink
 
 SETTINGS = SettingsGroup("secretsmanager", (
+    # The SDKs' variable is AWS_ENDPOINT_URL_SECRETS_MANAGER (service id "Secrets Manager"); the spelling
+    # without the underscore is accepted too, as some tools document it.
     Setting("aws_endpoint_url_secretsmanager", "Secrets Manager endpoint override.",
-            ("AWS_ENDPOINT_URL_SECRETSMANAGER", "AWS_ENDPOINT_URL")),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_SECRETSMANAGER", "AWS_ENDPOINT_URL")),
 ), lambda v: SecretsManagerSettings(endpoint_url=v["aws_endpoint_url_secretsmanager"]))
 
 

@@ -146,7 +146,7 @@ class MotoServer(ServerHandle):
     faults: bool = False
 
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL_SSM": self.url, "AWS_ENDPOINT_URL_SECRETSMANAGER": self.url, **TEST_AWS_ENV}
+        return {"AWS_ENDPOINT_URL_SSM": self.url, "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.url, **TEST_AWS_ENV}
 
     def reset(self) -> None:
         """Forget every parameter (moto's reset), and injected faults and call counters."""

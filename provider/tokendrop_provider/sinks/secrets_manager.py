@@ -60,7 +60,8 @@ if TYPE_CHECKING:
 CURRENT = "AWSCURRENT"
 PENDING = "TOKENDROP_PENDING"  # our own staging label for a version not yet made current
 ENDPOINT_SETTING = "aws_endpoint_url_secretsmanager"
-ENDPOINT_NAMED = f"{ENDPOINT_SETTING} (or AWS_ENDPOINT_URL_SECRETSMANAGER / AWS_ENDPOINT_URL)"
+ENDPOINT_NAMED = (f"{ENDPOINT_SETTING} (or AWS_ENDPOINT_URL_SECRETS_MANAGER / AWS_ENDPOINT_URL_SECRETSMANAGER / "
+                  "AWS_ENDPOINT_URL)")
 _CARRIES = "every value tokendrop delivers to Secrets Manager"
 
 _WRITE_OPERATIONS = frozenset({"CreateSecret", "PutSecretValue", "UpdateSecretVersionStage", "UpdateSecret"})
@@ -127,11 +128,6 @@ def secrets_manager_client(aws: AwsSettings, endpoint: SecretsManagerSettings,
             register(frozen.token or "")
         _clients[key] = client
         return client
-
-
-def clear_client_cache() -> None:
-    with _clients_lock:
-        _clients.clear()
 
 
 def _sink_error(failure: _AwsFailure, address: str) -> SinkError:

@@ -36,7 +36,7 @@ _TAG_TEXT = re.compile(r"[\w\s_.:/=+\-@]*")
 class SecretsManagerSettings:
     """The Secrets Manager endpoint override; credentials and region are the shared AWS settings."""
 
-    endpoint_url: str | None = None  # AWS_ENDPOINT_URL_SECRETSMANAGER, else AWS_ENDPOINT_URL
+    endpoint_url: str | None = None  # AWS_ENDPOINT_URL_SECRETS_MANAGER, else AWS_ENDPOINT_URL
 
 
 def validate_secret_name(name: str) -> str | None:

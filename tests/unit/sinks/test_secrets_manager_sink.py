@@ -280,6 +280,22 @@ def test_plain_http_endpoint_is_refused_before_any_call(ssm_settings):
     assert "unencrypted" in caught.value.detail
 
 
+def test_an_insecure_endpoint_from_the_aws_config_file_is_refused(tmp_path, monkeypatch):
+    """botocore also reads endpoints from the shared config file, which the settings never see: the
+    client checks the endpoint botocore resolved."""
+    config = tmp_path / "config"
+    config.write_text("[profile smtest]\nregion = us-east-1\nservices = smtest-services\n\n"
+                      "[services smtest-services]\nsecrets_manager =\n  endpoint_url = http://sm.internal.example:4566\n")
+    for name in ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_SECRETSMANAGER", "AWS_ENDPOINT_URL",
+                 "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    s = SecretsManagerSink(NAME, settings=AwsSettings(profile="smtest"), endpoint=SecretsManagerSettings())
+    with pytest.raises(ConfigError, match="Insecure Secrets Manager endpoint") as caught:
+        s.status()
+    assert "sm.internal.example" in caught.value.detail
+
+
 @pytest.mark.parametrize(("kwargs", "attribute"), [
     ({"name": "bad name!"}, "name"),
     ({"name": "x" * 513}, "name"),

@@ -16,10 +16,12 @@ ALLOWED_PROVIDER_MODULES = {
     "tokendrop_provider.errors", "tokendrop_provider.secret", "tokendrop_provider.sinks",
     "tokendrop_provider.leaks",  # the text forms secret.py masks (stdlib only)
     "tokendrop_provider.sinks.base", "tokendrop_provider.sinks.ssm_rules", "tokendrop_provider.sinks.vault_rules",
+    "tokendrop_provider.sinks.secrets_manager_rules",
     # the registries' declarations (settings, labels, lazy factories): the provider block's schema
     "tokendrop_provider.settings", "tokendrop_provider.lazy",
     *(f"tokendrop_provider.registry{m}" for m in ("", ".base", ".issuers", ".sinks", ".tfe", ".buildkite",
-                                                   ".tokenvault", ".vault_approle", ".ssm", ".vault_kv")),
+                                                   ".tokenvault", ".vault_approle", ".ssm", ".vault_kv",
+                                                   ".secrets_manager")),
 }
 HEAVY = ("grpc", "boto3", "botocore", "hvac", "requests", "urllib3", "google.protobuf", "msgpack", "cryptography")
 
@@ -27,7 +29,7 @@ PROGRAM = """
 import json, sys, tempfile
 from datetime import timedelta
 import cdktf
-from tokendrop import SsmParameter, TfeAgentPool, TfeAgentToken, TokendropProvider, VaultSecret
+from tokendrop import SecretsManagerSecret, SsmParameter, TfeAgentPool, TfeAgentToken, TokendropProvider, VaultSecret
 
 app = cdktf.App(outdir=tempfile.mkdtemp())
 stack = cdktf.TerraformStack(app, "ci-agents")
@@ -35,6 +37,7 @@ TokendropProvider(stack, "tokendrop")
 pool = TfeAgentPool(stack, "pool", organization="acme", name="p")
 token = pool.add_token("r", deliver_to=SsmParameter("/r", kms_key_id="alias/k"), rotate_every=timedelta(days=1))
 pool.add_token("b", deliver_to=VaultSecret("ci/b"))
+pool.add_token("s", deliver_to=SecretsManagerSecret("ci/s", replica_regions=["eu-west-1"])).read_policy()
 token.read_policy()
 app.synth()
 print(json.dumps(sorted(sys.modules)))

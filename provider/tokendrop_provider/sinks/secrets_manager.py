@@ -24,6 +24,7 @@ boto3 is imported only inside `secrets_manager_client()`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
@@ -373,7 +374,10 @@ class SecretsManagerSink(Sink):
             error = _sink_error(failure, self.address)
             if isinstance(error, SinkWriteUnknown):
                 raise error from failure.__cause__
-            self.abandon(ownership)  # a definite refusal: put the previous record back
+            # A definite refusal: put the previous record back. If that fails too, the record names a
+            # version that is not current, so status() reports it as not current.
+            with contextlib.suppress(SinkError):
+                self.abandon(ownership)
             if failure.operation == "UpdateSecretVersionStage" and failure.code == "InvalidParameterException":
                 raise SinkConflict(f"{self.address} changed outside tokendrop",
                                    f"AWSCURRENT moved off version {held} while tokendrop rotated it; the new "

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tokendrop_provider.errors import ConfigError, SinkConflict, SinkWriteUnknown
+from tokendrop_provider.errors import ConfigError, SinkAccessDenied, SinkConflict, SinkWriteUnknown
 from tokendrop_provider.sandbox.servers import FaultProxy, MotoServer
 from tokendrop_provider.secret import Secret
 from tokendrop_provider.settings import AwsSettings
@@ -343,3 +343,18 @@ def test_a_customer_kms_key_is_used_and_a_new_one_applies_at_rotation(ssm_settin
     assert raw.describe_secret(SecretId=NAME)["KmsKeyId"] == second
     assert current_value(raw) == VALUE2
     assert rotated.current_settings()["kms_key_id"] == second
+
+
+def test_a_refused_rotation_reports_its_own_error_and_keeps_the_old_token_current(ssm_settings, endpoint, raw,
+                                                                                   clean_moto):
+    s = sink(ssm_settings, endpoint)
+    s.create(Secret(VALUE), OWN)
+    # the record write is refused, and so is the undo that follows: the first error is the one reported
+    clean_moto.inject("UpdateSecret", 2, "AccessDeniedException", "not authorized")
+    with pytest.raises(SinkAccessDenied) as caught:
+        s.replace(Secret(VALUE2), NEXT, expected_version=1)
+    assert "secretsmanager:UpdateSecret" in caught.value.summary
+    assert clean_moto.injected()["UpdateSecret"] == 2 and clean_moto.calls()["PutSecretValue"] == 0  # undo tried
+    assert current_value(raw) == VALUE
+    status = s.status()
+    assert status.version == 1 and status.ownership_current and status.ownership.token_id == "at-111"

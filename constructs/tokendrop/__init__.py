@@ -32,7 +32,7 @@ from .buildkite import BuildkiteCluster, BuildkiteClusterToken
 from .core import core_of
 from .errors import CoreMismatchError, Problem, TokendropValidationError
 from .provider import TokendropProvider
-from .sinks import Sink, SsmParameter, VaultSecret
+from .sinks import SecretsManagerSecret, Sink, SsmParameter, VaultSecret
 from .tfe import TfeAgentPool, TfeAgentToken
 from .vault_grants import TokenVaultAgent, VaultAppRoleSecretId
 
@@ -41,6 +41,7 @@ __all__ = [
     "BuildkiteClusterToken",
     "CoreMismatchError",
     "Problem",
+    "SecretsManagerSecret",
     "Sink",
     "SsmParameter",
     "TfeAgentPool",

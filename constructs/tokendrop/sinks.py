@@ -21,7 +21,7 @@ from ._values import is_unresolved
 class Sink:
     """A `deliver_to` target. Pass one to a token construct; pass a list to get the 'two sinks' error."""
 
-    kind: ClassVar[str]  # the nested attribute under deliver_to: "ssm" | "vault_kv"
+    kind: ClassVar[str]  # the nested attribute under deliver_to: "ssm" | "vault_kv" | "secrets_manager"
 
     def to_config(self) -> dict[str, Any]:
         """The `deliver_to` object, e.g. `{"ssm": {"name": "/ci/token"}}` (unset fields left out)."""
@@ -144,3 +144,61 @@ class VaultSecret(Sink):
         """A Vault Agent / consul-template template that renders `VARIABLE=<token>` (an env file)."""
         return (f'{{{{ with secret "{self.api_path}" }}}}{variable}={{{{ index .Data.data "{self.field}" }}}}'
                 "{{ end }}\n")
+
+
+@dataclass(frozen=True)
+class SecretsManagerSecret(Sink):
+    """An AWS Secrets Manager secret (created by tokendrop, never by you). The token is its plain value,
+    or, with `field`, one key of a JSON object (what the Elastic CI Stack and many apps read).
+    `replica_regions` uses Secrets Manager's own replication; `recovery_window_in_days` (7-30, 0 = at
+    once) is how long a destroyed secret can be restored."""
+
+    name: str
+    kms_key_id: str | None = None
+    tags: Mapping[str, str] | None = field(default=None, hash=False)
+    replica_regions: tuple[str, ...] | list[str] | None = field(default=None, hash=False)
+    field: str | None = None
+    recovery_window_in_days: int | None = None
+
+    kind: ClassVar[str] = schema.SECRETS_MANAGER_SINK.name
+
+    def to_config(self) -> dict[str, Any]:
+        return {self.kind: _drop_none({
+            "name": self.name, "kms_key_id": self.kms_key_id,
+            "tags": dict(self.tags) if self.tags is not None else None,
+            "replica_regions": list(self.replica_regions) if self.replica_regions is not None else None,
+            "field": self.field, "recovery_window_in_days": self.recovery_window_in_days,
+        })}
+
+    @property
+    def address(self) -> str:
+        return format_address(self.kind, {"name": self.name})
+
+    def arn(self, region: str = "*", account: str = "*", partition: str = "aws") -> str:
+        """The secret's ARN pattern: AWS appends "-" and six random characters to the name."""
+        return f"arn:{partition}:secretsmanager:{region}:{account}:secret:{self.name}-??????"
+
+    def read_policy(self, region: str = "*", account: str = "*", partition: str = "aws") -> dict[str, Any]:
+        """The IAM policy document a consumer needs to read the delivered token (in the primary region
+        and, with the default `region="*"`, in every replica): `secretsmanager:GetSecretValue` and
+        `DescribeSecret` on this secret and, for a customer managed KMS key, `kms:Decrypt` on that key
+        through Secrets Manager only, for this secret's encryption context. (The default
+        `aws/secretsmanager` key needs no grant.)"""
+        secret_arn = self.arn(region, account, partition)
+        statements: list[dict[str, Any]] = [{
+            "Sid": "ReadTokendropSecret",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            "Resource": secret_arn,
+        }]
+        if self.kms_key_id:
+            statement = _kms_decrypt_statement(self.kms_key_id, secret_arn, region, account, partition)
+            # Secrets Manager's encryption context names the secret ARN (SecretARN), not a parameter.
+            statement["Sid"] = "DecryptTokendropSecret"
+            statement["Condition"]["StringLike"] = {"kms:EncryptionContext:SecretARN": secret_arn,
+                                                    "kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}
+            statements.append(statement)
+        return {"Version": "2012-10-17", "Statement": statements}
+
+    def read_policy_json(self, region: str = "*", account: str = "*", partition: str = "aws") -> str:
+        return json.dumps(self.read_policy(region, account, partition), indent=2, sort_keys=False)

@@ -13,7 +13,7 @@ from typing import Any
 
 from .attributes import Attr, Check, ResourceSchema, exactly_one_of
 from .markers import APPROLE_MARKER_KEY
-from .sinks import ssm_rules, vault_rules
+from .sinks import secrets_manager_rules, ssm_rules, vault_rules
 from .types import BOOL, NUMBER, STRING, ListOf, MapOf, SetOf, Unknown
 from .validation import (
     Rule,
@@ -84,6 +84,37 @@ VAULT_KV_SINK = Attr(
     ),
 )
 
+SECRETS_MANAGER_SINK = Attr(
+    "secrets_manager",
+    description="Deliver into an AWS Secrets Manager secret (created by tokendrop; its Description holds "
+    "tokendrop's ownership record).",
+    optional=True,
+    nested=(
+        Attr("name", STRING, "Secret name, e.g. `ci/tfc-agent/token`.", required=True, on_change="replace",
+             rules=(from_function(secrets_manager_rules.validate_secret_name,
+                                  "1–512 characters: letters, digits and `/_+=.@-`"),)),
+        Attr("kms_key_id", STRING, "KMS key id, ARN or alias; the account's `aws/secretsmanager` key when unset. "
+             "Changing it rotates the token (new versions are encrypted with the new key).",
+             optional=True, on_change="rotate",
+             rules=(from_function(secrets_manager_rules.validate_kms_key_id, "a KMS key id, ARN or alias"),)),
+        Attr("tags", MapOf(STRING), "Tags on the secret (besides tokendrop's own). Updated in place.",
+             optional=True, on_change="update",
+             rules=(from_function(secrets_manager_rules.validate_tags,
+                                  f"at most {secrets_manager_rules.MAX_USER_TAGS} tags; keys 1–128, values ≤ 256 "
+                                  "characters"),)),
+        Attr("replica_regions", ListOf(STRING), "Regions the secret is replicated to (Secrets Manager's own "
+             "replication). Updated in place.", optional=True, on_change="update",
+             rules=(each(from_function(secrets_manager_rules.validate_region, "an AWS region name")), unique())),
+        Attr("field", STRING, "Store a JSON object with the token under this key instead of the plain token.",
+             optional=True, on_change="rotate",
+             rules=(from_function(secrets_manager_rules.validate_field,
+                                  f"a non-empty key of at most {secrets_manager_rules.MAX_FIELD_LENGTH} characters"),)),
+        Attr("recovery_window_in_days", NUMBER, "Days a destroyed secret can still be restored (7–30); `0` "
+             "deletes it at once, without recovery.", optional=True, computed=True,
+             default=secrets_manager_rules.DEFAULT_RECOVERY_WINDOW, on_change="update",
+             rules=(Rule(secrets_manager_rules.validate_recovery_window, "0, or 7 to 30"),)),
+    ),
+)
 
 def _registered_sinks() -> tuple[Attr, ...]:
     from .registry import sinks

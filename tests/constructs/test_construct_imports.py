@@ -17,10 +17,12 @@ ALLOWED_PROVIDER_MODULES = {
     "tokendrop_provider.leaks",  # the text forms secret.py masks (stdlib only)
     "tokendrop_provider.markers",  # the AppRole marker key the schema reserves (stdlib only)
     "tokendrop_provider.sinks.base", "tokendrop_provider.sinks.ssm_rules", "tokendrop_provider.sinks.vault_rules",
+    "tokendrop_provider.sinks.secrets_manager_rules",
     # the registries' declarations (settings, labels, lazy factories): the provider block's schema
     "tokendrop_provider.settings", "tokendrop_provider.lazy",
     *(f"tokendrop_provider.registry{m}" for m in ("", ".base", ".issuers", ".sinks", ".tfe", ".buildkite",
-                                                   ".tokenvault", ".vault_approle", ".ssm", ".vault_kv")),
+                                                   ".tokenvault", ".vault_approle", ".ssm", ".vault_kv",
+                                                   ".secrets_manager")),
 }
 HEAVY = ("grpc", "boto3", "botocore", "hvac", "requests", "urllib3", "google.protobuf", "msgpack", "cryptography")
 
@@ -28,7 +30,7 @@ PROGRAM = """
 import json, sys, tempfile
 from datetime import timedelta
 import cdktf
-from tokendrop import SsmParameter, TfeAgentPool, TfeAgentToken, TokendropProvider, VaultSecret
+from tokendrop import SecretsManagerSecret, SsmParameter, TfeAgentPool, TfeAgentToken, TokendropProvider, VaultSecret
 
 app = cdktf.App(outdir=tempfile.mkdtemp())
 stack = cdktf.TerraformStack(app, "ci-agents")
@@ -36,6 +38,7 @@ TokendropProvider(stack, "tokendrop")
 pool = TfeAgentPool(stack, "pool", organization="acme", name="p")
 token = pool.add_token("r", deliver_to=SsmParameter("/r", kms_key_id="alias/k"), rotate_every=timedelta(days=1))
 pool.add_token("b", deliver_to=VaultSecret("ci/b"))
+pool.add_token("s", deliver_to=SecretsManagerSecret("ci/s", replica_regions=["eu-west-1"])).read_policy()
 token.read_policy()
 app.synth()
 print(json.dumps(sorted(sys.modules)))

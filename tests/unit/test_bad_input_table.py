@@ -35,6 +35,14 @@ def ssm(**changes):
     return {"ssm": {**SSM["ssm"], **changes}, "vault_kv": None}
 
 
+SECRETS_MANAGER = {"name": "ci/t", "kms_key_id": None, "tags": None, "replica_regions": None, "field": None,
+                   "recovery_window_in_days": None}
+
+
+def secrets_manager(**changes):
+    return {"ssm": None, "vault_kv": None, "secrets_manager": {**SECRETS_MANAGER, **changes}}
+
+
 def vault(**changes):
     return {"ssm": None, "vault_kv": {**VAULT["vault_kv"], **changes}}
 
@@ -76,6 +84,25 @@ CASES: list[tuple[str, dict, str]] = [
     ("tokendrop_tfe_agent_token", {"deliver_to": vault(path="ci/../sys")}, "deliver_to.vault_kv.path"),
     ("tokendrop_tfe_agent_token", {"deliver_to": vault(mount="/secret/")}, "deliver_to.vault_kv.mount"),
     ("tokendrop_tfe_agent_token", {"deliver_to": vault(field="")}, "deliver_to.vault_kv.field"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": {**SSM, "secrets_manager": SECRETS_MANAGER}},
+     "deliver_to.secrets_manager"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(name="ci/has space")},
+     "deliver_to.secrets_manager.name"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(name="x" * 513)}, "deliver_to.secrets_manager.name"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(kms_key_id="bad key!")},
+     "deliver_to.secrets_manager.kms_key_id"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(tags={"managed-by": "me"})},
+     "deliver_to.secrets_manager.tags"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(replica_regions=["mars-north"])},
+     "deliver_to.secrets_manager.replica_regions"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(replica_regions=["eu-west-1", "eu-west-1"])},
+     "deliver_to.secrets_manager.replica_regions"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(field="")}, "deliver_to.secrets_manager.field"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(field="f" * 257)}, "deliver_to.secrets_manager.field"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(recovery_window_in_days=3)},
+     "deliver_to.secrets_manager.recovery_window_in_days"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(recovery_window_in_days=31)},
+     "deliver_to.secrets_manager.recovery_window_in_days"),
     ("tokendrop_tfe_agent_token", {"rotate_every": "monthly"}, "rotate_every"),
     ("tokendrop_tfe_agent_token", {"rotate_every": "10m"}, "rotate_every"),
     ("tokendrop_tfe_agent_token", {"keep_previous_for": "soon"}, "keep_previous_for"),
@@ -266,3 +293,26 @@ def test_the_constructs_refuse_the_same_input_at_synth(type_name, changes, attri
     message = str(raised.value)
     assert message.startswith("stack/thing: ")
     assert attribute.split("[")[0] in message, message
+
+
+# Secrets Manager settings only the plan can judge: the provider's region and endpoint.
+SECRETS_MANAGER_PLAN_CASES = [
+    ({"replica_regions": ["us-east-1"]}, {}, "deliver_to.secrets_manager.replica_regions"),  # its own region
+    ({}, {"AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://secrets.example.com"}, "aws_endpoint_url_secretsmanager"),
+    ({}, {"AWS_ENDPOINT_URL_SECRETS_MANAGER": None, "AWS_ENDPOINT_URL_SECRETSMANAGER": "http://sm.example.com"},
+     "aws_endpoint_url_secretsmanager"),
+    ({}, {"AWS_REGION": None, "AWS_DEFAULT_REGION": None, "AWS_CONFIG_FILE": "/dev/null"}, "aws_region"),
+]
+
+
+@pytest.mark.parametrize(("changes", "env", "attribute"), SECRETS_MANAGER_PLAN_CASES)
+def test_secrets_manager_settings_fail_the_plan(world, monkeypatch, changes, env, attribute):
+    for key, value in env.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    config = world.config("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(**changes)})
+    errors = errors_for(service(), "tokendrop_tfe_agent_token", config)
+    assert errors and any(names_attribute(d, attribute) for d in errors), [f"{d.summary}: {d.detail}" for d in errors]
+    assert world.writes() == []

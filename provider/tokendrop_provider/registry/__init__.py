@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     from ..settings import SettingsGroup
 
 PROVIDER_DESCRIPTION = (
-    "tokendrop mints CI and agent tokens and delivers them into SSM or Vault; Terraform state keeps ids, sink "
-    "addresses and versions only. Every setting falls back to the environment variable the official provider "
-    "uses.")
+    "tokendrop mints CI and agent tokens and delivers them into SSM, Secrets Manager or Vault; Terraform state "
+    "keeps ids, sink addresses and versions only. Every setting falls back to the environment variable the "
+    "official provider uses.")
 
 
 def settings_groups() -> list[SettingsGroup[Any]]:

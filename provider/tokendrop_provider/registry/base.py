@@ -112,6 +112,8 @@ class SinkKind:
     checks_access_at_plan: bool = False
     # modules the sink's client needs, imported on one thread before the audit reads sinks in parallel
     libraries: tuple[str, ...] = ()
+    # rules a plan can judge only with the settings: (location, settings) -> the error, or None
+    check_location: Callable[[Mapping[str, Any], Settings], ConfigError | None] | None = None
 
     @property
     def name(self) -> str:

@@ -65,7 +65,10 @@ class Clients:
     def check_sink(self, deliver_to: Mapping[str, object]) -> None:
         found = chosen(deliver_to)
         if found is not None:
-            error = found[0].check(self.settings, self.memo)
+            kind, block = found
+            error = kind.check(self.settings, self.memo)
+            if error is None and kind.check_location is not None:
+                error = kind.check_location(kind.with_defaults(block), self.settings)
             if error is not None:
                 raise error
 

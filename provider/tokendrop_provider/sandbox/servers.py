@@ -140,12 +140,13 @@ class ServerHandle:
 
 @dataclass
 class MotoServer(ServerHandle):
-    """moto's SSM (and KMS) server; with `faults`, the SsmFaultInjector admin URL is available too."""
+    """moto's SSM, Secrets Manager (and KMS) server; with `faults`, the SsmFaultInjector admin URL is
+    available too (it counts and fails SSM and Secrets Manager calls)."""
 
     faults: bool = False
 
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL_SSM": self.url, **TEST_AWS_ENV}
+        return {"AWS_ENDPOINT_URL_SSM": self.url, "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.url, **TEST_AWS_ENV}
 
     def reset(self) -> None:
         """Forget every parameter (moto's reset), and injected faults and call counters."""
@@ -509,7 +510,7 @@ class SsmFaultInjector:
         if path.startswith(ADMIN_PREFIX):
             return self._admin(environ, start_response, path[len(ADMIN_PREFIX):])
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if target.startswith("AmazonSSM."):
+        if target.startswith(("AmazonSSM.", "secretsmanager.")):
             operation = target.partition(".")[2]
             fault = self._take(operation)
             if fault is not None:

@@ -34,7 +34,7 @@ from .errors import CoreMismatchError, Problem, TokendropValidationError
 from .provider import TokendropProvider
 from .sinks import Sink, SsmParameter, VaultSecret
 from .tfe import TfeAgentPool, TfeAgentToken
-from .vault_grants import TokenVaultAgent, VaultAppRoleSecretId
+from .vault_grants import TokenVaultAgent, TokenVaultAgentGrant, VaultAppRoleSecretId
 
 __all__ = [
     "BuildkiteCluster",
@@ -47,6 +47,7 @@ __all__ = [
     "TfeAgentToken",
     "TokenResource",
     "TokenVaultAgent",
+    "TokenVaultAgentGrant",
     "TokendropProvider",
     "TokendropResource",
     "TokendropValidationError",

@@ -465,6 +465,31 @@ TOKENVAULT_AGENT = ResourceSchema(
     "version, and timestamps: never the key, never a hash of it.",
 )
 
+TOKENVAULT_AGENT_GRANT = ResourceSchema(
+    type_name="tokendrop_tokenvault_agent_grant",
+    description="One service granted to a Token Vault agent (POST /api/agents/{id}/grants with exactly "
+    "`{agentId, serviceName}`, as the official CLI sends it). State holds what the agent's record reports; "
+    "destroy revokes the grant. Use it with a `tokendrop_tokenvault_agent` that leaves `grants` unset: an agent "
+    "whose `grants` is set holds exactly those services and revokes any other grant, these included.",
+    attributes=(
+        Attr("id", STRING, "`<agent id>/<service>`.", computed=True),
+        Attr("agent_id", STRING, "The agent (`tokendrop_tokenvault_agent.<name>.id`). Changing it replaces the "
+             "grant.", required=True, on_change="replace",
+             rules=(_text("agent id"), pattern(r"[^/]+", "must not contain / (it is a path segment of Token "
+                                               "Vault's API)"))),
+        Attr("service", STRING, "The vault token (service) the agent may use, e.g. `github`. Changing it "
+             "replaces the grant.", required=True, on_change="replace", rules=TOKENVAULT_GRANT[0].rules),
+        Attr("auto_refresh", BOOL, "Whether Token Vault refreshes the service's OAuth token for this grant "
+             "(its refresh policy is `auto`), as the agent's record reports it.", computed=True),
+        Attr("expires_at", STRING, "When the grant expires at Token Vault (RFC 3339), as the agent's record "
+             "says; null while it lasts until revoked. A grant that ended is granted again by the next apply.",
+             computed=True),
+    ),
+    import_id="`<agent id>/<service>`, e.g. `agt_123/github`, for a grant the agent already holds.",
+    import_examples=("agt_123/github",),
+    in_state="the agent id, the service, the refresh policy and expiry Token Vault reports: no secret.",
+)
+
 # --- HashiCorp Vault / OpenBao AppRole secret ids -------------------------------------------------
 
 APPROLE_MARKER_KEY = "tokendrop_marker"  # secret-id metadata key holding tokendrop's orphan-sweep marker
@@ -571,5 +596,5 @@ VAULT_APPROLE_SECRET_ID = ResourceSchema(
 
 RESOURCES: dict[str, ResourceSchema] = {
     s.type_name: s for s in (TFE_AGENT_POOL, TFE_AGENT_TOKEN, BUILDKITE_CLUSTER, BUILDKITE_CLUSTER_TOKEN,
-                             TOKENVAULT_AGENT, VAULT_APPROLE_SECRET_ID)
+                             TOKENVAULT_AGENT, TOKENVAULT_AGENT_GRANT, VAULT_APPROLE_SECRET_ID)
 }

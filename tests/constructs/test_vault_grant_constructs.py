@@ -12,6 +12,7 @@ from tokendrop import (
     TokendropProvider,
     TokendropValidationError,
     TokenVaultAgent,
+    TokenVaultAgentGrant,
     VaultAppRoleSecretId,
     VaultSecret,
 )
@@ -19,6 +20,7 @@ from tokendrop_provider import schema
 
 AGENT = schema.TOKENVAULT_AGENT.type_name
 APPROLE = schema.VAULT_APPROLE_SECRET_ID.type_name
+GRANT = schema.TOKENVAULT_AGENT_GRANT.type_name
 
 
 def test_the_issue_example_synthesizes(core, stack, synth):
@@ -33,8 +35,11 @@ def test_the_issue_example_synthesizes(core, stack, synth):
     assert synth.one(stack, AGENT) == {
         "name": "triage-bot", "description": "issue triage",
         "deliver_to": {"ssm": {"name": "/agents/triage/tvagent-key"}},
-        "grants": [{"service": "github"}, {"service": "linear"}],
     }
+    # grant() declares one grant resource per service, referring to the agent's id.
+    grants = synth.resources(stack, GRANT)
+    assert sorted(g["service"] for g in grants.values()) == ["github", "linear"]
+    assert {g["agent_id"] for g in grants.values()} == {"${tokendrop_tokenvault_agent.triage.id}"}
     assert synth.one(stack, APPROLE) == {
         "role_name": "ci", "mount": "approle", "ttl": "1d", "cidr_list": ["10.0.0.0/8"], "num_uses": 0,
         "metadata": {"pipeline": "deploy"}, "deliver_to": {"ssm": {"name": "/ci/vault/secret-id"}},
@@ -42,18 +47,39 @@ def test_the_issue_example_synthesizes(core, stack, synth):
 
 
 @pytest.mark.parametrize(("service", "message"), [
-    ("linear", "grants"),  # a duplicate service
-    ("", "grants[1].service"),
-    ("a/b", "grants[1].service"),
+    ("linear", "grants: 'linear' is already granted"),  # a duplicate service
+    ("", "service: must not be empty"),
+    ("a/b", "service: must not contain /"),
 ])
-def test_a_bad_grant_fails_when_it_is_added(core, stack, service, message):
+def test_a_bad_grant_fails_when_it_is_added(core, stack, synth, service, message):
     TokendropProvider(stack, "tokendrop")
     bot = TokenVaultAgent(stack, "triage", name="triage-bot", deliver_key_to=VaultSecret(path="agents/triage"))
     bot.grant("linear")
     with pytest.raises(TokendropValidationError) as raised:
         bot.grant(service)
     assert "triage" in str(raised.value) and message in str(raised.value)
-    assert len(bot.arguments["grants"]) == 1, "a refused grant is not kept"
+    assert list(bot.grants) == ["linear"], "a refused grant is not kept"
+    assert len(synth.resources(stack, GRANT)) == 1, "nor declared"
+
+
+def test_inline_grants_and_grant_resources_on_one_agent_fail_at_synth(core, stack):
+    """Inline grants are authoritative (the agent revokes what they do not list), so mixing them with
+    grant resources would make the two fight: refused, naming `grants`."""
+    TokendropProvider(stack, "tokendrop")
+    bot = TokenVaultAgent(stack, "triage", name="triage-bot", deliver_key_to=SsmParameter("/agents/triage/key"),
+                          grants=[{"service": "github"}])
+    with pytest.raises(TokendropValidationError) as raised:
+        bot.grant("linear")
+    assert "triage: grants: " in str(raised.value) and "not both" in str(raised.value)
+
+
+def test_a_grant_resource_on_its_own(core, stack, synth):
+    TokendropProvider(stack, "tokendrop")
+    TokenVaultAgentGrant(stack, "g", agent_id="agt_123", service="github")
+    assert synth.one(stack, GRANT) == {"agent_id": "agt_123", "service": "github"}
+    with pytest.raises(TokendropValidationError) as raised:
+        TokenVaultAgentGrant(stack, "h", agent_id="a/b", service="github")
+    assert "h: agent_id: must not contain /" in str(raised.value)
 
 
 @pytest.mark.parametrize(("arguments", "attribute"), [
@@ -87,5 +113,6 @@ def test_the_agents_stack(core, stack, synth):
 
     made = agents.define(stack)
     assert set(made) == {"triage", "ci-login"}
-    assert [g["service"] for g in synth.one(stack, AGENT)["grants"]] == ["github", "linear"]
+    assert "grants" not in synth.one(stack, AGENT)
+    assert sorted(g["service"] for g in synth.resources(stack, GRANT).values()) == ["github", "linear"]
     assert synth.one(stack, APPROLE)["rotate_before_expiry"] == "2h"

@@ -35,8 +35,9 @@ def _check(settings: TokenVaultSettings) -> ConfigError | None:
 
 def _resources() -> tuple[Resource, ...]:
     from ..resources.tokenvault_agent import TokenVaultAgent
+    from ..resources.tokenvault_agent_grant import TokenVaultAgentGrant
 
-    return (TokenVaultAgent(),)
+    return (TokenVaultAgent(), TokenVaultAgentGrant())
 
 
 # Listed per account by the audit (one agent list, then a read per agent: the list has no descriptions).
@@ -44,4 +45,6 @@ ISSUER: Issuer[TokenVaultClient] = Issuer(
     name="tokenvault", label="Token Vault", scope_label="agent", settings=SETTINGS, client=_client,
     check=_check, resources=_resources,
     token_scopes={"tokendrop_tokenvault_agent": lambda attrs, _: text(attrs.get("name"))},
+    # Grants hold no token and name no scope the audit lists: known to the registry, skipped by the audit.
+    scope_resources={"tokendrop_tokenvault_agent_grant": lambda _attrs: None},
 )

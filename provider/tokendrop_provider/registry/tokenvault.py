@@ -36,15 +36,20 @@ def _check(settings: TokenVaultSettings) -> ConfigError | None:
 def _resources() -> tuple[Resource, ...]:
     from ..resources.tokenvault_agent import TokenVaultAgent
     from ..resources.tokenvault_agent_grant import TokenVaultAgentGrant
+    from ..resources.tokenvault_key import TokenVaultKey
+    from ..resources.tokenvault_key_grant import TokenVaultKeyGrant
 
-    return (TokenVaultAgent(), TokenVaultAgentGrant())
+    return (TokenVaultAgent(), TokenVaultAgentGrant(), TokenVaultKey(), TokenVaultKeyGrant())
 
 
 # Listed per account by the audit (one agent list, then a read per agent: the list has no descriptions).
 ISSUER: Issuer[TokenVaultClient] = Issuer(
     name="tokenvault", label="Token Vault", scope_label="agent", settings=SETTINGS, client=_client,
     check=_check, resources=_resources,
-    token_scopes={"tokendrop_tokenvault_agent": lambda attrs, _: text(attrs.get("name"))},
+    # A key's scope is its name too; the audit lists agents only (docs/tokenvault.md, "Limits").
+    token_scopes={"tokendrop_tokenvault_agent": lambda attrs, _: text(attrs.get("name")),
+                  "tokendrop_tokenvault_key": lambda attrs, _: text(attrs.get("name"))},
     # Grants hold no token and name no scope the audit lists: known to the registry, skipped by the audit.
-    scope_resources={"tokendrop_tokenvault_agent_grant": lambda _attrs: None},
+    scope_resources={"tokendrop_tokenvault_agent_grant": lambda _attrs: None,
+                     "tokendrop_tokenvault_key_grant": lambda _attrs: None},
 )

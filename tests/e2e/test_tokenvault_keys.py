@@ -1,0 +1,162 @@
+"""tokendrop_tokenvault_key and tokendrop_tokenvault_key_grant through the real terraform binary against
+the Token Vault emulator and moto. Proves: create (the `tvkey_` key in the sink, its name carrying the
+marker, the scopes asked for, the key works as itself); a 7-day key grant sent as `expiresInHours: 168`
+on the key grant route and read back; refresh is clean; drift (a grant revoked outside, the sink
+overwritten); rotation by a scope change (a successor key delivered as the next version, the old key
+revoked, the grant replaced onto the new key, the rotate route never called); keep_previous_for; an
+orphan of an interrupted create is swept; destroy revokes every key; a provider key without
+keys:manage fails the plan naming it; no key value in any artifact."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from fixtures.terraform import PROVIDER_HEADER, scan
+
+pytestmark = pytest.mark.e2e
+
+KEY = "tokendrop_tokenvault_key.reader"
+GRANT = "tokendrop_tokenvault_key_grant.github"
+PARAMETER = "/ci/tokenvault/reader-key"
+
+
+def config(scopes: str = '["agents:read", "tokens:list"]', extra: str = "", grant: bool = True) -> str:
+    text = PROVIDER_HEADER + (f'resource "tokendrop_tokenvault_key" "reader" {{\n  name   = "ci-reader"\n'
+                              f'  scopes = {scopes}\n  deliver_to = {{ ssm = {{ name = "{PARAMETER}" }} }}\n'
+                              f'{extra}}}\n')
+    if grant:
+        text += ('resource "tokendrop_tokenvault_key_grant" "github" {\n'
+                 '  key_id     = tokendrop_tokenvault_key.reader.id\n  service    = "github"\n'
+                 '  expires_in = "7d"\n}\n')
+    return text
+
+
+@pytest.fixture
+def box(sandbox, fresh_tokenvault_emulator):
+    sandbox.tokenvault = fresh_tokenvault_emulator
+    return sandbox
+
+
+def keys(em) -> dict[str, dict]:
+    """Keys tokendrop minted (the sandbox's own credentials left out), by id."""
+    return {k["id"]: k for k in em.world()["keys"] if k["name"].startswith("ci-reader")}
+
+
+def whoami(em, secret: str) -> requests.Response:
+    return requests.get(f"{em.url}/api/agents/whoami", headers={"Authorization": f"Bearer {secret}"}, timeout=10)
+
+
+def test_key_with_a_grant_create_drift_rotate_destroy(box, make_workspace):
+    em = box.tokenvault
+    ws = make_workspace(box.env)
+    ws.write(config())
+    ws.init()
+    assert "2 to add, 0 to change, 0 to destroy" in ws.plan().stdout
+    assert [r for r in em.requests() if r["method"] != "GET"] == [], "plan writes nothing"
+    ws.apply()
+
+    state = ws.resources()
+    key = state[KEY]
+    [record] = keys(em).values()
+    assert record["id"] == key["id"] and record["name"].startswith("ci-reader [td:")
+    assert sorted(record["scopes"]) == ["agents:read", "tokens:list"]
+    secret, version = box.ssm_value(PARAMETER)
+    assert secret.startswith("tvkey_") and version == 1 and key["sink_version"] == 1
+    assert key["expires_at"] is None and key["sink_status"] == "delivered"
+    me = whoami(em, secret)
+    assert me.status_code == 200 and me.json()["principal"]["id"] == key["id"], "the delivered key works"
+
+    # The key grant: 168 hours on the route where an expiry exists, state as Token Vault answered.
+    [sent] = [e for e in em.events() if e["event"] == "key_grant.created"]
+    assert sent["fields"] == ["expiresInHours", "serviceName"]
+    [held] = record["grants"]
+    grant = state[GRANT]
+    assert grant["id"] == f"{key['id']}/github" and grant["expires_at"] == held["grantExpiresAt"]
+    assert held["grantExpiresAt"] is not None and grant["expires_in"] == "7d"
+    assert ws.plan_exitcode().returncode == 0, "refresh reads back everything state holds"
+
+    # Drift: the grant is revoked outside Terraform; the plan grants it again.
+    admin = {"Authorization": f"Bearer {em.admin_key}"}
+    assert requests.delete(f"{em.url}/api/keys/{key['id']}/grants/github", headers=admin, timeout=10).ok
+    plan = ws.plan_exitcode()
+    assert plan.returncode == 2 and f"{GRANT} will be created" in plan.stdout
+    assert "Grant 'github' of Token Vault key" in plan.output
+    ws.apply()
+    assert [g["serviceName"] for g in keys(em)[key["id"]]["grants"]] == ["github"]
+
+    # Rotation by a scope change: a successor key, delivered as version 2; the old key is revoked and
+    # the grant follows the new key. Token Vault's rotate route is never called.
+    ws.write(config('["agents:read", "tokens:list", "credentials:read"]'))
+    plan = ws.plan()
+    assert f"{KEY} will be updated in-place" in plan.stdout and "will rotate" in plan.output
+    assert f"{GRANT} must be replaced" in plan.stdout
+    ws.apply()
+    rotated = ws.resources()[KEY]
+    assert rotated["id"] != key["id"] and rotated["sink_version"] == 2
+    assert list(keys(em)) == [rotated["id"]], "the old key is revoked"
+    new_secret = box.ssm_value(PARAMETER)[0]
+    assert whoami(em, new_secret).status_code == 200 and whoami(em, secret).status_code == 401
+    assert [g["serviceName"] for g in keys(em)[rotated["id"]]["grants"]] == ["github"]
+    assert ws.resources()[GRANT]["key_id"] == rotated["id"]
+    assert not [r for r in em.requests() if r["path"].endswith("/rotate")]
+    assert ws.plan_exitcode().returncode == 0
+
+    # Someone overwrites the parameter: refresh sees it, the plan rotates, the sink holds a live key again.
+    box.ssm().put_parameter(Name=PARAMETER, Value="not-a-key", Type="SecureString", Overwrite=True)
+    plan = ws.plan_exitcode()
+    assert plan.returncode == 2 and "overwritten" in plan.output
+    ws.apply()
+    repaired = ws.resources()[KEY]
+    assert list(keys(em)) == [repaired["id"]] and box.ssm_value(PARAMETER)[1] == 4
+    assert whoami(em, box.ssm_value(PARAMETER)[0]).status_code == 200
+
+    ws.destroy()
+    assert keys(em) == {}, "destroy revokes the key"
+    assert scan([m["value"] for m in em.minted()], ws.artifacts()) == []
+
+
+def test_keep_previous_for_keeps_the_old_key_until_the_grace_ends(box, make_workspace):
+    em = box.tokenvault
+    ws = make_workspace(box.env)
+    ws.write(config(extra='  keep_previous_for = "1h"\n  rotate_on = { n = "1" }\n', grant=False))
+    ws.init()
+    ws.apply()
+    first = ws.resources()[KEY]
+    ws.write(config(extra='  keep_previous_for = "1h"\n  rotate_on = { n = "2" }\n', grant=False))
+    ws.apply()
+    second = ws.resources()[KEY]
+    assert second["previous_token_id"] == first["id"] and set(keys(em)) == {first["id"], second["id"]}
+    ws.destroy()
+    assert keys(em) == {}, "destroy revokes the current and the previous key"
+    assert scan([m["value"] for m in em.minted()], ws.artifacts()) == []
+
+
+def test_an_orphan_key_of_an_interrupted_create_is_swept(box, make_workspace):
+    """A key minted with this sink's marker but never delivered (a crash between the POST and the sink
+    write) is revoked by the next create to that sink."""
+    em = box.tokenvault
+    ws = make_workspace(box.env)
+    ws.write(config(grant=False))
+    ws.init()
+    ws.apply()
+    name = keys(em)[ws.resources()[KEY]["id"]]["name"]  # "ci-reader [td:…]": the marker of this sink
+    ws.destroy()
+    orphan = requests.post(f"{em.url}/api/keys", json={"name": name, "scopes": ["agents:read"], "expiresAt": None},
+                           headers={"Authorization": f"Bearer {em.admin_key}"}, timeout=10).json()["id"]
+    ws.apply()
+    assert list(keys(em)) == [ws.resources()[KEY]["id"]] and orphan not in keys(em)
+    ws.destroy()
+    assert scan([m["value"] for m in em.minted()], ws.artifacts()) == []
+
+
+def test_a_provider_key_without_keys_manage_fails_the_plan_naming_it(box, make_workspace):
+    em = box.tokenvault
+    ws = make_workspace({**box.env, "TOKENVAULT_API_KEY": em.mint_key(["agents:read", "grants:write"])})
+    ws.write(config())
+    ws.init()
+    result = ws.plan(check=False)
+    assert result.returncode == 1
+    text = " ".join(result.stderr.split())
+    assert "lacks the scope keys:manage" in text and "tokenvault_api_key" in text
+    assert [r for r in em.requests() if r["method"] != "GET"] == [] and keys(em) == {}

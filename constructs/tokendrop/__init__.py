@@ -34,7 +34,13 @@ from .errors import CoreMismatchError, Problem, TokendropValidationError
 from .provider import TokendropProvider
 from .sinks import Sink, SsmParameter, VaultSecret
 from .tfe import TfeAgentPool, TfeAgentToken
-from .vault_grants import TokenVaultAgent, TokenVaultAgentGrant, VaultAppRoleSecretId
+from .vault_grants import (
+    TokenVaultAgent,
+    TokenVaultAgentGrant,
+    TokenVaultKey,
+    TokenVaultKeyGrant,
+    VaultAppRoleSecretId,
+)
 
 __all__ = [
     "BuildkiteCluster",
@@ -48,6 +54,8 @@ __all__ = [
     "TokenResource",
     "TokenVaultAgent",
     "TokenVaultAgentGrant",
+    "TokenVaultKey",
+    "TokenVaultKeyGrant",
     "TokendropProvider",
     "TokendropResource",
     "TokendropValidationError",

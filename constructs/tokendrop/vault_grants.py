@@ -1,5 +1,5 @@
-"""Vault grants: Token Vault agents with their per-service grants (their `tvagent_` key delivered to a
-sink), and HashiCorp Vault AppRole secret ids (delivered with their role id)."""
+"""Vault grants: Token Vault agents and scoped keys with their per-service grants (the `tvagent_` /
+`tvkey_` key delivered to a sink), and HashiCorp Vault AppRole secret ids (delivered with their role id)."""
 
 from __future__ import annotations
 
@@ -76,6 +76,60 @@ class TokenVaultAgentGrant(TokendropResource):
     @property
     def expires_at(self) -> str:
         """When the grant expires at Token Vault, as the agent's record says (null: until revoked)."""
+        return self.get_string_attribute("expires_at")
+
+
+class TokenVaultKey(TokenResource):
+    """A Token Vault scoped key (`tvkey_…`, shown once by Token Vault) written straight into `deliver_to`.
+    Changing `scopes` rotates: a successor key is minted and delivered as the next sink version, and the old
+    one revoked (or kept for `keep_previous_for`). Scopes only a human may delegate are refused here.
+    `grant()` lets the key use a service for a limited time."""
+
+    schema = schema.TOKENVAULT_KEY
+
+    def __init__(self, scope: Any, id: str, *, name: str, scopes: Sequence[str], deliver_to: SinkArgument,
+                 expires_at: str | None = None, rotate_every: Duration | None = None,
+                 rotate_on: Mapping[str, str] | None = None, keep_previous_for: Duration | None = None,
+                 adopt_existing: bool | None = None, **meta: Any) -> None:
+        super().__init__(scope, id, name=name, scopes=scopes, expires_at=expires_at, deliver_to=deliver_to,
+                         rotate_every=rotate_every, rotate_on=rotate_on, keep_previous_for=keep_previous_for,
+                         adopt_existing=adopt_existing, **meta)
+        self._granted: dict[str, TokenVaultKeyGrant] = {}
+
+    @property
+    def key_id(self) -> str:
+        """The key's id (it changes with each rotation), a reference for outputs."""
+        return self.get_string_attribute("id")
+
+    def grant(self, service: str, *, expires_in: Duration | None = None) -> TokenVaultKeyGrant:
+        """Let the key use `service` for `expires_in` (1h to 30d, whole hours) or, unset, until revoked:
+        declares a `tokendrop_tokenvault_key_grant` beside the key (id `<key id>-<service>`). Validated at
+        once: a duplicate service, a malformed one or an expiry out of range raises here."""
+        path = self.node.path
+        if service in self._granted:
+            raise TokendropValidationError(path, [Problem("grant", f"{service!r} is already granted: a key holds "
+                                                          "one grant per service")])
+        configure(f"{path}-{service}", schema.TOKENVAULT_KEY_GRANT.attributes, (),
+                  {"key_id": "key", "service": service, "expires_in": expires_in}, "TokenVaultKeyGrant")
+        granted = TokenVaultKeyGrant(self.node.scope, f"{self.node.id}-{service}", key_id=self.key_id,
+                                     service=service, expires_in=expires_in)
+        self._granted[service] = granted
+        return granted
+
+
+class TokenVaultKeyGrant(TokendropResource):
+    """One service granted to a scoped key, for `expires_in` (1h to 30d) or until revoked. Usually declared
+    with `TokenVaultKey.grant(service, expires_in=...)`."""
+
+    schema = schema.TOKENVAULT_KEY_GRANT
+
+    def __init__(self, scope: Any, id: str, *, key_id: str, service: str, expires_in: Duration | None = None,
+                 **meta: Any) -> None:
+        super().__init__(scope, id, key_id=key_id, service=service, expires_in=expires_in, **meta)
+
+    @property
+    def expires_at(self) -> str:
+        """When the grant expires at Token Vault, as reported (null: until revoked)."""
         return self.get_string_attribute("expires_at")
 
 

@@ -13,6 +13,7 @@ from tokendrop import (
     TokendropValidationError,
     TokenVaultAgent,
     TokenVaultAgentGrant,
+    TokenVaultKey,
     VaultAppRoleSecretId,
     VaultSecret,
 )
@@ -21,6 +22,8 @@ from tokendrop_provider import schema
 AGENT = schema.TOKENVAULT_AGENT.type_name
 APPROLE = schema.VAULT_APPROLE_SECRET_ID.type_name
 GRANT = schema.TOKENVAULT_AGENT_GRANT.type_name
+KEY = schema.TOKENVAULT_KEY.type_name
+KEY_GRANT = schema.TOKENVAULT_KEY_GRANT.type_name
 
 
 def test_the_issue_example_synthesizes(core, stack, synth):
@@ -112,7 +115,52 @@ def test_the_agents_stack(core, stack, synth):
     from stacks import agents
 
     made = agents.define(stack)
-    assert set(made) == {"triage", "ci-login"}
+    assert set(made) == {"triage", "release-key", "ci-login"}
     assert "grants" not in synth.one(stack, AGENT)
     assert sorted(g["service"] for g in synth.resources(stack, GRANT).values()) == ["github", "linear"]
     assert synth.one(stack, APPROLE)["rotate_before_expiry"] == "2h"
+    assert synth.one(stack, KEY) == {
+        "name": "triage-bot-release", "scopes": ["credentials:read"], "rotate_every": "30d",
+        "deliver_to": {"ssm": {"name": "/agents/triage-bot/release-key"}}}
+    assert synth.one(stack, KEY_GRANT) == {"key_id": "${tokendrop_tokenvault_key.release-key.id}",
+                                           "service": "github", "expires_in": "1w"}  # 7 days
+
+
+def test_a_key_and_its_time_limited_grant(core, stack, synth):
+    TokendropProvider(stack, "tokendrop")
+    key = TokenVaultKey(stack, "reader", name="ci-reader", scopes=["agents:read", "tokens:list"],
+                        deliver_to=VaultSecret(path="ci/tokenvault"), keep_previous_for=timedelta(hours=1))
+    key.grant("github", expires_in=timedelta(hours=12))
+    key.grant("linear")
+    grants = {g["service"]: g for g in synth.resources(stack, KEY_GRANT).values()}
+    assert grants["github"]["expires_in"] == "12h" and "expires_in" not in grants["linear"]
+    assert synth.one(stack, KEY)["keep_previous_for"] == "1h"
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda key: key.grant("github", expires_in=timedelta(minutes=30)), "expires_in: must be at least 1h"),
+    (lambda key: key.grant("github", expires_in=timedelta(days=31)), "expires_in: must be at most 30d"),
+    (lambda key: key.grant("github", expires_in="90m"), "expires_in: must be a whole number of hours"),
+    (lambda key: key.grant("linear"), "grant: 'linear' is already granted"),
+])
+def test_a_bad_key_grant_fails_when_it_is_added(core, stack, synth, call, message):
+    TokendropProvider(stack, "tokendrop")
+    key = TokenVaultKey(stack, "reader", name="ci-reader", scopes=["agents:read"],
+                        deliver_to=SsmParameter("/ci/tokenvault/key"))
+    key.grant("linear")
+    with pytest.raises(TokendropValidationError) as raised:
+        call(key)
+    assert "reader" in str(raised.value) and message in str(raised.value)
+    assert len(synth.resources(stack, KEY_GRANT)) == 1, "a refused grant is not declared"
+
+
+@pytest.mark.parametrize(("scopes", "message"), [
+    (["keys:manage"], "only a signed-in human may delegate it"),
+    (["agents:everything"], "scopes"),
+    ([], "scopes"),
+])
+def test_a_key_with_scopes_a_key_cannot_get_fails_at_synth(core, stack, scopes, message):
+    TokendropProvider(stack, "tokendrop")
+    with pytest.raises(TokendropValidationError) as raised:
+        TokenVaultKey(stack, "reader", name="ci-reader", scopes=scopes, deliver_to=SsmParameter("/ci/k"))
+    assert "reader: scopes" in str(raised.value) and message in str(raised.value)

@@ -160,3 +160,36 @@ def test_a_provider_key_without_keys_manage_fails_the_plan_naming_it(box, make_w
     text = " ".join(result.stderr.split())
     assert "lacks the scope keys:manage" in text and "tokenvault_api_key" in text
     assert [r for r in em.requests() if r["method"] != "GET"] == [] and keys(em) == {}
+
+
+def test_state_lost_after_delivery_adopts_the_key_and_the_grant(box, make_workspace):
+    """A crash after the sink write and the grant POST, before Terraform saved state (simulated by
+    `state rm`): the next apply adopts the delivered key (its ownership record names it) instead of
+    minting another, and the grant Token Vault already holds (409) instead of granting twice. A grant
+    whose expiry does not fit expires_in is revoked and granted as configured."""
+    em = box.tokenvault
+    ws = make_workspace(box.env)
+    ws.write(config())
+    ws.init()
+    ws.apply()
+    key = ws.resources()[KEY]
+    ws.run("state", "rm", KEY, GRANT)
+    result = ws.apply()
+    assert "Adopted a token delivered by an interrupted run" in result.output
+    assert " ".join(result.output.split()).count("already held a grant for 'github'") == 1
+    assert ws.resources()[KEY]["id"] == key["id"] and list(keys(em)) == [key["id"]], "no second key"
+    assert box.ssm_value(PARAMETER)[1] == 1, "the sink was not written again"
+    assert len([e for e in em.events() if e["event"] == "key_grant.created"]) == 1, "not granted twice"
+
+    # Someone re-grants github without an expiry, and state forgets the grant: 7 days are restored.
+    admin = {"Authorization": f"Bearer {em.admin_key}"}
+    assert requests.delete(f"{em.url}/api/keys/{key['id']}/grants/github", headers=admin, timeout=10).ok
+    assert requests.post(f"{em.url}/api/keys/{key['id']}/grants", json={"serviceName": "github"}, headers=admin,
+                         timeout=10).status_code == 201
+    ws.run("state", "rm", GRANT)
+    ws.apply()
+    [held] = keys(em)[key["id"]]["grants"]
+    assert held["grantExpiresAt"] is not None and ws.resources()[GRANT]["expires_at"] == held["grantExpiresAt"]
+    ws.destroy()
+    assert keys(em) == {}
+    assert scan([m["value"] for m in em.minted()], ws.artifacts()) == []

@@ -4,10 +4,17 @@ marker, the scopes asked for, the key works as itself); a 7-day key grant sent a
 on the key grant route and read back; refresh is clean; drift (a grant revoked outside, the sink
 overwritten); rotation by a scope change (a successor key delivered as the next version, the old key
 revoked, the grant replaced onto the new key, the rotate route never called); keep_previous_for; an
-orphan of an interrupted create is swept; destroy revokes every key; a provider key without
+orphan of an interrupted create is swept; state lost after delivery adopts key and grant; destroy
+revokes every key; `tokendrop audit` lists keys and flags their orphans; a provider key without
 keys:manage fails the plan naming it; no key value in any artifact."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -193,3 +200,40 @@ def test_state_lost_after_delivery_adopts_the_key_and_the_grant(box, make_worksp
     ws.destroy()
     assert keys(em) == {}
     assert scan([m["value"] for m in em.minted()], ws.artifacts()) == []
+
+
+def test_the_audit_lists_keys_by_name_and_finds_their_orphans(box, make_workspace):
+    """`tokendrop audit` over a state holding a key: the key is listed (one GET /api/keys per name), not
+    mistaken for an agent; a key carrying this sink's marker that no state knows is flagged an orphan
+    belonging to the resource; no value in the audit's output."""
+    em = box.tokenvault
+    ws = make_workspace(box.env)
+    ws.write(config(grant=False))
+    ws.init()
+    ws.apply()
+    key = ws.resources()[KEY]
+    name = keys(em)[key["id"]]["name"]
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH", "VIRTUAL_ENV")}
+
+    def audit() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(Path(sys.executable).with_name("tokendrop")), "audit", "--state",
+                               str(ws.directory / "terraform.tfstate"), "--json"], capture_output=True, text=True,
+                              env={**keep, **box.env}, timeout=120, check=False)
+
+    clean = audit()
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    [row] = json.loads(clean.stdout)["tokens"]
+    assert (row["address"], row["issuer"], row["token_id"], row["flags"]) == (KEY, "tokenvault_key", key["id"], [])
+    assert row["sink"]["status"] == "delivered"
+
+    orphan = requests.post(f"{em.url}/api/keys", json={"name": name, "scopes": ["agents:read"], "expiresAt": None},
+                           headers={"Authorization": f"Bearer {em.admin_key}"}, timeout=10).json()["id"]
+    flagged = audit()
+    assert flagged.returncode == 1
+    found = {r["token_id"]: r for r in json.loads(flagged.stdout)["tokens"] if r["address"] is None}
+    assert list(found) == [orphan] and [f["code"] for f in found[orphan]["flags"]] == ["orphan"]
+    assert found[orphan]["belongs_to"] == KEY
+    values = [m["value"] for m in em.minted()]
+    assert scan(values, [("audit", clean.stdout + clean.stderr + flagged.stdout + flagged.stderr)]) == []
+    ws.destroy()
+    assert keys(em) == {}

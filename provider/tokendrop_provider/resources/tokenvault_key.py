@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from .. import schema
 from ..errors import ConfigError
 from ..issuers.base import IssuedToken
-from ..registry.tokenvault import ISSUER as TOKENVAULT
+from ..registry.tokenvault import KEYS
 from ..timestamps import parse_rfc3339
 from ..types import Unknown
 from .base import Context, Plan, State
@@ -38,13 +38,11 @@ class TokenVaultKey(TokenResource):
     expiring = True
 
     def issuer(self, ctx: Context) -> TokenVaultKeys:
-        from ..issuers.tokenvault import TokenVaultKeys
-
-        return TokenVaultKeys(ctx.clients.of(TOKENVAULT))
+        return ctx.clients.of(KEYS)
 
     def check_issuer(self, ctx: Context, prior: State | None, planned: State) -> None:
-        ctx.clients.check(TOKENVAULT)
-        ctx.clients.of(TOKENVAULT).require_scopes(REQUIRED_SCOPES, "tokendrop_tokenvault_key")
+        ctx.clients.check(KEYS)
+        ctx.clients.of(KEYS).client.require_scopes(REQUIRED_SCOPES, "tokendrop_tokenvault_key")
 
     def mint_options(self, ctx: Context, state: Mapping[str, object]) -> dict[str, object]:
         return self.token_spec(state)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .. import schema
 from ..errors import ConfigError, IssuerValidationError
-from ..registry.tokenvault import ISSUER as TOKENVAULT
+from ..registry.tokenvault import KEYS
 from ..timestamps import parse_rfc3339
 from ..validation import parse_duration
 from .base import Context, Resource, State
@@ -34,10 +34,10 @@ class TokenVaultKeyGrant(Resource):
     schema = schema.TOKENVAULT_KEY_GRANT
 
     def client(self, ctx: Context) -> TokenVaultClient:
-        return ctx.clients.of(TOKENVAULT)
+        return ctx.clients.of(KEYS).client
 
     def preflight(self, ctx: Context, prior: State | None, planned: State) -> None:
-        ctx.clients.check(TOKENVAULT)
+        ctx.clients.check(KEYS)
         client = self.client(ctx)
         key_id = planned.get("key_id")
         changed = prior is None or any(prior.get(n) != planned.get(n) for n in ("key_id", "service", "expires_in"))

@@ -237,3 +237,29 @@ def test_the_audit_lists_keys_by_name_and_finds_their_orphans(box, make_workspac
     assert scan(values, [("audit", clean.stdout + clean.stderr + flagged.stdout + flagged.stderr)]) == []
     ws.destroy()
     assert keys(em) == {}
+
+
+def test_import_a_key_by_its_sink_and_a_key_grant(box, make_workspace):
+    em = box.tokenvault
+    ws = make_workspace(box.env)
+    ws.write(config(extra='  expires_at = "2031-01-01T00:00:00Z"\n'))
+    ws.init()
+    ws.apply()
+    key = ws.resources()[KEY]
+    ws.run("state", "rm", KEY, GRANT)
+    ws.run("import", "-no-color", KEY, f"ci-reader/ssm:{PARAMETER}")  # the sink's record names the key
+    ws.run("import", "-no-color", GRANT, f"{key['id']}/github")
+    imported = ws.resources()
+    assert imported[KEY]["id"] == key["id"] and imported[KEY]["sink_version"] == 1
+    assert sorted(imported[KEY]["scopes"]) == ["agents:read", "tokens:list"]
+    assert imported[KEY]["expires_at"] == "2031-01-01T00:00:00.000Z"  # Token Vault's spelling of the moment
+    assert imported[GRANT]["id"] == f"{key['id']}/github" and imported[GRANT]["expires_at"] is not None
+    # expires_in is configuration only: an imported grant takes it as unset, so the plan replaces it once.
+    plan = ws.plan_exitcode()
+    assert plan.returncode == 2 and f"{GRANT} must be replaced" in plan.stdout
+    assert f"{KEY} must be replaced" not in plan.stdout and "will rotate" not in plan.output, \
+        "the same expiry spelled otherwise is not a new key"
+    ws.apply()
+    assert ws.resources()[KEY]["id"] == key["id"] and ws.plan_exitcode().returncode == 0
+    ws.destroy()
+    assert keys(em) == {}

@@ -24,7 +24,7 @@ from ..registry.tokenvault import KEYS
 from ..timestamps import parse_rfc3339
 from ..types import Unknown
 from .base import Context, Plan, State
-from .token import TokenResource
+from .token import TokenResource, same_instant
 
 if TYPE_CHECKING:
     from ..issuers.tokenvault import TokenVaultKeys
@@ -59,6 +59,9 @@ class TokenVaultKey(TokenResource):
         fixed = config.get("expires_at")
         if fixed is None:  # else Terraform would carry the prior (computed) expiry over
             proposed = {**proposed, "expires_at": None}
+        elif prior is not None and same_instant(fixed, prior.get("expires_at")) == fixed:  # type: ignore[arg-type]
+            # The same moment spelled otherwise (an import holds Token Vault's spelling): not a new expiry.
+            prior = {**prior, "expires_at": fixed}
         result = super().plan(ctx, prior, proposed, config)
         planned = result.planned
         assert planned is not None

@@ -489,6 +489,11 @@ class TokenVaultKeys(TokenIssuer):
 
     def __init__(self, client: TokenVaultClient) -> None:
         self.client = client
+        # GET /api/keys answers every key of the account at once: one listing serves every key name
+        # for the life of this object (one provider process, as delivery.Listings per scope; keys
+        # minted or revoked since are tracked there).
+        self._keys: list[ApiKey] | None = None
+        self._keys_lock = threading.Lock()
 
     def mint(self, scope: str, description: str, **options: object) -> MintedToken:
         scopes = options.pop("scopes", ())
@@ -503,7 +508,11 @@ class TokenVaultKeys(TokenIssuer):
         return _issued_key(key) if key is not None and _alive(key) else None
 
     def list_tokens(self, scope: str) -> list[IssuedToken]:
-        return [_issued_key(k) for k in self.client.list_keys() if _alive(k) and _key_scope(k.name) == scope]
+        with self._keys_lock:
+            if self._keys is None:
+                self._keys = self.client.list_keys()
+            listed = self._keys
+        return [_issued_key(k) for k in listed if _alive(k) and _key_scope(k.name) == scope]
 
     def revoke(self, scope: str, token_id: str) -> bool:
         return self.client.revoke_key(token_id)

@@ -317,3 +317,14 @@ def test_keys_as_an_issuer_carry_the_marker_in_the_name_and_list_by_scope(em, cl
     assert keys.revoke("ci-reader-2", other.token.id) is True
     assert keys.revoke("ci-reader-2", other.token.id) is False and keys.lookup("x", other.token.id) is None
     assert "tvkey_" not in f"{minted.value} {minted.value!r} {minted.token}"
+
+
+def test_one_key_listing_serves_every_key_name(em, client):
+    """GET /api/keys answers the whole account: refreshing keys of many names costs one listing."""
+    from tokendrop_provider.issuers.tokenvault import TokenVaultKeys
+
+    keys = TokenVaultKeys(client)
+    minted = {name: keys.mint(name, "[td:0123456789ab]", scopes=["agents:read"]).token.id for name in "abc"}
+    em.clear_requests()
+    assert {name: [t.id for t in keys.list_tokens(name)] for name in "abc"} == {n: [i] for n, i in minted.items()}
+    assert [r["path"] for r in em.requests()] == ["/api/keys"]

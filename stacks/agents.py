@@ -1,8 +1,11 @@
 """The "agents" stack: credentials for AI and CI agents that are not build runners.
 
-- A Token Vault agent for an issue-triage bot, with two grants (GitHub for 12 hours with OAuth
-  auto-refresh, Linear until revoked); its `tvagent_` key is delivered to SSM, where the bot's runtime
-  reads it, and rotated every 30 days.
+- A Token Vault agent for an issue-triage bot with two grants, GitHub and Linear (each a
+  `tokendrop_tokenvault_agent_grant`; agent grants last until revoked); its `tvagent_` key is delivered
+  to SSM, where the bot's runtime reads it, and rotated every 30 days.
+- A Token Vault scoped key for the release job (`tvkey_`, may read credentials), delivered to SSM, with
+  a 7-day grant on GitHub (`tokendrop_tokenvault_key_grant`; the next apply after it ends grants it
+  again).
 - A Vault AppRole secret id for the deploy pipeline's Vault login, delivered with its role id to SSM;
   it lives 24 hours, is bound to the runners' network and is rotated 2 hours before it expires.
 
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from tokendrop import SsmParameter, TokendropProvider, TokenVaultAgent, VaultAppRoleSecretId, core_of
+from tokendrop import SsmParameter, TokendropProvider, TokenVaultAgent, TokenVaultKey, VaultAppRoleSecretId, core_of
 
 from . import settings
 
@@ -48,7 +51,7 @@ class AgentsSettings:
 
 
 def define(stack: Any, config: AgentsSettings | None = None) -> dict[str, Any]:
-    """Add the Token Vault agent, the AppRole secret id and their outputs to `stack`."""
+    """Add the Token Vault agent and key, the AppRole secret id and their outputs to `stack`."""
     config = config or AgentsSettings.from_scope(stack)
     cdk = core_of(stack)
     TokendropProvider(stack, "tokendrop")
@@ -59,6 +62,11 @@ def define(stack: Any, config: AgentsSettings | None = None) -> dict[str, Any]:
     bot.grant("github")  # agent grants last until revoked (docs/wire.md)
     bot.grant("linear")
 
+    release = TokenVaultKey(stack, "release-key", name=f"{config.agent_name}-release", scopes=["credentials:read"],
+                            deliver_to=SsmParameter(f"/agents/{config.agent_name}/release-key"),
+                            rotate_every=timedelta(days=30))
+    release.grant("github", expires_in=timedelta(days=7))  # key grants may expire: 1h to 30d
+
     login = VaultAppRoleSecretId(stack, "ci-login", role_name=config.approle_role, mount=config.approle_mount,
                                  ttl=timedelta(hours=24), rotate_before_expiry=timedelta(hours=2),
                                  cidr_list=config.approle_cidrs, num_uses=0, metadata={"pipeline": "deploy"},
@@ -67,7 +75,9 @@ def define(stack: Any, config: AgentsSettings | None = None) -> dict[str, Any]:
     cdk.TerraformOutput(stack, "agent_id", value=bot.agent_id)
     cdk.TerraformOutput(stack, "agent_key_sink_address", value=bot.sink_address)
     cdk.TerraformOutput(stack, "agent_key_sink_version", value=bot.sink_version)
+    cdk.TerraformOutput(stack, "release_key_id", value=release.key_id)
+    cdk.TerraformOutput(stack, "release_key_sink_address", value=release.sink_address)
     cdk.TerraformOutput(stack, "approle_secret_id_accessor", value=login.accessor)
     cdk.TerraformOutput(stack, "approle_sink_address", value=login.sink_address)
     cdk.TerraformOutput(stack, "approle_expires_at", value=login.expires_at)
-    return {"triage": bot, "ci-login": login}
+    return {"triage": bot, "release-key": release, "ci-login": login}

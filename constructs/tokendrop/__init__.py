@@ -34,7 +34,13 @@ from .errors import CoreMismatchError, Problem, TokendropValidationError
 from .provider import TokendropProvider
 from .sinks import SecretsManagerSecret, Sink, SsmParameter, VaultSecret
 from .tfe import TfeAgentPool, TfeAgentToken
-from .vault_grants import TokenVaultAgent, VaultAppRoleSecretId
+from .vault_grants import (
+    TokenVaultAgent,
+    TokenVaultAgentGrant,
+    TokenVaultKey,
+    TokenVaultKeyGrant,
+    VaultAppRoleSecretId,
+)
 
 __all__ = [
     "BuildkiteCluster",
@@ -48,6 +54,9 @@ __all__ = [
     "TfeAgentToken",
     "TokenResource",
     "TokenVaultAgent",
+    "TokenVaultAgentGrant",
+    "TokenVaultKey",
+    "TokenVaultKeyGrant",
     "TokendropProvider",
     "TokendropResource",
     "TokendropValidationError",

@@ -530,6 +530,122 @@ TOKENVAULT_AGENT = ResourceSchema(
     "version, and timestamps: never the key, never a hash of it.",
 )
 
+TOKENVAULT_AGENT_GRANT = ResourceSchema(
+    type_name="tokendrop_tokenvault_agent_grant",
+    description="One service granted to a Token Vault agent (POST /api/agents/{id}/grants with exactly "
+    "`{agentId, serviceName}`, as the official CLI sends it). State holds what the agent's record reports; "
+    "destroy revokes the grant. Use it with a `tokendrop_tokenvault_agent` that leaves `grants` unset: an agent "
+    "whose `grants` is set holds exactly those services and revokes any other grant, these included.",
+    attributes=(
+        Attr("id", STRING, "`<agent id>/<service>`.", computed=True),
+        Attr("agent_id", STRING, "The agent (`tokendrop_tokenvault_agent.<name>.id`). Changing it replaces the "
+             "grant.", required=True, on_change="replace",
+             rules=(_text("agent id"), pattern(r"[^/]+", "must not contain / (it is a path segment of Token "
+                                               "Vault's API)"))),
+        Attr("service", STRING, "The vault token (service) the agent may use, e.g. `github`. Changing it "
+             "replaces the grant.", required=True, on_change="replace", rules=TOKENVAULT_GRANT[0].rules),
+        Attr("auto_refresh", BOOL, "Whether Token Vault refreshes the service's OAuth token for this grant "
+             "(its refresh policy is `auto`), as the agent's record reports it.", computed=True),
+        Attr("expires_at", STRING, "When the grant expires at Token Vault (RFC 3339), as the agent's record "
+             "says; null while it lasts until revoked. A grant that ended is granted again by the next apply.",
+             computed=True),
+    ),
+    import_id="`<agent id>/<service>`, e.g. `agt_123/github`, for a grant the agent already holds.",
+    import_examples=("agt_123/github",),
+    in_state="the agent id, the service, the refresh policy and expiry Token Vault reports: no secret.",
+)
+
+# Scoped keys (POST /api/keys). Scope names: the CLI's README list plus the two `explain` names; only a
+# signed-in human may put the second group on a key (SCOPE_NOT_DELEGABLE), so the provider's key never can.
+TOKENVAULT_SCOPES = (
+    "credentials:read", "mcp:use", "tokens:list", "tokens:create", "tokens:create-read", "tokens:update",
+    "tokens:delete", "agents:read", "agents:create", "agents:manage", "agents:delete", "grants:write",
+    "proxies:read", "proxies:write", "policies:read", "policies:write", "keys:manage", "keys:revoke")
+TOKENVAULT_HUMAN_ONLY_SCOPES = ("keys:manage", "keys:revoke", "agents:manage", "agents:delete", "policies:write",
+                                "grants:write", "tokens:update", "tokens:delete", "proxies:write")
+KEY_GRANT_MIN = timedelta(hours=1)  # the CLI's --expires-in-hours: 1 to 720 whole hours
+KEY_GRANT_MAX = timedelta(days=30)
+
+
+def _delegable(value: object) -> str | None:
+    if value in TOKENVAULT_HUMAN_ONLY_SCOPES:
+        return (f"{value!r} cannot be given to a key by tokendrop: only a signed-in human may delegate it "
+                "(Token Vault answers SCOPE_NOT_DELEGABLE). Create such a key in the dashboard")
+    return None
+
+
+def _whole_hours(value: object) -> str | None:
+    try:
+        delta = parse_duration(str(value))
+    except ValueError:
+        return None  # the duration rule reports it
+    return None if delta.total_seconds() % 3600 == 0 else (
+        f"must be a whole number of hours: Token Vault takes expiresInHours (got {value})")
+
+
+TOKENVAULT_KEY = ResourceSchema(
+    type_name="tokendrop_tokenvault_key",
+    description="A Token Vault scoped API key (`tvkey_…`, shown by Token Vault once) written to the sink in the "
+    "call that creates it; it never reaches Terraform. Token Vault cannot change a key's scopes, so changing "
+    "them rotates: a new key with the new scopes is minted and delivered as the next sink version, then the old "
+    "one is revoked (or kept for `keep_previous_for`). Rotation never uses the key rotate route: rotating another "
+    "principal's key is human-only there.",
+    attributes=(
+        Attr("id", STRING, "The key id. A rotation mints a new key, so the id changes.", computed=True),
+        Attr("name", STRING, "Key name, as shown in the dashboard; tokendrop appends a short marker naming the "
+             "sink. Changing it replaces the key.", required=True, on_change="replace",
+             rules=(_text("key name"), length(1, 100))),
+        Attr("scopes", SetOf(STRING), "What the key may do, e.g. `[\"agents:read\", \"tokens:list\"]`. Scopes "
+             "only a human may delegate (`keys:manage`, `grants:write`, `agents:manage`, …) are refused at plan. "
+             "Changing them rotates the key.", required=True, on_change="rotate",
+             rules=(Rule(lambda v: None if len(v) else "must name at least one scope",  # type: ignore[arg-type]
+                         "at least one scope"),
+                    each(one_of(*TOKENVAULT_SCOPES)), each(Rule(_delegable, "a scope a key may delegate")))),
+        Attr("expires_at", STRING, "When the key expires (RFC 3339, in the future when a key is minted); unset: "
+             "never. Token Vault cannot change a key's expiry, so changing it replaces the key.", optional=True,
+             computed=True, on_change="replace", rules=(rfc3339(),)),
+        DELIVER_TO,
+        *LIFECYCLE_ARGUMENTS,
+        *(a for a in DELIVERY_STATE if a.name not in ("id", "expires_at")),
+    ),
+    checks=(DELIVER_TO_CHECK,),
+    import_id="`<key name>/<sink address>` for a key whose sink carries tokendrop's record, or "
+    "`<key name>/<key id>/<sink address>` (e.g. `ci-reader/key_123/ssm:/ci/tokenvault/key`).",
+    import_examples=("ci-reader/key_123/ssm:/ci/tokenvault/key",),
+    secret_delivered="the scoped API key (`tvkey_…`)",
+    in_state=TOKEN_IN_STATE,
+)
+
+TOKENVAULT_KEY_GRANT = ResourceSchema(
+    type_name="tokendrop_tokenvault_key_grant",
+    description="One service granted to a scoped key, for a limited time or until revoked "
+    "(POST /api/keys/{id}/grants `{serviceName, expiresInHours}`, the route where a grant expiry exists). State "
+    "is what Token Vault answers and the key's record reports; destroy revokes the grant. A grant that expired is "
+    "granted again, for `expires_in` from then, by the next apply: remove the resource to let it lapse.",
+    attributes=(
+        Attr("id", STRING, "`<key id>/<service>`.", computed=True),
+        Attr("key_id", STRING, "The key (`tokendrop_tokenvault_key.<name>.id`). A rotation mints a new key, so "
+             "the grant is replaced with it.", required=True, on_change="replace",
+             rules=(_text("key id"), pattern(r"[^/]+", "must not contain / (it is a path segment of Token "
+                                             "Vault's API)"))),
+        Attr("service", STRING, "The vault token (service) the key may use, e.g. `github`.", required=True,
+             on_change="replace", rules=TOKENVAULT_GRANT[0].rules),
+        Attr("expires_in", STRING, f"How long the grant lasts, from {format_duration(KEY_GRANT_MIN)} to "
+             f"{format_duration(KEY_GRANT_MAX)} in whole hours, e.g. `7d`; unset: until revoked. Changing it "
+             "replaces the grant.", optional=True, on_change="replace",
+             rules=(duration(minimum=KEY_GRANT_MIN, maximum=KEY_GRANT_MAX),
+                    Rule(_whole_hours, "a whole number of hours"))),
+        Attr("expires_at", STRING, "When the grant expires (RFC 3339), as Token Vault reports it; null: until "
+             "revoked.", computed=True),
+        Attr("auto_refresh", BOOL, "Whether Token Vault refreshes the service's OAuth token for this grant "
+             "(refresh policy `auto`), as reported.", computed=True),
+    ),
+    import_id="`<key id>/<service>`, e.g. `key_123/github`, for a grant the key holds (`expires_in` is then "
+    "taken as unset).",
+    import_examples=("key_123/github",),
+    in_state="the key id, the service, the expiry and refresh policy Token Vault reports: no secret.",
+)
+
 # --- HashiCorp Vault / OpenBao AppRole secret ids -------------------------------------------------
 
 
@@ -635,5 +751,6 @@ VAULT_APPROLE_SECRET_ID = ResourceSchema(
 
 RESOURCES: dict[str, ResourceSchema] = {
     s.type_name: s for s in (TFE_AGENT_POOL, TFE_AGENT_TOKEN, BUILDKITE_CLUSTER, BUILDKITE_CLUSTER_TOKEN,
-                             TOKENVAULT_AGENT, VAULT_APPROLE_SECRET_ID)
+                             TOKENVAULT_AGENT, TOKENVAULT_AGENT_GRANT, TOKENVAULT_KEY,
+                             TOKENVAULT_KEY_GRANT, VAULT_APPROLE_SECRET_ID)
 }

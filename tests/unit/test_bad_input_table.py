@@ -29,6 +29,8 @@ CLUSTER_UUID = "{cluster}"  # filled in from the emulator
 # before, or for a destroy), so this case is plan-time only.
 SOON = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
 POOL_ID = "{pool}"
+AGENT_ID = "{agent}"
+KEY_ID = "{key}"
 
 
 def ssm(**changes):
@@ -56,6 +58,9 @@ BASE = {
     "tokendrop_buildkite_cluster_token": {"organization": "acme", "cluster_id": CLUSTER_UUID, "description": "x",
                                           "deliver_to": SSM},
     "tokendrop_tokenvault_agent": {"name": "bot", "deliver_to": SSM, "grants": [GRANT]},
+    "tokendrop_tokenvault_agent_grant": {"agent_id": AGENT_ID, "service": "github"},
+    "tokendrop_tokenvault_key": {"name": "reader", "scopes": ["agents:read"], "deliver_to": SSM},
+    "tokendrop_tokenvault_key_grant": {"key_id": KEY_ID, "service": "github", "expires_in": "7d"},
     "tokendrop_vault_approle_secret_id": {"role_name": "ci", "mount": "approle", "deliver_to": SSM},
 }
 
@@ -125,6 +130,22 @@ CASES: list[tuple[str, dict, str]] = [
     ("tokendrop_tokenvault_agent", {"grants": [{**GRANT, "expires_in": "30m"}]}, "grants[0].expires_in"),
     ("tokendrop_tokenvault_agent", {"grants": [{**GRANT, "expires_in": "31d"}]}, "grants[0].expires_in"),
     ("tokendrop_tokenvault_agent", {"keep_previous_for": "1h"}, "keep_previous_for"),
+    ("tokendrop_tokenvault_agent_grant", {"service": ""}, "service"),
+    ("tokendrop_tokenvault_agent_grant", {"service": "a/b"}, "service"),
+    ("tokendrop_tokenvault_agent_grant", {"agent_id": "agt/x"}, "agent_id"),
+    ("tokendrop_tokenvault_agent_grant", {"agent_id": "agt_doesnotexist"}, "agent_id"),
+    ("tokendrop_tokenvault_key", {"name": ""}, "name"),
+    ("tokendrop_tokenvault_key", {"scopes": []}, "scopes"),
+    ("tokendrop_tokenvault_key", {"scopes": ["agents:read", "agents:everything"]}, "scopes"),
+    ("tokendrop_tokenvault_key", {"scopes": ["keys:manage"]}, "scopes"),  # only a human may delegate it
+    ("tokendrop_tokenvault_key", {"expires_at": "next week"}, "expires_at"),
+    ("tokendrop_tokenvault_key", {"expires_at": "2020-01-01T00:00:00Z"}, "expires_at"),
+    ("tokendrop_tokenvault_key_grant", {"expires_in": "30m"}, "expires_in"),
+    ("tokendrop_tokenvault_key_grant", {"expires_in": "31d"}, "expires_in"),
+    ("tokendrop_tokenvault_key_grant", {"expires_in": "90m"}, "expires_in"),
+    ("tokendrop_tokenvault_key_grant", {"service": "a/b"}, "service"),
+    ("tokendrop_tokenvault_key_grant", {"key_id": "key/x"}, "key_id"),
+    ("tokendrop_tokenvault_key_grant", {"key_id": "key_doesnotexist"}, "key_id"),
     ("tokendrop_vault_approle_secret_id", {"ttl": "-1h"}, "ttl"),
     ("tokendrop_vault_approle_secret_id", {"num_uses": -1}, "num_uses"),
     ("tokendrop_vault_approle_secret_id", {"cidr_list": ["x"]}, "cidr_list"),
@@ -149,6 +170,10 @@ class World:
         self.emulators = (tfe, buildkite, tokenvault)
         self.pool = tfe.create_agent_pool("acme", "existing")
         self.cluster = buildkite.create_cluster("acme", "existing")
+        self.agent = tokenvault.create_agent("existing")[0]
+        secret = tokenvault.mint_key(["agents:read"], name="existing")
+        self.key = next(k["id"] for k in tokenvault.world()["keys"] if k["name"] == "existing")
+        assert secret.startswith("tvkey_")
         self.env = {**moto.env(), **bao.env(), "TFE_ADDRESS": tfe.url, "TFE_TOKEN": tfe.sandbox_token,
                     "BUILDKITE_REST_URL": buildkite.url, "BUILDKITE_API_TOKEN": buildkite.sandbox_token,
                     "BUILDKITE_ORGANIZATION_SLUG": "acme", "TOKENVAULT_API_URL": tokenvault.url,
@@ -163,6 +188,10 @@ class World:
                 values[key] = self.pool
             elif value == CLUSTER_UUID:
                 values[key] = self.cluster
+            elif value == AGENT_ID:
+                values[key] = self.agent
+            elif value == KEY_ID:
+                values[key] = self.key
         return full(type_name, values)
 
     def writes(self) -> list[str]:
@@ -232,6 +261,9 @@ MISSING = [
     ("tokendrop_buildkite_cluster", "BUILDKITE_API_TOKEN", "buildkite_api_token"),
     ("tokendrop_buildkite_cluster_token", "BUILDKITE_API_TOKEN", "buildkite_api_token"),
     ("tokendrop_tokenvault_agent", "TOKENVAULT_API_KEY", "tokenvault_api_key"),
+    ("tokendrop_tokenvault_agent_grant", "TOKENVAULT_API_KEY", "tokenvault_api_key"),
+    ("tokendrop_tokenvault_key", "TOKENVAULT_API_KEY", "tokenvault_api_key"),
+    ("tokendrop_tokenvault_key_grant", "TOKENVAULT_API_KEY", "tokenvault_api_key"),
     ("tokendrop_vault_approle_secret_id", "VAULT_TOKEN", "vault_token"),
     ("tokendrop_tfe_agent_token", "AWS_REGION", "aws_region"),
 ]
@@ -273,8 +305,8 @@ def test_malformed_json_from_an_api_is_a_clear_error(world, type_name, which, pa
 
 
 # Cases that need the issuer to be asked (unknown organization, pool, cluster or role) are plan-time only.
-PLAN_TIME_ONLY = {"apool-doesnotexist", "nope", "no-such-role", "0f5f8b3e-3c6a-4f2b-9d53-3f1c1a2b4c5d",
-                  "2020-01-01T00:00:00Z", SOON}
+PLAN_TIME_ONLY = {"apool-doesnotexist", "nope", "agt_doesnotexist", "key_doesnotexist", "no-such-role",
+                  "0f5f8b3e-3c6a-4f2b-9d53-3f1c1a2b4c5d", "2020-01-01T00:00:00Z", SOON}
 SYNTH_CASES = [c for c in CASES if not (set(map(str, c[1].values())) & PLAN_TIME_ONLY)]
 
 
@@ -287,7 +319,8 @@ def test_the_constructs_refuse_the_same_input_at_synth(type_name, changes, attri
     resource = schema.RESOURCES[type_name]
     arguments = {k: v for k, v in {**BASE[type_name], **changes}.items() if v is not None}
     arguments = {k: ("apool-abc" if v == POOL_ID else "0f5f8b3e-0000-4f2b-9d53-3f1c1a2b4c5d" if v == CLUSTER_UUID
-                     else v) for k, v in arguments.items()}
+                     else "agt_abc" if v == AGENT_ID else "key_abc" if v == KEY_ID else v)
+                 for k, v in arguments.items()}
     with pytest.raises(TokendropValidationError) as raised:
         configure("stack/thing", resource.attributes, resource.checks, arguments, type_name)
     message = str(raised.value)

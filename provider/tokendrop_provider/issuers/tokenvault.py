@@ -479,6 +479,61 @@ class TokenVaultClient(TokenIssuer):
         return f"TokenVaultClient(url={self.url!r})"
 
 
+class TokenVaultKeys(TokenIssuer):
+    """The scoped keys of the account as a `TokenIssuer`: a token is a `tvkey_` key, its scope the
+    key's name. Keys have no description, so tokendrop's marker goes into the name (`<name> [td:…]`),
+    the one free-text field `POST /api/keys` takes. A rotation mints a successor and revokes the old
+    key (not `rotate`, which is human-only for another principal's key), so `keep_previous_for` works."""
+
+    kind = "tokenvault_key"  # apart from agents: the listing cache and ownership records key on it
+
+    def __init__(self, client: TokenVaultClient) -> None:
+        self.client = client
+        # GET /api/keys answers every key of the account at once: one listing serves every key name
+        # for the life of this object (one provider process, as delivery.Listings per scope; keys
+        # minted or revoked since are tracked there).
+        self._keys: list[ApiKey] | None = None
+        self._keys_lock = threading.Lock()
+
+    def mint(self, scope: str, description: str, **options: object) -> MintedToken:
+        scopes = options.pop("scopes", ())
+        expires_at = options.pop("expires_at", None)
+        if options or not isinstance(scopes, list | tuple) or not (expires_at is None or isinstance(expires_at, str)):
+            raise ConfigError("Invalid Token Vault key options", f"unsupported: {', '.join(sorted(options))}")
+        key, secret = self.client.create_key(f"{scope} {description}", [str(s) for s in scopes], expires_at)
+        return MintedToken(token=_issued_key(key), value=secret)
+
+    def lookup(self, scope: str, token_id: str) -> IssuedToken | None:
+        key = self.client.get_key(token_id)
+        return _issued_key(key) if key is not None and _alive(key) else None
+
+    def list_tokens(self, scope: str) -> list[IssuedToken]:
+        with self._keys_lock:
+            if self._keys is None:
+                self._keys = self.client.list_keys()
+            listed = self._keys
+        return [_issued_key(k) for k in listed if _alive(k) and _key_scope(k.name) == scope]
+
+    def revoke(self, scope: str, token_id: str) -> bool:
+        return self.client.revoke_key(token_id)
+
+
+def _key_scope(name: str) -> str:
+    """The configured name of a key whose name carries tokendrop's marker."""
+    found = re.search(r"\s*\[td:[0-9a-f]{12}\]\s*\Z", name)
+    return name[: found.start()] if found else name
+
+
+def _alive(key: ApiKey) -> bool:
+    expires = parse_rfc3339(key.expires_at)
+    return key.status != "revoked" and (expires is None or expires > datetime.now(UTC))
+
+
+def _issued_key(key: ApiKey) -> IssuedToken:
+    return IssuedToken(id=key.id, scope=_key_scope(key.name), description=key.name, created_at=key.created_at,
+                       expires_at=key.expires_at, extra={"scopes": key.scopes, "status": key.status})
+
+
 # -- helpers -------------------------------------------------------------------------------------
 
 def normalize_url(url: str) -> str:

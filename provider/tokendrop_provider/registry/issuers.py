@@ -14,6 +14,7 @@ ISSUERS: list[Issuer[Any]] = [
     tfe.ISSUER,
     buildkite.ISSUER,
     tokenvault.ISSUER,
+    tokenvault.KEYS,
     vault_approle.ISSUER,
 ]
 

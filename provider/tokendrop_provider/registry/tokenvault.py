@@ -1,4 +1,7 @@
-"""Token Vault: agents (each one agent key) and their grants."""
+"""Token Vault: agents (each one agent key) and their grants; scoped keys and their grants.
+
+Two entries on one settings group: agents and scoped keys are different tokens of one account (their
+markers, ownership records, listing caches and audit listings are kept apart by `kind`)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from .base import AuditWalk, Fanout, Issuer, missing_setting, text
 
 if TYPE_CHECKING:
     from ..issuers.base import IssuedToken
-    from ..issuers.tokenvault import TokenVaultClient
+    from ..issuers.tokenvault import TokenVaultClient, TokenVaultKeys
     from ..resources.base import Resource
 
 API_KEY = Setting("tokenvault_api_key", "Token Vault scoped API key (`tvkey_…`) with the scopes the configuration "
@@ -31,14 +34,29 @@ def _client(settings: TokenVaultSettings, cancel: threading.Event) -> TokenVault
     return TokenVaultClient(settings, cancel=cancel)
 
 
+def _keys_client(settings: TokenVaultSettings, cancel: threading.Event) -> TokenVaultKeys:
+    with IMPORT_LOCK:
+        from ..issuers.tokenvault import TokenVaultKeys
+
+    return TokenVaultKeys(_client(settings, cancel))
+
+
 def _check(settings: TokenVaultSettings) -> ConfigError | None:
     return missing_setting("Missing Token Vault API key", API_KEY) if settings.api_key is None else None
 
 
 def _resources() -> tuple[Resource, ...]:
     from ..resources.tokenvault_agent import TokenVaultAgent
+    from ..resources.tokenvault_agent_grant import TokenVaultAgentGrant
 
-    return (TokenVaultAgent(),)
+    return (TokenVaultAgent(), TokenVaultAgentGrant())
+
+
+def _key_resources() -> tuple[Resource, ...]:
+    from ..resources.tokenvault_key import TokenVaultKey
+    from ..resources.tokenvault_key_grant import TokenVaultKeyGrant
+
+    return (TokenVaultKey(), TokenVaultKeyGrant())
 
 
 def _list_account(client: TokenVaultClient, names: set[str], walk_all: bool,
@@ -63,4 +81,15 @@ ISSUER: Issuer[TokenVaultClient] = Issuer(
     audit_walk=AuditWalk(flag="--tokenvault", source="tokenvault_account",
                          help="also list every agent of the Token Vault account",
                          switch_source=lambda settings: settings.api_url),
+    # Grants hold no token and name no scope the audit lists: known to the registry, skipped by the audit.
+    scope_resources={"tokendrop_tokenvault_agent_grant": lambda _attrs: None},
+)
+
+# Scoped keys: a key's scope is its configured name; one GET /api/keys lists them all (with markers).
+KEYS: Issuer[TokenVaultKeys] = Issuer(
+    name="tokenvault_key", label="Token Vault keys", scope_label="key name", settings=SETTINGS,
+    client=_keys_client, check=_check, resources=_key_resources,
+    token_scopes={"tokendrop_tokenvault_key": lambda attrs, _: text(attrs.get("name"))},
+    scope_resources={"tokendrop_tokenvault_key_grant": lambda _attrs: None},
+    list_tokens=lambda client, scope: client.list_tokens(scope),
 )

@@ -32,7 +32,9 @@ Grants: added and removed in place, one call per service with exactly the body t
 both at plan and state holds what the agent's record reports after each grant (`expires_at`,
 `auto_refresh`). A grant whose reported refresh policy differs from the configuration is revoked and
 granted again. Refresh drops grants that expired or were revoked (the plan grants them again) and
-reports grants added outside Terraform (the plan revokes them).
+reports grants added outside Terraform (the plan revokes them). All of this only while `grants` is set:
+unset, the agent never touches grants (tokendrop_tokenvault_agent_grant manages them), and removing it
+releases the grants instead of revoking them (docs/tokenvault.md).
 
 Scopes: the plan asks Token Vault which scopes the provider's key holds (whoami) and fails naming any
 that this resource's next apply needs (see `required_scopes`).
@@ -115,6 +117,11 @@ class TokenVaultAgent(TokenResource):
         """Make the agent's grants the desired ones. A grant is (re)granted exactly when the plan
         said so (new, or its expiry or refresh policy changed since `prior`), so that the expiry
         timestamps match the plan. On a failure the error is returned with the grants as they are."""
+        if desired_value is None:
+            # `grants` unset (or removed): grants are managed elsewhere (tokendrop_tokenvault_agent_grant,
+            # the dashboard). Removing the attribute releases the grants, it does not revoke them.
+            state["grants"] = None
+            return state
         agent_id = str(state["id"])
         desired = _elements(desired_value)
         wanted = {str(e["service"]) for e in desired}
@@ -188,8 +195,13 @@ class TokenVaultAgent(TokenResource):
             grant = live.pop(str(before["service"]), None)
             if grant is not None:  # gone ones are left out: the plan grants them again
                 out.append(_element_from(grant, before))
+        if state.get("grants") is None:
+            # `grants` unset: the agent's grants are managed elsewhere (tokendrop_tokenvault_agent_grant
+            # resources, the dashboard), never reported or revoked here.
+            return {"grants": None, "status": token.extra.get("status") or state.get("status"),
+                    _KEY_ISSUED: token.created_at}
         out.extend(_element_from(g, None) for g in live.values())  # granted outside Terraform
-        return {"grants": out if out or state.get("grants") is not None else None,
+        return {"grants": out,
                 "status": token.extra.get("status") or state.get("status"), _KEY_ISSUED: token.created_at}
 
     # --- import ---------------------------------------------------------------------------------

@@ -294,3 +294,37 @@ def test_a_failed_read_after_create_does_not_lose_the_key(em):
         agent, key = client.create_agent("bot", "d")
         assert key.reveal() == em.current_key(agent.id)
         assert agent.key_created_at is None and agent.description == "d"
+
+
+# --- scoped keys as a TokenIssuer (tokendrop_tokenvault_key) ----------------------------------------
+
+def test_keys_as_an_issuer_carry_the_marker_in_the_name_and_list_by_scope(em, client):
+    from tokendrop_provider.delivery import split_description
+    from tokendrop_provider.issuers.tokenvault import TokenVaultKeys
+
+    keys = TokenVaultKeys(client)
+    assert keys.kind != client.kind, "keys and agents must not share a listing cache or ownership records"
+    expiry = (em.now() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    minted = keys.mint("ci-reader", "[td:0123456789ab]", scopes=["agents:read"], expires_at=expiry)
+    assert minted.value.reveal().startswith("tvkey_")
+    [record] = [k for k in em.world()["keys"] if k["id"] == minted.token.id]
+    assert record["name"] == "ci-reader [td:0123456789ab]" and record["scopes"] == ["agents:read"]
+    assert minted.token.scope == "ci-reader" and split_description(minted.token.description)[1] == "td:0123456789ab"
+    assert parse_rfc3339(minted.token.expires_at) == parse_rfc3339(expiry)
+    other = keys.mint("ci-reader-2", "[td:0123456789ab]", scopes=["agents:read"])
+    assert [t.id for t in keys.list_tokens("ci-reader")] == [minted.token.id], "a scope is the exact name"
+    assert keys.lookup("ci-reader", minted.token.id) is not None
+    assert keys.revoke("ci-reader-2", other.token.id) is True
+    assert keys.revoke("ci-reader-2", other.token.id) is False and keys.lookup("x", other.token.id) is None
+    assert "tvkey_" not in f"{minted.value} {minted.value!r} {minted.token}"
+
+
+def test_one_key_listing_serves_every_key_name(em, client):
+    """GET /api/keys answers the whole account: refreshing keys of many names costs one listing."""
+    from tokendrop_provider.issuers.tokenvault import TokenVaultKeys
+
+    keys = TokenVaultKeys(client)
+    minted = {name: keys.mint(name, "[td:0123456789ab]", scopes=["agents:read"]).token.id for name in "abc"}
+    em.clear_requests()
+    assert {name: [t.id for t in keys.list_tokens(name)] for name in "abc"} == {n: [i] for n, i in minted.items()}
+    assert [r["path"] for r in em.requests()] == ["/api/keys"]

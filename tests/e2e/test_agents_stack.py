@@ -1,0 +1,76 @@
+"""The repository's "agents" stack (stacks/agents.py), synthesized in process with cdktf and applied
+with the real terraform binary against the sandbox (Token Vault emulator, moto, OpenBao). Proves: two
+agent grants and a scoped key with a 7-day key grant deploy; the key grant went out on the key grant
+route as 168 hours; the agent's and the key's values are in SSM and work at Token Vault; a second
+plan is empty; destroy revokes every key and grant; no value in any artifact."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from fixtures.terraform import scan
+from tokendrop_provider.sandbox.approle import setup_sample_approle
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def box(sandbox, fresh_tokenvault_emulator):
+    sandbox.tokenvault = fresh_tokenvault_emulator
+    setup_sample_approle(sandbox.bao)
+    return sandbox
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def synthesized(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    monkeypatch.setenv("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    # `stacks` (cdktf.json's app) as a package; appended, so nothing installed is shadowed.
+    monkeypatch.setattr(sys, "path", [*sys.path, str(REPO)])
+    import cdktf
+    from stacks import agents
+
+    app = cdktf.App(outdir=str(tmp_path / "out"))
+    agents.define(cdktf.TerraformStack(app, "agents"))
+    app.synth()
+    doc = json.loads((tmp_path / "out" / "stacks" / "agents" / "cdk.tf.json").read_text())
+    doc["terraform"].pop("backend", None)  # state stays in the workspace, scanned at teardown
+    return doc
+
+
+def test_the_agents_stack_deploys_against_the_sandbox(box, make_workspace, tmp_path, monkeypatch):
+    em = box.tokenvault
+    ws = make_workspace(box.env)
+    (ws.directory / "main.tf.json").write_text(json.dumps(synthesized(tmp_path, monkeypatch)))
+    ws.init()
+    ws.apply()
+
+    state = ws.resources()
+    [agent] = [v for k, v in state.items() if k.startswith("tokendrop_tokenvault_agent.")]
+    [key] = [v for k, v in state.items() if k.startswith("tokendrop_tokenvault_key.")]
+    [key_grant] = [v for k, v in state.items() if k.startswith("tokendrop_tokenvault_key_grant.")]
+    agent_grants = sorted(v["service"] for k, v in state.items() if k.startswith("tokendrop_tokenvault_agent_grant."))
+    assert agent_grants == ["github", "linear"]
+    [sent] = [e for e in em.events() if e["event"] == "key_grant.created"]
+    assert sent["fields"] == ["expiresInHours", "serviceName"]
+    [record] = [k for k in em.world()["keys"] if k["id"] == key["id"]]
+    assert record["grants"][0]["grantExpiresAt"] == key_grant["expires_at"] is not None
+    agent_key = box.ssm_value("/agents/triage-bot/tvagent-key")[0]
+    release_key = box.ssm_value("/agents/triage-bot/release-key")[0]
+    assert agent_key == em.current_key(agent["id"]) and release_key.startswith("tvkey_")
+    seen = requests.get(f"{em.url}/api/agents/credentials", headers={"Authorization": f"Bearer {agent_key}"},
+                        timeout=10).json()
+    assert {g["serviceName"] for g in seen["grants"]} == {"github", "linear"}
+    me = requests.get(f"{em.url}/api/agents/whoami", headers={"Authorization": f"Bearer {release_key}"}, timeout=10)
+    assert me.json()["scopes"] == ["credentials:read"]
+    assert ws.plan_exitcode().returncode == 0
+
+    ws.destroy()
+    assert em.agent_ids() == [] and [k for k in em.world()["keys"] if k["id"] == key["id"]] == []
+    assert scan([m["value"] for m in em.minted()], ws.artifacts()) == []

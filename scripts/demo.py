@@ -33,7 +33,7 @@ from tokendrop_provider import leaks
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Quiet, reproducible cdktf/terraform runs (see reference/terraform-and-cdktf.md).
+# Quiet, reproducible cdktf/terraform runs: no update checks, telemetry or plugin cache.
 CDKTF_ENV = {
     "CHECKPOINT_DISABLE": "1",
     "DISABLE_VERSION_CHECK": "1",

@@ -181,7 +181,9 @@ def test_a_registered_issuer_and_sink_are_served_synthesized_audited_and_documen
     for type_name in ("tokendrop_memory_token", "tokendrop_tfe_agent_token"):
         block = served.resource_schemas[type_name].block
         deliver_to = next(a for a in block.attributes if a.name == "deliver_to")
-        assert [a.name for a in deliver_to.nested_type.attributes] == ["ssm", "vault_kv", "memory"]
+        names = [a.name for a in deliver_to.nested_type.attributes]
+        assert names == [entry.attribute.name for entry in sinks.SINKS] and names[-1] == "memory"
+        assert {"ssm", "vault_kv"} <= set(names[:-1])  # the built-in sinks stay
     both = full(MEMORY_TOKEN, pool="p1", deliver_to={"ssm": {"name": "/x"}, "vault_kv": None, "memory": {"slot": "a"}})
     refused = svc.ValidateResourceConfig(pb.ValidateResourceConfig.Request(
         type_name=MEMORY_TOKEN.type_name, config=dynamic(both, MEMORY_TOKEN)), None)

@@ -36,6 +36,7 @@ from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, Sin
 from ..lazy import IMPORT_LOCK
 from ..secret import Secret, register
 from ..settings import AwsSettings
+from .aws_rules import ISSUER_TAG, MANAGED_BY_TAG, MANAGED_BY_VALUE, RESERVED_TAG_PREFIX
 from .base import Ownership, Payload, Sink, SinkStatus
 from .secrets_manager_rules import (
     DEFAULT_RECOVERY_WINDOW,
@@ -53,7 +54,6 @@ from .secrets_manager_rules import (
     version_number,
 )
 from .ssm import DEFAULT_RETRY, SsmRetryPolicy, _AwsFailure, _invoke, _silence_botocore_debug
-from .ssm_rules import ISSUER_TAG, MANAGED_BY_TAG, MANAGED_BY_VALUE, RESERVED_TAG_PREFIX
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient

@@ -35,14 +35,11 @@ from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, Sin
 from ..lazy import IMPORT_LOCK
 from ..secret import Secret, register
 from ..settings import AwsSettings, batching_enabled
+from .aws_rules import ISSUER_TAG, MANAGED_BY_TAG, MANAGED_BY_VALUE, RESERVED_TAG_PREFIX
 from .base import Ownership, Payload, Sink, SinkStatus
 from .ssm_rules import (
-    ISSUER_TAG,
-    MANAGED_BY_TAG,
-    MANAGED_BY_VALUE,
     MAX_DESCRIPTION_LENGTH,
     POLICY_TIERS,
-    RESERVED_TAG_PREFIX,
     expiration_timestamp,
     format_description,
     parse_description,

@@ -1,5 +1,6 @@
 """Pure rules shared by the AWS sinks (SSM, Secrets Manager): the tags tokendrop sets, the user-tag
-validator and the KMS key id rule. Each sink module keeps its own limits and wording and calls these.
+validator, how desired and current tags are compared, and the KMS key id rule. Each sink module keeps
+its own limits and wording and calls these.
 
 No boto3 here (stdlib only): the schema module and the CDKTF constructs call these at synth and plan time.
 """
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 # Tags tokendrop sets itself; users may not set these keys.
 MANAGED_BY_TAG = "managed-by"
@@ -59,6 +61,34 @@ def validate_tags(tags: Mapping[str, str], *, service: str, per: str, text_ok: C
             return (f"tag key {key!r} is reserved: tokendrop sets '{MANAGED_BY_TAG}' and "
                     f"'{RESERVED_TAG_PREFIX}*'{reserved_note}")
     return None
+
+
+def desired_tags(user_tags: Mapping[str, str], issuer: str | None) -> dict[str, str]:
+    """The tags a parameter or secret should carry: tokendrop's own, then the user's."""
+    tags = {MANAGED_BY_TAG: MANAGED_BY_VALUE}
+    if issuer:
+        tags[ISSUER_TAG] = issuer
+    tags.update(user_tags)
+    return tags
+
+
+def tag_changes(current: Mapping[str, str], desired: Mapping[str, str]) -> tuple[list[dict[str, str]], list[str]]:
+    """(tags to add or change, as AWS's Key/Value list; keys to remove). Tags are authoritative, except
+    AWS's own and tokendrop's (which we only ever set)."""
+    to_add = [{"Key": k, "Value": v} for k, v in desired.items() if current.get(k) != v]
+    to_remove = [k for k in current if k not in desired and not k.startswith(("aws:", RESERVED_TAG_PREFIX))]
+    return to_add, to_remove
+
+
+def tag_map(tag_list: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """AWS's Key/Value tag list as a mapping."""
+    return {t["Key"]: t.get("Value", "") for t in tag_list}
+
+
+def user_tags(tag_list: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """The user's tags in AWS's Key/Value tag list: without AWS's own and tokendrop's."""
+    return {t["Key"]: t.get("Value", "") for t in tag_list
+            if t["Key"] != MANAGED_BY_TAG and not t["Key"].startswith(("aws:", RESERVED_TAG_PREFIX))}
 
 
 def validate_kms_key_id(key_id: str, *, service: str, max_length: int, default_key: str,

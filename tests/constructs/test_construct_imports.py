@@ -17,7 +17,7 @@ ALLOWED_PROVIDER_MODULES = {
     "tokendrop_provider.leaks",  # the text forms secret.py masks (stdlib only)
     "tokendrop_provider.markers",  # the AppRole marker key the schema reserves (stdlib only)
     "tokendrop_provider.sinks.base", "tokendrop_provider.sinks.ssm_rules", "tokendrop_provider.sinks.vault_rules",
-    "tokendrop_provider.sinks.secrets_manager_rules",
+    "tokendrop_provider.sinks.secrets_manager_rules", "tokendrop_provider.sinks.aws_rules",
     # the registries' declarations (settings, labels, lazy factories): the provider block's schema
     "tokendrop_provider.settings", "tokendrop_provider.lazy",
     *(f"tokendrop_provider.registry{m}" for m in ("", ".base", ".issuers", ".sinks", ".tfe", ".buildkite",

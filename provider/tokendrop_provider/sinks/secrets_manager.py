@@ -26,16 +26,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..endpoints import checked_endpoint
 from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, SinkNotFound, SinkWriteUnknown
-from ..lazy import IMPORT_LOCK
-from ..secret import Secret, register
 from ..settings import AwsSettings
+from .aws import (
+    DEFAULT_RETRY,
+    AwsFailure,
+    SsmRetryPolicy,
+    invoke,
+    new_client,
+    render,
+    secret_texts,
+    write_outcome_unknown,
+)
+from .aws_rules import desired_tags, tag_changes, tag_map, user_tags
 from .base import Ownership, Payload, Sink, SinkStatus
 from .secrets_manager_rules import (
     DEFAULT_RECOVERY_WINDOW,
@@ -52,8 +60,6 @@ from .secrets_manager_rules import (
     validate_tags,
     version_number,
 )
-from .ssm import DEFAULT_RETRY, SsmRetryPolicy, _AwsFailure, _invoke, _silence_botocore_debug
-from .ssm_rules import ISSUER_TAG, MANAGED_BY_TAG, MANAGED_BY_VALUE, RESERVED_TAG_PREFIX
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -91,51 +97,18 @@ def secrets_manager_client(aws: AwsSettings, endpoint: SecretsManagerSettings,
         client = _clients.get(key)
         if client is not None:
             return client
-        with IMPORT_LOCK:
-            import boto3
-            from botocore.config import Config
-            from botocore.exceptions import BotoCoreError, ProfileNotFound
-
-        _silence_botocore_debug()
         check_endpoint(endpoint)
-        if bool(aws.access_key_id) != bool(aws.secret_access_key):
-            raise ConfigError("Incomplete AWS credentials",
-                              "aws_access_key_id and aws_secret_access_key must be set together",
-                              attribute=("aws_secret_access_key" if aws.access_key_id else "aws_access_key_id",))
-        try:
-            session = boto3.session.Session(
-                profile_name=aws.profile, region_name=aws.region, aws_access_key_id=aws.access_key_id,
-                aws_secret_access_key=aws.secret_access_key.reveal() if aws.secret_access_key else None,
-                aws_session_token=aws.session_token.reveal() if aws.session_token else None)
-            client = session.client(
-                "secretsmanager", endpoint_url=endpoint.endpoint_url,
-                config=Config(retries={"mode": retry.botocore_mode, "total_max_attempts": retry.botocore_max_attempts},
-                              connect_timeout=10, read_timeout=30, user_agent_extra="tokendrop"))
-            # Also an endpoint botocore found in the shared config file, which the settings never see.
-            checked_endpoint(client.meta.endpoint_url, label="Secrets Manager endpoint", setting=ENDPOINT_SETTING,
-                             named=f"the Secrets Manager endpoint botocore resolved ({client.meta.endpoint_url})",
-                             carries=_CARRIES)
-        except ProfileNotFound as exc:
-            raise ConfigError("AWS profile not found", str(exc), attribute=("aws_profile",)) from None
-        except BotoCoreError as exc:
-            if type(exc).__name__ == "NoRegionError":
-                raise ConfigError("AWS region is not configured", "set aws_region in the provider block, or AWS_REGION",
-                                  attribute=("aws_region",)) from None
-            raise ConfigError("Cannot configure the AWS Secrets Manager client", str(exc)) from None
-        found = session.get_credentials()
-        frozen = found.get_frozen_credentials() if found is not None else None
-        if frozen is not None:  # credentials boto3 found itself are scrubbed from output too
-            register(frozen.secret_key or "")
-            register(frozen.token or "")
+        client = new_client(aws, service="secretsmanager", name="Secrets Manager", endpoint_url=endpoint.endpoint_url,
+                            retry=retry, setting=ENDPOINT_SETTING, carries=_CARRIES)
         _clients[key] = client
         return client
 
 
-def _sink_error(failure: _AwsFailure, address: str) -> SinkError:
+def _sink_error(failure: AwsFailure, address: str) -> SinkError:
     """A failed call as the typed error the provider reports (same mapping as the SSM sink)."""
     op, code, message = failure.operation, failure.code, failure.message
     detail = f"{code}: {message}" if message else code
-    if op in _WRITE_OPERATIONS and (code == "ResponseLost" or (failure.status or 0) >= 500):
+    if write_outcome_unknown(failure, _WRITE_OPERATIONS):
         return SinkWriteUnknown(f"No clear answer from Secrets Manager to {op} on {address}",
                                 f"{detail}. The request was sent, so it may or may not have been carried out")
     if code in _DENIED_CODES or failure.status == 403:
@@ -176,26 +149,6 @@ def _status(meta: Mapping[str, Any] | None) -> SinkStatus:
     ownership = record.ownership if record else None
     return SinkStatus(exists=True, version=number, ownership=ownership,
                       ownership_current=record is not None and record.version_id == current)
-
-
-def _render(payload: Payload, field: str | None) -> str:
-    """The SecretString: the token itself, or a JSON object with the token under `field`; a
-    multi-field payload is always a JSON object."""
-    if isinstance(payload, Secret):
-        return payload.reveal() if field is None else json.dumps({field: payload.reveal()})
-    if isinstance(payload, Mapping) and payload:
-        return json.dumps({k: v.reveal() if isinstance(v, Secret) else v for k, v in payload.items()},
-                          sort_keys=True, separators=(",", ":"))
-    raise SinkError("Nothing to deliver", "the payload is empty")
-
-
-def _secret_texts(payload: Payload, value: str) -> list[str]:
-    texts = [value]
-    if isinstance(payload, Mapping):
-        texts += [v.reveal() for v in payload.values() if isinstance(v, Secret)]
-    elif isinstance(payload, Secret):
-        texts.append(payload.reveal())
-    return texts
 
 
 class SecretsManagerSink(Sink):
@@ -248,15 +201,15 @@ class SecretsManagerSink(Sink):
 
     def _call(self, operation: str, secrets: Sequence[str] = (), **params: Any) -> dict[str, Any]:
         try:
-            return _invoke(self._client(), self.retry, operation, secrets, **params)
-        except _AwsFailure as failure:
+            return invoke(self._client(), self.retry, operation, secrets, **params)
+        except AwsFailure as failure:
             raise _sink_error(failure, self.address) from failure.__cause__
 
     def _write(self, operation: str, secrets: Sequence[str] = (), **params: Any) -> dict[str, Any]:
         # botocore would resend a write whose answer was lost; writes are sent once and the delivery
-        # reads the secret back instead (throttling is still retried by _invoke).
+        # reads the secret back instead (throttling is still retried by invoke).
         once = dataclasses.replace(self.retry, botocore_max_attempts=1)
-        return _invoke(self._client(once), once, operation, secrets, **params)
+        return invoke(self._client(once), once, operation, secrets, **params)
 
     def _metadata(self) -> dict[str, Any] | None:
         try:
@@ -265,11 +218,7 @@ class SecretsManagerSink(Sink):
             return None
 
     def _desired_tags(self, issuer: str | None) -> dict[str, str]:
-        tags = {MANAGED_BY_TAG: MANAGED_BY_VALUE}
-        if issuer:
-            tags[ISSUER_TAG] = issuer
-        tags.update(self.tags)
-        return tags
+        return desired_tags(self.tags, issuer)
 
     def _record(self, ownership: Ownership, version: int, version_id: str) -> str:
         text = format_record(ownership, version, version_id, self.field)
@@ -291,7 +240,7 @@ class SecretsManagerSink(Sink):
 
     def create(self, payload: Payload, ownership: Ownership) -> int:
         self.warnings = []
-        value = _render(payload, self.field)
+        value = render(payload, self.field)
         version_id = new_version_id(1)
         params: dict[str, Any] = {
             "Name": self.name, "ClientRequestToken": version_id, "SecretString": value,
@@ -303,8 +252,8 @@ class SecretsManagerSink(Sink):
             params["AddReplicaRegions"] = [{"Region": region} for region in self.replica_regions]
             params["ForceOverwriteReplicaSecret"] = False  # never overwrite a same-named secret there
         try:
-            self._write("CreateSecret", _secret_texts(payload, value), **params)
-        except _AwsFailure as failure:
+            self._write("CreateSecret", secret_texts(payload, value), **params)
+        except AwsFailure as failure:
             if failure.code not in ("ResourceExistsException", "InvalidRequestException"):
                 raise _sink_error(failure, self.address) from failure.__cause__
             meta = self._metadata()
@@ -342,7 +291,7 @@ class SecretsManagerSink(Sink):
 
     def replace(self, payload: Payload, ownership: Ownership, expected_version: int) -> int:
         self.warnings = []
-        value = _render(payload, self.field)
+        value = render(payload, self.field)
         meta = self._metadata()
         current = _status(meta)
         held = _current_id(meta) if meta is not None else None
@@ -354,7 +303,7 @@ class SecretsManagerSink(Sink):
                                f"expected version {expected_version}, found {current.version}.{self._owner_text(meta)}")
         number = expected_version + 1
         version_id = new_version_id(number)
-        secrets = _secret_texts(payload, value)
+        secrets = secret_texts(payload, value)
         previous_description = str(meta.get("Description") or "")
         # (1) the record first, naming the version about to be made: until AWSCURRENT moves there it is
         # not current, so nobody takes the old value for the new token.
@@ -370,7 +319,7 @@ class SecretsManagerSink(Sink):
             # (3) compare-and-set: AWS refuses the move unless AWSCURRENT is still on the version we hold.
             self._write("UpdateSecretVersionStage", SecretId=self.name, VersionStage=CURRENT,
                         MoveToVersionId=version_id, RemoveFromVersionId=held)
-        except _AwsFailure as failure:
+        except AwsFailure as failure:
             error = _sink_error(failure, self.address)
             if isinstance(error, SinkWriteUnknown):
                 raise error from failure.__cause__
@@ -461,10 +410,7 @@ class SecretsManagerSink(Sink):
         meta = meta if meta is not None else self._metadata()
         if meta is None:
             raise SinkNotFound(f"{self.address} does not exist", "nothing to reconcile")
-        current = {t["Key"]: t.get("Value", "") for t in meta.get("Tags") or []}
-        desired = self._desired_tags(issuer)
-        to_add = [{"Key": k, "Value": v} for k, v in desired.items() if current.get(k) != v]
-        to_remove = [k for k in current if k not in desired and not k.startswith(("aws:", RESERVED_TAG_PREFIX))]
+        to_add, to_remove = tag_changes(tag_map(meta.get("Tags") or []), self._desired_tags(issuer))
         if to_add:
             self._call("TagResource", SecretId=self.name, Tags=to_add)
         if to_remove:
@@ -489,8 +435,7 @@ class SecretsManagerSink(Sink):
         meta = self._metadata()
         if meta is None:
             return {}
-        tags = {t["Key"]: t.get("Value", "") for t in meta.get("Tags") or []
-                if t["Key"] != MANAGED_BY_TAG and not t["Key"].startswith(("aws:", RESERVED_TAG_PREFIX))}
+        tags = user_tags(meta.get("Tags") or [])
         replicas = [r["Region"] for r in meta.get("ReplicationStatus") or [] if r.get("Region")]
         record = parse_record(meta.get("Description"))
         return {"kms_key_id": meta.get("KmsKeyId") or None, "tags": tags or None, "replica_regions": replicas or None,

@@ -13,16 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
+from . import aws_rules
 from .base import Ownership
-from .ssm_rules import MANAGED_BY_TAG, RESERVED_TAG_PREFIX
-from .ssm_rules import validate_kms_key_id as _ssm_kms_key_rule
 
 MAX_NAME_LENGTH = 512
 MAX_DESCRIPTION_LENGTH = 2048
-MAX_TAGS_PER_SECRET = 50
-MAX_USER_TAGS = MAX_TAGS_PER_SECRET - 2  # tokendrop sets managed-by and tokendrop:issuer itself
-MAX_TAG_KEY_LENGTH = 128
-MAX_TAG_VALUE_LENGTH = 256
+MAX_USER_TAGS = aws_rules.MAX_USER_TAGS  # tags (limits shared with SSM): aws_rules
 MAX_KMS_KEY_ID_LENGTH = 2048
 RECOVERY_WINDOWS = range(7, 31)  # DeleteSecret: 7 to 30 days; 0 here means ForceDeleteWithoutRecovery
 DEFAULT_RECOVERY_WINDOW = 7
@@ -53,35 +49,19 @@ def validate_secret_name(name: str) -> str | None:
 
 def validate_kms_key_id(key_id: str) -> str | None:
     """A KMS key id, key ARN, alias name or alias ARN (the forms CreateSecret's KmsKeyId takes)."""
-    if not isinstance(key_id, str) or not key_id:
-        return "kms_key_id must be a non-empty string (leave it unset for the aws/secretsmanager key)"
-    if len(key_id) > MAX_KMS_KEY_ID_LENGTH:
-        return f"kms_key_id is {len(key_id)} characters; Secrets Manager allows at most {MAX_KMS_KEY_ID_LENGTH}"
-    # The accepted shapes are SSM's (id, key ARN, alias, alias ARN); SSM's shorter limit does not apply.
-    return _ssm_kms_key_rule(key_id) if len(key_id) <= 256 else None
+    # The accepted shapes are SSM's; a key id longer than SSM's 256 characters is not shape-checked.
+    return aws_rules.validate_kms_key_id(key_id, service="Secrets Manager", max_length=MAX_KMS_KEY_ID_LENGTH,
+                                         default_key="the aws/secretsmanager key", shape_checked_up_to=256)
+
+
+def _tag_text_ok(text: str) -> bool:
+    return _TAG_TEXT.fullmatch(text) is not None
 
 
 def validate_tags(tags: Mapping[str, str]) -> str | None:
     """The user's tags; tokendrop adds `managed-by` and `tokendrop:issuer` itself."""
-    if not isinstance(tags, Mapping):
-        return "tags must be a map of strings"
-    if len(tags) > MAX_USER_TAGS:
-        return (f"{len(tags)} tags given; Secrets Manager allows {MAX_TAGS_PER_SECRET} per secret and "
-                f"tokendrop sets 2 itself, so at most {MAX_USER_TAGS}")
-    for key, value in tags.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            return "tag keys and values must be strings"
-        if not 1 <= len(key) <= MAX_TAG_KEY_LENGTH:
-            return f"tag key {key!r} must be 1 to {MAX_TAG_KEY_LENGTH} characters"
-        if len(value) > MAX_TAG_VALUE_LENGTH:
-            return f"the value of tag {key!r} is longer than {MAX_TAG_VALUE_LENGTH} characters"
-        if not _TAG_TEXT.fullmatch(key) or not _TAG_TEXT.fullmatch(value):
-            return (f"tag {key!r} may contain only letters, numbers, spaces and the characters _ . : / = + - @")
-        if key.lower().startswith("aws:"):
-            return f"tag key {key!r} is reserved: keys starting with 'aws:' belong to AWS"
-        if key == MANAGED_BY_TAG or key.startswith(RESERVED_TAG_PREFIX):
-            return f"tag key {key!r} is reserved: tokendrop sets '{MANAGED_BY_TAG}' and '{RESERVED_TAG_PREFIX}*'"
-    return None
+    return aws_rules.validate_tags(tags, service="Secrets Manager", per="secret", text_ok=_tag_text_ok,
+                                   name_the_part=False, reserved_note="")
 
 
 def validate_region(region: str) -> str | None:

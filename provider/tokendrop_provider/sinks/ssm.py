@@ -23,26 +23,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..endpoints import check_ssm_endpoint, checked_endpoint
+from ..endpoints import check_ssm_endpoint
 from ..errors import ConfigError, SinkAccessDenied, SinkConflict, SinkError, SinkNotFound, SinkWriteUnknown
-from ..lazy import IMPORT_LOCK
-from ..secret import Secret, register
 from ..settings import AwsSettings, batching_enabled
+from .aws import (
+    DEFAULT_RETRY,
+    THROTTLE_CODES,
+    AwsFailure,
+    SsmRetryPolicy,
+    invoke,
+    new_client,
+    render,
+    secret_texts,
+    write_outcome_unknown,
+)
+from .aws_rules import desired_tags, tag_changes, tag_map, user_tags
 from .base import Ownership, Payload, Sink, SinkStatus
 from .ssm_rules import (
-    ISSUER_TAG,
-    MANAGED_BY_TAG,
-    MANAGED_BY_VALUE,
     MAX_DESCRIPTION_LENGTH,
     POLICY_TIERS,
-    RESERVED_TAG_PREFIX,
     expiration_timestamp,
     format_description,
     parse_description,
@@ -61,51 +64,17 @@ DESCRIBE_BATCH = 50  # DescribeParameters: at most 50 filter values and 50 resul
 STANDARD_VALUE_LIMIT = 4096  # bytes; Advanced allows 8192
 ADVANCED_VALUE_LIMIT = 8192
 
-_THROTTLE_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyUpdates"})
 _DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied", "403"})
-# A write whose request went out but whose answer was lost (see _invoke): its outcome is unknown.
-_RESPONSE_LOST = "ResponseLost"
 _WRITE_OPERATIONS = frozenset({"PutParameter"})
 _BAD_CREDENTIAL_CODES = frozenset({"UnrecognizedClientException", "InvalidClientTokenId",
                                    "ExpiredTokenException", "InvalidSignatureException",
                                    "SignatureDoesNotMatch"})
 
 
-@dataclass(frozen=True)
-class SsmRetryPolicy:
-    """How hard to try before giving up on a throttled call.
-
-    botocore's own retries run first (`botocore_mode` "adaptive" adds its client-side rate limiter,
-    shared by every sink using the same cached client); on top of that we back off and retry
-    ThrottlingException and TooManyUpdates (which botocore does not retry) `attempts` times.
-    """
-
-    botocore_mode: str = "adaptive"
-    botocore_max_attempts: int = 3  # total sends per call inside botocore (1 = no botocore retry)
-    attempts: int = 5  # our rounds on top of botocore's
-    base_delay: float = 0.5  # seconds; doubles each round, with jitter
-    max_delay: float = 8.0
-
-    def delay(self, attempt: int) -> float:
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
-
-
-DEFAULT_RETRY = SsmRetryPolicy()
-
 # --- client factory ---------------------------------------------------------------------------
 
 _clients: dict[tuple[AwsSettings, str, int], BaseClient] = {}
 _clients_lock = threading.Lock()
-
-
-def _silence_botocore_debug() -> None:
-    # botocore's DEBUG records include request bodies, i.e. the parameter Value: never let them out.
-    import logging
-
-    logger = logging.getLogger("botocore")
-    if logger.getEffectiveLevel() < logging.INFO:
-        logger.setLevel(logging.INFO)
 
 
 def ssm_client(settings: AwsSettings, retry: SsmRetryPolicy = DEFAULT_RETRY) -> BaseClient:
@@ -115,55 +84,10 @@ def ssm_client(settings: AwsSettings, retry: SsmRetryPolicy = DEFAULT_RETRY) -> 
         client = _clients.get(key)
         if client is not None:
             return client
-        with IMPORT_LOCK:  # lazy: a provider that never touches SSM never pays for boto3
-            import boto3
-            from botocore.config import Config
-            from botocore.exceptions import BotoCoreError, ProfileNotFound
-
-        _silence_botocore_debug()
         check_ssm_endpoint(settings)
-        if bool(settings.access_key_id) != bool(settings.secret_access_key):
-            raise ConfigError("Incomplete AWS credentials",
-                              "aws_access_key_id and aws_secret_access_key must be set together",
-                              attribute=("aws_secret_access_key" if settings.access_key_id
-                                         else "aws_access_key_id",))
-        try:
-            session = boto3.session.Session(
-                profile_name=settings.profile,
-                region_name=settings.region,
-                aws_access_key_id=settings.access_key_id,
-                aws_secret_access_key=(settings.secret_access_key.reveal()
-                                       if settings.secret_access_key else None),
-                aws_session_token=settings.session_token.reveal() if settings.session_token else None,
-            )
-            client = session.client(
-                "ssm",
-                endpoint_url=settings.endpoint_url_ssm,
-                config=Config(retries={"mode": retry.botocore_mode,
-                                       "total_max_attempts": retry.botocore_max_attempts},
-                              connect_timeout=10, read_timeout=30, user_agent_extra="tokendrop"),
-            )
-            # Also an endpoint from the shared config file (endpoint_url, services sections), which the
-            # settings never see: the rule applies to wherever the values will actually go.
-            checked_endpoint(client.meta.endpoint_url, label="SSM endpoint", setting="aws_endpoint_url_ssm",
-                             named=f"the SSM endpoint botocore resolved ({client.meta.endpoint_url})",
-                             carries="every value tokendrop delivers to SSM")
-        except ProfileNotFound as exc:
-            raise ConfigError("AWS profile not found", str(exc), attribute=("aws_profile",)) from None
-        except BotoCoreError as exc:
-            if type(exc).__name__ == "NoRegionError":
-                raise ConfigError("AWS region is not configured",
-                                  "set aws_region in the provider block, or AWS_REGION",
-                                  attribute=("aws_region",)) from None
-            raise ConfigError("Cannot configure the AWS SSM client", str(exc)) from None
-        try:  # credentials boto3 finds itself (profile files, SSO, instance metadata) are scrubbed too
-            found = session.get_credentials()
-            frozen = found.get_frozen_credentials() if found is not None else None
-        except BotoCoreError:
-            frozen = None  # the first call fails the same way, and says so
-        if frozen is not None:
-            register(frozen.secret_key or "")
-            register(frozen.token or "")
+        client = new_client(settings, service="ssm", name="SSM", endpoint_url=settings.endpoint_url_ssm,
+                            retry=retry, setting="aws_endpoint_url_ssm",
+                            carries="every value tokendrop delivers to SSM")
         _clients[key] = client
         return client
 
@@ -178,70 +102,11 @@ def clear_client_cache() -> None:
 # --- calls, retries and error mapping -----------------------------------------------------------
 
 
-class _AwsFailure(Exception):
-    """A failed SSM call, before it is turned into a typed sink error at the call site."""
-
-    def __init__(self, operation: str, code: str, message: str, status: int | None,
-                 attempts: int = 1) -> None:
-        super().__init__(f"{operation}: {code}: {message}")
-        self.operation = operation
-        self.code = code
-        self.message = message
-        self.status = status
-        self.attempts = attempts
-
-
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    # AWS never echoes the Value, but an error text is checked anyway before it can reach a user.
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def _invoke(client: BaseClient, retry: SsmRetryPolicy, operation: str, secrets: Sequence[str] = (),
-            **params: Any) -> dict[str, Any]:
-    """Call one SSM operation with our bounded backoff; raise _AwsFailure or a typed error."""
-    from botocore import exceptions as bex  # already loaded by ssm_client()
-
-    method = getattr(client, "".join("_" + c.lower() if c.isupper() else c for c in operation)[1:])
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return method(**params)
-        except bex.ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", "Unknown"))
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code in _THROTTLE_CODES and attempt < retry.attempts:
-                time.sleep(retry.delay(attempt))
-                continue
-            failure = _AwsFailure(operation, code, _scrub(str(error.get("Message", "")), secrets),
-                                  status, attempt)
-            raise failure from (None if secrets else exc)
-        except bex.ParamValidationError as exc:
-            # botocore's own message may quote parameter values: scrub it and drop the chain.
-            raise _AwsFailure(operation, "ParamValidationError", _scrub(str(exc), secrets),
-                              None) from None
-        except bex.NoCredentialsError:
-            raise ConfigError("No AWS credentials found",
-                              "configure the default credential chain (environment, profile, instance "
-                              "role) or set aws_access_key_id and aws_secret_access_key",
-                              attribute=("aws_access_key_id",)) from None
-        except (bex.EndpointConnectionError, bex.ConnectTimeoutError) as exc:
-            # No connection was made, so the request never reached SSM.
-            raise _AwsFailure(operation, "ConnectionError", str(exc), None) from None
-        except (bex.ConnectionClosedError, bex.ReadTimeoutError) as exc:
-            # The request went out and no answer came back: SSM may or may not have carried it out.
-            raise _AwsFailure(operation, _RESPONSE_LOST, str(exc), None) from None
-
-
-def _sink_error(failure: _AwsFailure, address: str) -> SinkError:
+def _sink_error(failure: AwsFailure, address: str) -> SinkError:
     """Turn a failed call into the typed error the provider reports."""
     op, code, message = failure.operation, failure.code, failure.message
     detail = f"{code}: {message}" if message else code
-    if op in _WRITE_OPERATIONS and (code == _RESPONSE_LOST or (failure.status or 0) >= 500):
+    if write_outcome_unknown(failure, _WRITE_OPERATIONS):
         return SinkWriteUnknown(f"No clear answer from SSM to {op} on {address}",
                                 f"{detail}. The request was sent, so the value may or may not have been "
                                 "stored")
@@ -253,7 +118,7 @@ def _sink_error(failure: _AwsFailure, address: str) -> SinkError:
                                 f"{detail}. The credentials need {need}")
     if code in _BAD_CREDENTIAL_CODES:
         return SinkAccessDenied(f"AWS rejected the credentials calling ssm:{op} on {address}", detail)
-    if code in _THROTTLE_CODES:
+    if code in THROTTLE_CODES:
         return SinkError(f"SSM throttled {op} on {address}",
                          f"still {code} after {failure.attempts} attempts with backoff; the call was "
                          "not carried out. Try again later, spread the rollout, or enable SSM's higher "
@@ -296,8 +161,8 @@ def _describe(client: BaseClient, retry: SsmRetryPolicy, names: Sequence[str],
             if token:
                 params["NextToken"] = token
             try:
-                page = _invoke(client, retry, "DescribeParameters", **params)
-            except _AwsFailure as failure:
+                page = invoke(client, retry, "DescribeParameters", **params)
+            except AwsFailure as failure:
                 raise _sink_error(failure, address) from failure.__cause__
             for meta in page.get("Parameters", []):
                 name = meta.get("Name", "")
@@ -377,8 +242,8 @@ def _list_path(client: BaseClient, retry: SsmRetryPolicy, parent: str,
         if token:
             params["NextToken"] = token
         try:
-            page = _invoke(client, retry, "DescribeParameters", **params)
-        except _AwsFailure as failure:
+            page = invoke(client, retry, "DescribeParameters", **params)
+        except AwsFailure as failure:
             raise _sink_error(failure, address) from failure.__cause__
         for meta in page.get("Parameters", []):
             found[meta.get("Name", "")] = meta
@@ -420,23 +285,6 @@ def describe_many(names: Sequence[str], settings: AwsSettings | None = None,
 
 
 # --- the sink -----------------------------------------------------------------------------------
-
-
-def _render(payload: Payload) -> str:
-    """The parameter Value. A multi-field payload is stored as a compact JSON object."""
-    if isinstance(payload, Secret):
-        return payload.reveal()
-    if isinstance(payload, Mapping) and payload:
-        return json.dumps({k: v.reveal() if isinstance(v, Secret) else v for k, v in payload.items()},
-                          sort_keys=True, separators=(",", ":"))
-    raise SinkError("Nothing to deliver", "the payload is empty")
-
-
-def _secret_texts(payload: Payload, value: str) -> list[str]:
-    texts = [value]
-    if isinstance(payload, Mapping):
-        texts += [v.reveal() for v in payload.values() if isinstance(v, Secret)]
-    return texts
 
 
 class SsmSink(Sink):
@@ -497,8 +345,8 @@ class SsmSink(Sink):
 
     def _call(self, operation: str, secrets: Sequence[str] = (), **params: Any) -> dict[str, Any]:
         try:
-            return _invoke(self._client(), self.retry, operation, secrets, **params)
-        except _AwsFailure as failure:
+            return invoke(self._client(), self.retry, operation, secrets, **params)
+        except AwsFailure as failure:
             raise _sink_error(failure, self.address) from failure.__cause__
 
     def _metadata(self) -> dict[str, Any] | None:
@@ -534,11 +382,7 @@ class SsmSink(Sink):
                             "Attributes": {"Timestamp": expiration_timestamp(self.expires_at)}}])
 
     def _desired_tags(self, issuer: str | None) -> dict[str, str]:
-        tags = {MANAGED_BY_TAG: MANAGED_BY_VALUE}
-        if issuer:
-            tags[ISSUER_TAG] = issuer
-        tags.update(self.tags)
-        return tags
+        return desired_tags(self.tags, issuer)
 
     def _put(self, value: str, description: str, *, overwrite: bool, payload: Payload,
              policies: str | None, tags: dict[str, str] | None, tier: str | None) -> dict[str, Any]:
@@ -555,10 +399,10 @@ class SsmSink(Sink):
         _SIBLINGS.forget(self._client(), self.name)  # our own write: later reads ask SSM afresh
         # botocore would resend a PutParameter whose answer was lost: a create then meets its own
         # value as "already exists", and an overwrite stores a second version. Writes are sent once;
-        # delivery reads the parameter back instead (throttling is still retried by _invoke).
+        # delivery reads the parameter back instead (throttling is still retried by invoke).
         write_retry = dataclasses.replace(self.retry, botocore_max_attempts=1)
-        return _invoke(ssm_client(self.settings, write_retry), write_retry, "PutParameter",
-                       _secret_texts(payload, value), **params)
+        return invoke(ssm_client(self.settings, write_retry), write_retry, "PutParameter",
+                       secret_texts(payload, value), **params)
 
     def _owner_text(self, meta: Mapping[str, Any] | None) -> str:
         if meta is None:
@@ -577,13 +421,13 @@ class SsmSink(Sink):
 
     def create(self, payload: Payload, ownership: Ownership) -> int:
         self.warnings = []
-        value = _render(payload)
+        value = render(payload)
         self._check_value_size(value)
         try:
             result = self._put(value, self._description(ownership, 1), overwrite=False, payload=payload,
                                policies=self._expiration_policies(),
                                tags=self._desired_tags(ownership.issuer), tier=self.tier)
-        except _AwsFailure as failure:
+        except AwsFailure as failure:
             if failure.code != "ParameterAlreadyExists":
                 raise _sink_error(failure, self.address) from failure.__cause__
             meta = self._metadata()
@@ -602,7 +446,7 @@ class SsmSink(Sink):
 
     def replace(self, payload: Payload, ownership: Ownership, expected_version: int) -> int:
         self.warnings = []
-        value = _render(payload)
+        value = render(payload)
         self._check_value_size(value)
         meta = self._metadata()
         if meta is None:
@@ -623,7 +467,7 @@ class SsmSink(Sink):
         try:
             result = self._put(value, self._description(ownership, expected_version + 1), overwrite=True,
                                payload=payload, policies=policies, tags=None, tier=tier)
-        except _AwsFailure as failure:
+        except AwsFailure as failure:
             raise _sink_error(failure, self.address) from failure.__cause__
         written = int(result["Version"])
         if written != expected_version + 1:
@@ -721,8 +565,7 @@ class SsmSink(Sink):
         if meta is None:
             return {}
         listed = self._call("ListTagsForResource", ResourceType="Parameter", ResourceId=self.name)
-        tags = {t["Key"]: t.get("Value", "") for t in listed.get("TagList", [])
-                if t["Key"] != MANAGED_BY_TAG and not t["Key"].startswith(("aws:", RESERVED_TAG_PREFIX))}
+        tags = user_tags(listed.get("TagList", []))
         key_id = meta.get("KeyId")
         tier = meta.get("Tier")
         user_description, _ = parse_description(meta.get("Description"))
@@ -753,12 +596,7 @@ class SsmSink(Sink):
 
     def _reconcile_tags(self, issuer: str | None) -> None:
         listed = self._call("ListTagsForResource", ResourceType="Parameter", ResourceId=self.name)
-        current = {t["Key"]: t.get("Value", "") for t in listed.get("TagList", [])}
-        desired = self._desired_tags(issuer)
-        to_add = [{"Key": k, "Value": v} for k, v in desired.items() if current.get(k) != v]
-        # Tags are authoritative, except AWS's own and tokendrop's (which we only ever set).
-        to_remove = [k for k in current if k not in desired
-                     and not k.startswith(("aws:", RESERVED_TAG_PREFIX))]
+        to_add, to_remove = tag_changes(tag_map(listed.get("TagList", [])), self._desired_tags(issuer))
         if to_add:
             self._call("AddTagsToResource", ResourceType="Parameter", ResourceId=self.name, Tags=to_add)
         if to_remove:

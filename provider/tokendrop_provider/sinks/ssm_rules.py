@@ -9,11 +9,11 @@ Limits come from the PutParameter / AddTagsToResource API reference
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
+from . import aws_rules
 from .base import Ownership
 
 TIERS = ("Standard", "Advanced", "Intelligent-Tiering")
@@ -27,21 +27,10 @@ MAX_DESCRIPTION_LENGTH = 1024
 # Room kept at the end of the description for the ownership suffix we append (see below).
 DESCRIPTION_RESERVED = 200
 MAX_USER_DESCRIPTION_LENGTH = MAX_DESCRIPTION_LENGTH - DESCRIPTION_RESERVED
-MAX_TAGS_PER_RESOURCE = 50
-MAX_TAG_KEY_LENGTH = 128
-MAX_TAG_VALUE_LENGTH = 256
 MAX_KMS_KEY_ID_LENGTH = 256
-
-# Tags tokendrop sets itself; users may not set these keys.
-MANAGED_BY_TAG = "managed-by"
-MANAGED_BY_VALUE = "tokendrop"
-ISSUER_TAG = "tokendrop:issuer"
-RESERVED_TAG_PREFIX = "tokendrop:"
-MAX_USER_TAGS = MAX_TAGS_PER_RESOURCE - 2
+MAX_USER_TAGS = aws_rules.MAX_USER_TAGS  # tags (limits shared with Secrets Manager): aws_rules
 
 _NAME_CHARS = re.compile(r"[a-zA-Z0-9_.\-/]+")
-_KMS_KEY_CHARS = re.compile(r"[a-zA-Z0-9:/_-]+")
-_TAG_PUNCTUATION = frozenset("_.:/=+-@")
 # ARN text before a name, for the longest partition and region: without a region we stay conservative.
 _WORST_CASE_ARN_PREFIX = "arn:aws-us-gov:ssm:us-gov-west-1:123456789012:parameter"
 
@@ -89,54 +78,13 @@ def validate_parameter_name(name: str, region: str | None = None) -> str | None:
 
 def validate_kms_key_id(key_id: str) -> str | None:
     """A KMS key id, key ARN, alias name ("alias/...") or alias ARN, as PutParameter's KeyId accepts."""
-    if not isinstance(key_id, str) or not key_id:
-        return "kms_key_id must be a non-empty string (leave it unset for the account's default key)"
-    if len(key_id) > MAX_KMS_KEY_ID_LENGTH:
-        return f"kms_key_id is {len(key_id)} characters; SSM allows at most {MAX_KMS_KEY_ID_LENGTH}"
-    if not _KMS_KEY_CHARS.fullmatch(key_id):
-        return f"kms_key_id {key_id!r} may contain only a-z, A-Z, 0-9, ':', '/', '_' and '-'"
-    if key_id.startswith("arn:"):
-        parts = key_id.split(":", 5)
-        if (len(parts) != 6 or parts[2] != "kms" or not parts[5].startswith(("key/", "alias/"))
-                or parts[5] in ("key/", "alias/")):
-            return (f"kms_key_id {key_id!r} is not a KMS key or alias ARN "
-                    "(arn:<partition>:kms:<region>:<account>:key/<id> or ...:alias/<name>)")
-    elif key_id == "alias/":
-        return "kms_key_id 'alias/' needs an alias name after the slash"
-    return None
-
-
-def _tag_text_ok(text: str) -> bool:
-    # AWS pattern ^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$ (letters, separators, numbers, a few symbols).
-    return all(unicodedata.category(c)[0] in "LZN" or c in _TAG_PUNCTUATION for c in text)
+    return aws_rules.validate_kms_key_id(key_id, service="SSM", max_length=MAX_KMS_KEY_ID_LENGTH,
+                                         default_key="the account's default key")
 
 
 def validate_tags(tags: Mapping[str, str]) -> str | None:
     """The user's tags; two more (managed-by, tokendrop:issuer) are added by tokendrop."""
-    if not isinstance(tags, Mapping):
-        return "tags must be a map of strings"
-    if len(tags) > MAX_USER_TAGS:
-        return (f"{len(tags)} tags given; SSM allows {MAX_TAGS_PER_RESOURCE} per parameter and "
-                f"tokendrop sets 2 itself, so at most {MAX_USER_TAGS}")
-    for key, value in tags.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            return "tag keys and values must be strings"
-        if not 1 <= len(key) <= MAX_TAG_KEY_LENGTH:
-            return f"tag key {key!r} must be 1 to {MAX_TAG_KEY_LENGTH} characters"
-        if len(value) > MAX_TAG_VALUE_LENGTH:
-            return f"the value of tag {key!r} is longer than {MAX_TAG_VALUE_LENGTH} characters"
-        if not _tag_text_ok(key):
-            return (f"tag key {key!r} may contain only letters, numbers, spaces and "
-                    "the characters _ . : / = + - @")
-        if not _tag_text_ok(value):
-            return (f"the value of tag {key!r} may contain only letters, numbers, spaces and "
-                    "the characters _ . : / = + - @")
-        if key.lower().startswith("aws:"):
-            return f"tag key {key!r} is reserved: keys starting with 'aws:' belong to AWS"
-        if key == MANAGED_BY_TAG or key.startswith(RESERVED_TAG_PREFIX):
-            return (f"tag key {key!r} is reserved: tokendrop sets '{MANAGED_BY_TAG}' and "
-                    f"'{RESERVED_TAG_PREFIX}*' itself")
-    return None
+    return aws_rules.validate_tags(tags, service="SSM", per="parameter")
 
 
 def validate_tier(tier: str) -> str | None:

@@ -1,0 +1,209 @@
+"""What the AWS sinks (SSM, Secrets Manager) share: the retry policy, one call with bounded backoff,
+how a failed call is recorded and whether a write's outcome is unknown, the registration of
+credentials boto3 found itself, and how a payload is rendered into the stored text.
+
+botocore is imported only inside the functions that run after a client exists.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..endpoints import checked_endpoint
+from ..errors import ConfigError, SinkError
+from ..lazy import IMPORT_LOCK
+from ..secret import Secret, register
+from ..settings import AwsSettings
+from .base import Payload
+
+if TYPE_CHECKING:
+    from boto3.session import Session
+    from botocore.client import BaseClient
+
+
+THROTTLE_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyUpdates"})
+# A write whose request went out but whose answer was lost (see invoke): its outcome is unknown.
+RESPONSE_LOST = "ResponseLost"
+
+
+@dataclass(frozen=True)
+class SsmRetryPolicy:
+    """How hard to try before giving up on a throttled call (SSM and Secrets Manager alike).
+
+    botocore's own retries run first (`botocore_mode` "adaptive" adds its client-side rate limiter,
+    shared by every sink using the same cached client); on top of that we back off and retry
+    ThrottlingException and TooManyUpdates (which botocore does not retry) `attempts` times.
+    """
+
+    botocore_mode: str = "adaptive"
+    botocore_max_attempts: int = 3  # total sends per call inside botocore (1 = no botocore retry)
+    attempts: int = 5  # our rounds on top of botocore's
+    base_delay: float = 0.5  # seconds; doubles each round, with jitter
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+
+
+DEFAULT_RETRY = SsmRetryPolicy()
+
+
+def silence_botocore_debug() -> None:
+    # botocore's DEBUG records include request bodies, i.e. the parameter Value: never let them out.
+    import logging
+
+    logger = logging.getLogger("botocore")
+    if logger.getEffectiveLevel() < logging.INFO:
+        logger.setLevel(logging.INFO)
+
+
+def register_found_credentials(session: Session) -> None:
+    """Credentials boto3 finds itself (profile files, SSO, instance metadata) are scrubbed from output too."""
+    from botocore.exceptions import BotoCoreError  # already loaded by the client factory
+
+    try:
+        found = session.get_credentials()
+        frozen = found.get_frozen_credentials() if found is not None else None
+    except BotoCoreError:
+        frozen = None  # the first call fails the same way, and says so
+    if frozen is not None:
+        register(frozen.secret_key or "")
+        register(frozen.token or "")
+
+
+def new_client(aws: AwsSettings, *, service: str, name: str, endpoint_url: str | None, retry: SsmRetryPolicy,
+               setting: str, carries: str) -> BaseClient:
+    """A boto3 client for `service` ("ssm"), called `name` ("SSM") in messages, after the caller checked
+    the configured endpoint: the credentials must come in pairs, the endpoint botocore resolves is checked
+    too, configuration failures become ConfigError, and the credentials boto3 found are registered."""
+    with IMPORT_LOCK:  # lazy: a provider that never touches AWS never pays for boto3
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ProfileNotFound
+
+    silence_botocore_debug()
+    if bool(aws.access_key_id) != bool(aws.secret_access_key):
+        raise ConfigError("Incomplete AWS credentials",
+                          "aws_access_key_id and aws_secret_access_key must be set together",
+                          attribute=("aws_secret_access_key" if aws.access_key_id else "aws_access_key_id",))
+    try:
+        session = boto3.session.Session(
+            profile_name=aws.profile, region_name=aws.region, aws_access_key_id=aws.access_key_id,
+            aws_secret_access_key=aws.secret_access_key.reveal() if aws.secret_access_key else None,
+            aws_session_token=aws.session_token.reveal() if aws.session_token else None)
+        client = session.client(
+            service, endpoint_url=endpoint_url,
+            config=Config(retries={"mode": retry.botocore_mode, "total_max_attempts": retry.botocore_max_attempts},
+                          connect_timeout=10, read_timeout=30, user_agent_extra="tokendrop"))
+        # Also an endpoint from the shared config file (endpoint_url, services sections), which the
+        # settings never see: the rule applies to wherever the values will actually go.
+        checked_endpoint(client.meta.endpoint_url, label=f"{name} endpoint", setting=setting,
+                         named=f"the {name} endpoint botocore resolved ({client.meta.endpoint_url})",
+                         carries=carries)
+    except ProfileNotFound as exc:
+        raise ConfigError("AWS profile not found", str(exc), attribute=("aws_profile",)) from None
+    except BotoCoreError as exc:
+        if type(exc).__name__ == "NoRegionError":
+            raise ConfigError("AWS region is not configured", "set aws_region in the provider block, or AWS_REGION",
+                              attribute=("aws_region",)) from None
+        raise ConfigError(f"Cannot configure the AWS {name} client", str(exc)) from None
+    register_found_credentials(session)
+    return client
+
+
+# --- calls, retries and error mapping -----------------------------------------------------------
+
+
+class AwsFailure(Exception):
+    """A failed AWS call, before it is turned into a typed sink error at the call site."""
+
+    def __init__(self, operation: str, code: str, message: str, status: int | None,
+                 attempts: int = 1) -> None:
+        super().__init__(f"{operation}: {code}: {message}")
+        self.operation = operation
+        self.code = code
+        self.message = message
+        self.status = status
+        self.attempts = attempts
+
+
+def write_outcome_unknown(failure: AwsFailure, write_operations: frozenset[str]) -> bool:
+    """A write that was sent and got no definite answer (lost, or a 5xx): it may have been carried out."""
+    return failure.operation in write_operations and (
+        failure.code == RESPONSE_LOST or (failure.status or 0) >= 500)
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    # AWS never echoes the Value, but an error text is checked anyway before it can reach a user.
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def invoke(client: BaseClient, retry: SsmRetryPolicy, operation: str, secrets: Sequence[str] = (),
+           **params: Any) -> dict[str, Any]:
+    """Call one AWS operation with our bounded backoff; raise AwsFailure or a typed error."""
+    from botocore import exceptions as bex  # already loaded by the client factory
+
+    method = getattr(client, "".join("_" + c.lower() if c.isupper() else c for c in operation)[1:])
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return method(**params)
+        except bex.ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", "Unknown"))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in THROTTLE_CODES and attempt < retry.attempts:
+                time.sleep(retry.delay(attempt))
+                continue
+            failure = AwsFailure(operation, code, _scrub(str(error.get("Message", "")), secrets),
+                                 status, attempt)
+            raise failure from (None if secrets else exc)
+        except bex.ParamValidationError as exc:
+            # botocore's own message may quote parameter values: scrub it and drop the chain.
+            raise AwsFailure(operation, "ParamValidationError", _scrub(str(exc), secrets),
+                             None) from None
+        except bex.NoCredentialsError:
+            raise ConfigError("No AWS credentials found",
+                              "configure the default credential chain (environment, profile, instance "
+                              "role) or set aws_access_key_id and aws_secret_access_key",
+                              attribute=("aws_access_key_id",)) from None
+        except (bex.EndpointConnectionError, bex.ConnectTimeoutError) as exc:
+            # No connection was made, so the request never reached AWS.
+            raise AwsFailure(operation, "ConnectionError", str(exc), None) from None
+        except (bex.ConnectionClosedError, bex.ReadTimeoutError) as exc:
+            # The request went out and no answer came back: AWS may or may not have carried it out.
+            raise AwsFailure(operation, RESPONSE_LOST, str(exc), None) from None
+
+
+# --- the stored text ----------------------------------------------------------------------------
+
+
+def render(payload: Payload, field: str | None = None) -> str:
+    """The stored text: the token itself, or a JSON object with the token under `field`; a
+    multi-field payload is always a compact JSON object."""
+    if isinstance(payload, Secret):
+        return payload.reveal() if field is None else json.dumps({field: payload.reveal()})
+    if isinstance(payload, Mapping) and payload:
+        return json.dumps({k: v.reveal() if isinstance(v, Secret) else v for k, v in payload.items()},
+                          sort_keys=True, separators=(",", ":"))
+    raise SinkError("Nothing to deliver", "the payload is empty")
+
+
+def secret_texts(payload: Payload, value: str) -> list[str]:
+    """Every text a failed write's error message must not show: the stored text and each secret in it."""
+    texts = [value]
+    if isinstance(payload, Mapping):
+        texts += [v.reveal() for v in payload.values() if isinstance(v, Secret)]
+    elif isinstance(payload, Secret):
+        texts.append(payload.reveal())
+    return texts

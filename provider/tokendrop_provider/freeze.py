@@ -140,7 +140,7 @@ def inputs_digest(source: Path = SOURCE_DIR, requirement_files: tuple[Path, ...]
 
 
 @contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
+def exclusive(lock_path: Path) -> Iterator[None]:
     """One builder per digest at a time, across processes (pytest-xdist workers, parallel synths)."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as handle:
@@ -178,7 +178,7 @@ def build_frozen(cache_dir: Path | None = None, *, log: Log = lambda message: No
     digest = inputs_digest()
     root = (cache_dir or default_cache_dir()) / "frozen"
     final = root / digest[:24]
-    with _exclusive(root / f"{digest[:24]}.lock"):
+    with exclusive(root / f"{digest[:24]}.lock"):
         if (final / executable_name(version)).is_file():
             return FrozenBuild(final, version, digest, time.monotonic() - started, cached=True)
         log(f"freezing the provider with PyInstaller {tool} (cache miss: {digest[:12]})")

@@ -639,11 +639,13 @@ def frozen_archive(frozen: freeze.FrozenBuild, platform: str) -> tuple[Path, str
     with its hashes beside it: hashing 100 MB at every synthesis of every stack would add seconds."""
     path = frozen.directory.with_name(f"{frozen.directory.name}-{archive_name(frozen.version, platform)}")
     hashes = path.with_name(path.name + ".hashes.json")
-    if not path.is_file() or not hashes.is_file():
-        write_zip(frozen.directory, path, executables=freeze.executable_bits(frozen.directory))
-        partial = hashes.with_name(hashes.name + ".partial")
-        partial.write_text(json.dumps({"h1": h1_zip(path), "zh": zh_zip(path)}))
-        os.replace(partial, hashes)
+    # One writer at a time: parallel test workers (or two syntheses) share the cache and its .partial names.
+    with freeze.exclusive(path.with_name(path.name + ".lock")):
+        if not path.is_file() or not hashes.is_file():
+            write_zip(frozen.directory, path, executables=freeze.executable_bits(frozen.directory))
+            partial = hashes.with_name(hashes.name + ".partial")
+            partial.write_text(json.dumps({"h1": h1_zip(path), "zh": zh_zip(path)}))
+            os.replace(partial, hashes)
     recorded = json.loads(hashes.read_text())
     return path, recorded["h1"], recorded["zh"]
 

@@ -97,3 +97,18 @@ def print_rows(header: list[str], rows: list[list[str]]) -> None:
     print("-+-".join("-" * w for w in widths))
     for row in rows:
         print(" | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def tfe_tokens_config(n: int, pools: int, header: str, sink: str) -> str:
+    """`n` agent tokens spread over `pools` pools, after `header`; `sink` is the token's sink line with
+    `{path}` for its own parameter path (tokendrop's `deliver_to`, the peer's flat `ssm_name`)."""
+    body = [header]
+    for p in range(pools):
+        body.append(f'resource "tokendrop_tfe_agent_pool" "p{p}" {{\n'
+                    f'  organization = "acme"\n  name = "bench-{p}"\n}}\n')
+    for i in range(n):
+        p = i % pools
+        body.append(f'resource "tokendrop_tfe_agent_token" "t{i}" {{\n'
+                    f"  agent_pool_id = tokendrop_tfe_agent_pool.p{p}.id\n"
+                    f"  {sink.format(path=f'/bench/p{p}/t{i}')}\n}}\n")
+    return "".join(body)

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from common import terraform
+from common import terraform, tfe_tokens_config
 
 from tokendrop_provider.install import provider_version, terraform_platform
 from tokendrop_provider.plugin import codec
@@ -69,16 +69,7 @@ def install_peer(root: Path) -> Path:
 
 
 def peer_config(n: int, pools: int) -> str:
-    body = [PEER_HEADER]
-    for p in range(pools):
-        body.append(f'resource "tokendrop_tfe_agent_pool" "p{p}" {{\n'
-                    f'  organization = "acme"\n  name = "bench-{p}"\n}}\n')
-    for i in range(n):
-        p = i % pools
-        body.append(f'resource "tokendrop_tfe_agent_token" "t{i}" {{\n'
-                    f"  agent_pool_id = tokendrop_tfe_agent_pool.p{p}.id\n"
-                    f'  ssm_name = "/bench/p{p}/t{i}"\n}}\n')
-    return "".join(body)
+    return tfe_tokens_config(n, pools, PEER_HEADER, 'ssm_name = "{path}"')
 
 
 def plan_seconds(n: int, pools: int, env: Mapping[str, str], runs: int = 3) -> float:

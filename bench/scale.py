@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import peer
-from common import HEADER, BenchSandbox, measuring_launcher, print_rows, sandbox, terraform
+from common import HEADER, BenchSandbox, measuring_launcher, print_rows, sandbox, terraform, tfe_tokens_config
 
 TFE_LIMIT, TFE_WINDOW = 30, 1.0  # HCP Terraform: 30 requests per second per user
 BUILDKITE_LIMIT, BUILDKITE_WINDOW = 50, 60.0  # Buildkite: 50 per minute per user binds before 200/min per org
@@ -62,16 +62,7 @@ class Row:
 
 
 def tokens_config(n: int, pools: int) -> str:
-    body = [HEADER]
-    for p in range(pools):
-        body.append(f'resource "tokendrop_tfe_agent_pool" "p{p}" {{\n'
-                    f'  organization = "acme"\n  name = "bench-{p}"\n}}\n')
-    for i in range(n):
-        p = i % pools
-        body.append(f'resource "tokendrop_tfe_agent_token" "t{i}" {{\n'
-                    f"  agent_pool_id = tokendrop_tfe_agent_pool.p{p}.id\n"
-                    f'  deliver_to = {{ ssm = {{ name = "/bench/p{p}/t{i}" }} }}\n}}\n')
-    return "".join(body)
+    return tfe_tokens_config(n, pools, HEADER, 'deliver_to = {{ ssm = {{ name = "{path}" }} }}')
 
 
 def buildkite_config(n: int, clusters: int) -> str:

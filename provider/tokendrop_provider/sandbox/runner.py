@@ -85,8 +85,9 @@ EMULATORS: list[EmulatorSpec] = [
     EmulatorSpec("buildkite", "tokendrop_provider.sandbox.buildkite", "Buildkite REST API (organization acme)",
                  ("BUILDKITE_REST_URL", "BUILDKITE_API_TOKEN", "BUILDKITE_ORGANIZATION_SLUG")),
     EmulatorSpec("tokenvault", "tokendrop_provider.sandbox.tokenvault",
-                 "Token Vault API (agents, grants; services github, linear, slack, …)",
-                 ("TOKENVAULT_API_URL", "TOKENVAULT_API_KEY")),
+                 "Token Vault API (agents, grants; services github, linear, slack, …) in Webhook Mode, with the "
+                 "reference webhook", ("TOKENVAULT_API_URL", "TOKENVAULT_API_KEY", "TOKENVAULT_WEBHOOK_URL"),
+                 ("--webhook",)),
 ]
 
 # boto3 and aws-cli v1 read AWS_DEFAULT_REGION only; the provider and aws-cli v2 read AWS_REGION.

@@ -19,6 +19,11 @@ what the sources leave open is emulated the way that section's "Left open" list 
 - Keys: create (`key` in that response only), list `{"keys": [...]}`, get (with `grants`), rotate
   (self only, else HUMAN_ONLY), revoke. Key grants: POST {serviceName, expiresInHours?} (1–720).
 - Agent side: `GET /api/agents/credentials` lists grants, `?service=` returns one credential.
+- Webhook Mode (docs/wire.md, "Webhook Mode"): once bound to a webhook (`bind_webhook`, which calls its
+  `/v1/exchange` with a one-time code), the vault issues store tickets (`POST /api/vault/store-ticket`),
+  reads and deletes token metadata through the webhook's signed `/v1/storage` (`GET`/`DELETE
+  /api/tokens/{service}`), and answers an agent asking for a webhook-held credential with a 307 to
+  `<webhook>/v1/credential?ticket=…&service=…`. It never receives a webhook-held value.
 
 Sandbox controls (Python and `/_sandbox/…`): a clock that can be moved forward, services of the vault,
 a vault lock, expiring a grant at once, minting keys with chosen scopes, making agent rotate-key
@@ -31,15 +36,22 @@ Run standalone: `python -m tokendrop_provider.sandbox.tokenvault --port 0 --read
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import secrets
 import string
 import sys
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from .emulator import Emulator, HttpError, Request, Response, bad_request, run_cli
+from .tokenvault_webhook import SENSITIVE_FIELDS, TokenVaultWebhook, make_ticket, signed_headers
 
 API = "/api/agents"
 KEYS = "/api/keys"
@@ -53,7 +65,9 @@ KNOWN_SCOPES = frozenset((
 NON_DELEGABLE = frozenset(("keys:manage", "keys:revoke", "agents:manage", "agents:delete", "policies:write",
                            "grants:write", "tokens:update", "tokens:delete", "proxies:write"))
 # What the sandbox's provider key (`admin_key`) holds: every scope tokendrop's Token Vault calls need.
-PROVIDER_SCOPES = ("agents:read", "agents:create", "agents:manage", "grants:write", "keys:manage")
+PROVIDER_SCOPES = ("agents:read", "agents:create", "agents:manage", "grants:write", "keys:manage",
+                   "tokens:list", "tokens:create", "tokens:delete")
+TICKET_LIFETIME = 60  # seconds; the CLI's recorded answer shows expiresIn 60 (internal/api tests)
 SANDBOX_SERVICES = (("github", "oauth"), ("linear", "oauth"), ("slack", "oauth"), ("notion", "oauth"),
                     ("google", "oauth"), ("openai", "api_key"), ("jira", "api_key"))
 SERVICE_TOKEN_LIFETIME = timedelta(hours=1)  # how long an emulated OAuth access token lasts
@@ -155,6 +169,12 @@ class TokenVaultEmulator(Emulator):
         self.locked = False
         self.agent_rotation_human_only = False
         self._offset = timedelta(0)
+        # Webhook Mode: where the webhook is, the HMAC secret it handed over, and the services whose
+        # credential it holds (metadata only: Token Vault never holds their values).
+        self.webhook_url: str | None = None
+        self.webhook_secret: bytes | None = None
+        self.webhook_services: set[str] = set()
+        self.sandbox_webhook_url: str | None = None  # the webhook `--webhook` started beside the emulator
         super().__init__(port)
         self.reset_state()
 
@@ -179,6 +199,9 @@ class TokenVaultEmulator(Emulator):
             self.locked = False
             self.agent_rotation_human_only = False
             self._offset = timedelta(0)
+            self.webhook_url = None
+            self.webhook_secret = None
+            self.webhook_services = set()
             for name, kind in SANDBOX_SERVICES:
                 self.add_service(name, kind)
             # The provider's key survives resets: tests and fixtures hold its value.
@@ -194,6 +217,23 @@ class TokenVaultEmulator(Emulator):
     def set_locked(self, locked: bool) -> None:
         with self.lock:
             self.locked = bool(locked)
+
+    def bind_webhook(self, webhook_url: str, code: str) -> dict[str, Any]:
+        """Bind the vault to a webhook (Webhook Mode), as the dashboard's webhook-bind page does: send the
+        one-time code to `<webhook>/v1/exchange` and keep the HMAC secret it answers. Unlike the real
+        service (https only, no private addresses), the sandbox accepts a loopback http webhook."""
+        url = webhook_url.rstrip("/")
+        doc = _post_json(f"{url}/v1/exchange", json.dumps({"code": code}).encode(),
+                         {"Content-Type": "application/json"})
+        with self.lock:
+            self.webhook_url = url
+            self.webhook_secret = base64.b64decode(doc["hmacSecret"])
+            self.webhook_services = set()
+        return {"webhookId": doc.get("webhookId"), "capabilities": doc.get("capabilities")}
+
+    @property
+    def vault_mode(self) -> str:
+        return "webhook" if self.webhook_secret is not None else "platform"
 
     def mint_key(self, scopes: Collection[str], *, name: str = "sandbox", expires_in: timedelta | None = None) -> str:
         """A `tvkey_` key with these scopes, as a human would mint it in the dashboard (no checks). Like
@@ -266,11 +306,15 @@ class TokenVaultEmulator(Emulator):
                 "locked": self.locked,
                 "agentRotationHumanOnly": self.agent_rotation_human_only,
                 "clockOffsetSeconds": self._offset.total_seconds(),
+                "vaultMode": self.vault_mode, "webhookUrl": self.webhook_url,
+                "webhookServices": sorted(self.webhook_services),
             }
 
     def ready_info(self) -> dict[str, Any]:
-        return {"env": {"TOKENVAULT_API_URL": self.url, "TOKENVAULT_API_KEY": self.admin_key},
-                "services": sorted(self.services)}
+        env = {"TOKENVAULT_API_URL": self.url, "TOKENVAULT_API_KEY": self.admin_key}
+        if self.sandbox_webhook_url:
+            env["TOKENVAULT_WEBHOOK_URL"] = self.sandbox_webhook_url
+        return {"env": env, "services": sorted(self.services)}
 
     def _store_key(self, name: str, secret: str, scopes: tuple[str, ...], expires: datetime | None,
                    created_by: tuple[str, str] = ("user", "sandbox"), *, sandbox: bool = False) -> ApiKey:
@@ -407,6 +451,10 @@ class TokenVaultEmulator(Emulator):
         r("POST", KEYS + "/{key_id}/rotate", self._rotate_api_key)
         r("POST", KEYS + "/{key_id}/grants", self._grant_key)
         r("DELETE", KEYS + "/{key_id}/grants/{service}", self._ungrant_key)
+        r("POST", "/api/vault/store-ticket", self._store_ticket)
+        r("GET", "/api/vault/status", self._vault_status)
+        r("GET", "/api/tokens/{service}", self._token_metadata)
+        r("DELETE", "/api/tokens/{service}", self._delete_token)
         a = self.admin_route
         a("GET", "/_sandbox/world", lambda req: Response.json(200, self.world()))
         a("POST", "/_sandbox/services", self._admin_service)
@@ -415,6 +463,7 @@ class TokenVaultEmulator(Emulator):
         a("POST", "/_sandbox/expire-grant", self._admin_expire)
         a("POST", "/_sandbox/keys", self._admin_mint_key)
         a("POST", "/_sandbox/agent-rotation", self._admin_agent_rotation)
+        a("POST", "/_sandbox/webhook-bind", self._admin_webhook_bind)
 
     def _agent(self, agent_id: str) -> Agent:
         agent = self.agents.get(agent_id)
@@ -447,7 +496,7 @@ class TokenVaultEmulator(Emulator):
         service = body["serviceName"]
         if not isinstance(service, str) or not service:
             raise self._unprocessable("serviceName", "String should have at least 1 character", "string_too_short")
-        if service not in self.services:
+        if service not in self.services and service not in self.webhook_services:
             raise HttpError(self._coded(404, "SERVICE_NOT_FOUND", f"No token for service {service!r} in the vault"))
         return service
 
@@ -681,6 +730,14 @@ class TokenVaultEmulator(Emulator):
             if _ended(grant, now):
                 raise HttpError(self._coded(403, "GRANT_EXPIRED", f"The grant for {wanted!r} expired at "
                                             f"{_ts(grant.expires_at)}"))
+            if wanted in self.webhook_services and self.webhook_secret is not None and self.webhook_url:
+                # Webhook Mode: the agent gets a ticket-bearing redirect and fetches from the webhook itself.
+                ticket = self._ticket(wanted, "agent_credential", agent=agent.id)
+                location = (f"{self.webhook_url}/v1/credential?ticket={quote(ticket, safe='')}"
+                            f"&service={quote(wanted, safe='')}")
+                redirect = Response(307, b"", {"Location": location})
+                self.emit("credential.redirected", agent=agent.id, service=wanted)
+                return redirect
             service = self.services.get(wanted)
             if service is None:
                 raise HttpError(self._coded(404, "SERVICE_NOT_FOUND", f"No token for service {wanted!r}"))
@@ -715,6 +772,93 @@ class TokenVaultEmulator(Emulator):
                 doc = {"principal": {"type": "agent", "id": agent.id, "name": agent.name}, "kind": agent.kind,
                        "scopes": list(agent.scopes), "expiresAt": None}
         return Response.json(200, {**doc, "userId": "sandbox"})
+
+    # -- Webhook Mode (internal/api/vault.go, docs.tokenvault.uk/webhook-protocol) ----------------------
+
+    def _ticket(self, service: str, purpose: str, *, agent: str | None = None) -> str:
+        """A ticket the webhook verifies with the secret it handed over: {sub, svc, pur, aid?, exp, nonce}."""
+        if self.webhook_secret is None:
+            raise HttpError(Response.json(400, {"detail": "The vault is not in webhook mode"}))
+        payload: dict[str, Any] = {"sub": "sandbox", "svc": service, "pur": purpose,
+                                   "exp": int(self.now().timestamp()) + TICKET_LIFETIME, "nonce": uuid.uuid4().hex}
+        if agent is not None:
+            payload["aid"] = agent
+        return make_ticket(self.webhook_secret, payload)
+
+    def _require_webhook_mode(self, what: str) -> None:
+        if self.webhook_secret is None:
+            # vault.go: "Only valid for webhook-mode vaults; platform-mode users get a 400 from the API."
+            raise HttpError(Response.json(400, {"detail": f"{what} is only available in webhook mode"}))
+
+    def _store_ticket(self, req: Request) -> Response:
+        self._require(req, "tokens:create")  # assumed: docs/wire.md "Webhook Mode"
+        body = self._body(req)
+        if "serviceName" not in body:
+            raise self._unprocessable("serviceName", "Field required", "missing")
+        service = body["serviceName"]
+        if not isinstance(service, str) or not service:
+            raise self._unprocessable("serviceName", "String should have at least 1 character", "string_too_short")
+        with self.lock:
+            self._require_webhook_mode("Store tickets are")
+            if service in self.services:
+                raise HttpError(Response.json(409, {"detail": f"{service!r} is a platform-held token"}))
+            ticket = self._ticket(service, "store")
+            # Token Vault keeps the token's metadata (its name), never its value.
+            self.webhook_services.add(service)
+            doc = {"ticket": ticket, "webhookUrl": self.webhook_url, "expiresIn": TICKET_LIFETIME}
+        self.emit("store_ticket.issued", service=service)
+        return Response.json(200, doc)
+
+    def _vault_status(self, req: Request) -> Response:
+        with self.lock:
+            return Response.json(200, {"isLocked": self.locked, "vaultMode": self.vault_mode,
+                                       "storageBackend": "webhook" if self.webhook_secret else "platform"})
+
+    def _webhook_storage(self, operation: str, key: str | None = None) -> dict[str, Any]:
+        """One signed /v1/storage call to the webhook (never under the lock: the webhook is another server)."""
+        with self.lock:
+            url, secret = self.webhook_url, self.webhook_secret
+        if url is None or secret is None:
+            raise HttpError(Response.json(400, {"detail": "The vault is not in webhook mode"}))
+        body = json.dumps({"operation": operation, "collection": "tokens", "key": key}).encode()
+        try:
+            return _post_json(f"{url}/v1/storage", body, signed_headers(secret, body))
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise HttpError(Response.json(502, {"detail": f"The webhook did not answer: {exc}"})) from None
+
+    def _token_metadata(self, req: Request) -> Response:
+        """GET /api/tokens/{service} (tokens.go GetToken): in Webhook Mode the document without its secret
+        fields, read from the webhook's metadata."""
+        self._require(req, "tokens:list")
+        service = req.params["service"]
+        with self.lock:
+            if service in self.services:
+                held = self.services[service]
+                return Response.json(200, {"serviceName": service, "tokenType": held.kind, "status": "active"})
+            self._require_webhook_mode("This token")
+        items = self._webhook_storage("list").get("items") or []
+        meta = next((i.get("meta") or {} for i in items if isinstance(i, dict) and i.get("key") == service), None)
+        if meta is None:
+            raise HttpError(self._coded(404, "TOKEN_NOT_FOUND", f"No token for service {service!r}"))
+        with self.lock:
+            self.webhook_services.add(service)
+        doc = {k: v for k, v in meta.items() if k not in SENSITIVE_FIELDS}
+        return Response.json(200, {**doc, "serviceName": service, "status": "active"})
+
+    def _delete_token(self, req: Request) -> Response:
+        """DELETE /api/tokens/{service} (tokens.go DeleteTokens): in Webhook Mode a signed storage delete."""
+        self._require(req, "tokens:delete")
+        service = req.params["service"]
+        with self.lock:
+            self._require_webhook_mode("Deleting this token")
+        items = self._webhook_storage("list").get("items") or []
+        if not any(isinstance(i, dict) and i.get("key") == service for i in items):
+            raise HttpError(self._coded(404, "TOKEN_NOT_FOUND", f"No token for service {service!r}"))
+        self._webhook_storage("delete", service)
+        with self.lock:
+            self.webhook_services.discard(service)
+        self.emit("token.deleted", service=service)
+        return Response.json(200, {"success": True})
 
     # -- documents --------------------------------------------------------------------------------
 
@@ -789,6 +933,26 @@ class TokenVaultEmulator(Emulator):
         return Response.empty()
 
 
+    def _admin_webhook_bind(self, req: Request) -> Response:
+        body = self.admin_body(req)
+        url, code = body.get("webhookUrl"), body.get("code")
+        if not isinstance(url, str) or not isinstance(code, str):
+            return bad_request('body must be {"webhookUrl": "...", "code": "<one-time code>"}')
+        try:
+            return Response.json(200, self.bind_webhook(url, code))
+        except urllib.error.HTTPError as exc:
+            return Response.json(exc.code, {"error": f"the webhook refused the exchange: {exc.read().decode()}"})
+
+
+def _post_json(url: str, body: bytes, headers: Mapping[str, str]) -> Any:
+    """POST to the bound webhook (an http(s) URL the sandbox was given; never a file: URL)."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - checked above
+        return json.loads(answer.read())
+
+
 def _ts(moment: datetime | None) -> str | None:
     return timestamp(moment) if moment is not None else None
 
@@ -832,9 +996,16 @@ def _agent_key(req: Request) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--admin-key", help="the provider's tvkey_ API key (default: random)")
+        parser.add_argument("--webhook", action="store_true",
+                            help="Webhook Mode: also run the reference webhook on 127.0.0.1 and bind the vault to it")
 
     def factory(args: argparse.Namespace) -> Emulator:
-        return TokenVaultEmulator(args.port, admin_key=args.admin_key)
+        emulator = TokenVaultEmulator(args.port, admin_key=args.admin_key)
+        if args.webhook:
+            webhook = TokenVaultWebhook().start()  # a daemon thread of this process: it ends with it
+            emulator.bind_webhook(webhook.url, webhook.new_code())
+            emulator.sandbox_webhook_url = webhook.url
+        return emulator
 
     return run_cli(factory, argv, "Local emulator of the Token Vault (tokenvault.uk) API", configure)
 

@@ -1,0 +1,372 @@
+"""A reference Token Vault webhook (Webhook Mode) on 127.0.0.1: it owns the credentials and the HMAC secret.
+
+It implements the protocol as docs/wire.md ("Token Vault" -> "Webhook Mode") records it from
+docs.tokenvault.uk/webhook-protocol and the example webhooks of github.com/c-lgrant/tvault
+(`examples/webhook-ngrok/src`): the sandbox's Token Vault emulator binds to it and calls it signed;
+agents and tokendrop call `/v1/credential` and `/v1/store` directly, with a ticket Token Vault signed.
+
+- Binding: `GET /v1/register-url` hands out a one-time code (5 minutes); Token Vault sends it to
+  `POST /v1/exchange {code}` (unsigned) and receives `{hmacSecret (base64, 256 bit), webhookId, version,
+  capabilities}`. An unknown or expired code is 410 `code_expired`, a used one 410 `code_used`.
+- Signed calls (`POST /v1/storage`, `POST /v1/health`): `X-TokenVault-Signature: sha256=<hex HMAC-SHA256 of
+  "{X-TokenVault-Timestamp}." + body>`, the timestamp within 300 s of the webhook's clock, and an
+  `X-TokenVault-Request-Id` never seen before. Anything else is 401 `auth_failed`; before a binding,
+  403 `setup_required`.
+- Tickets (`/v1/store`, `/v1/credential`): `<base64url(JSON payload)>.<hex HMAC-SHA256 of that base64 text>`
+  with the payload `{sub, svc, pur, aid?, exp, nonce}`. A bad signature, a malformed or replayed ticket
+  (its nonce is single use), a wrong purpose or service is 401 `ticket_invalid`; past `exp` 401
+  `ticket_expired`.
+- `/v1/store {ticket, service, tokenData}` (purpose `store`) keeps the credential fields and returns
+  `{status: "stored", service, meta}`; `/v1/credential` (GET `?ticket=&service=`, or POST JSON; purposes
+  `agent_credential`, `user_reveal`, `browser_credential`) returns `{"token": {...}}`.
+- `/v1/storage {operation: get | list | set | delete, collection, key?, data?}`: Token Vault's metadata
+  calls. This webhook never returns a credential field through it: `get` and `list` answer metadata.
+
+Encryption at rest is optional in the protocol; this sandbox webhook keeps everything in memory.
+
+Run standalone: `python -m tokendrop_provider.sandbox.tokenvault_webhook --port 0 --ready-file /tmp/wh.json`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .emulator import Emulator, HttpError, Request, Response, run_cli
+
+PROTOCOL_VERSION = "2.2.0"
+CAPABILITIES = ("storage", "credential", "store")
+TIMESTAMP_TOLERANCE = 300  # seconds either side of the webhook's clock
+CODE_TTL = 300  # one-time binding codes
+SIGNATURE_HEADER = "X-TokenVault-Signature"
+TIMESTAMP_HEADER = "X-TokenVault-Timestamp"
+REQUEST_ID_HEADER = "X-TokenVault-Request-Id"
+# tokenData fields that hold the credential itself (the example webhook's SENSITIVE_FIELDS, plus TOTP's).
+SENSITIVE_FIELDS = frozenset(("accessToken", "refreshToken", "certificateData", "privateKeyData",
+                              "certificateChain", "sshPrivateKey", "totpSecret"))
+CREDENTIAL_PURPOSES = frozenset(("agent_credential", "user_reveal", "browser_credential"))
+COLLECTIONS = ("tokens", "proxy_configs", "audit", "vault_config")
+
+
+# -- the protocol's signatures (Token Vault's side uses them too: sandbox/tokenvault.py) --------------
+
+def request_signature(secret: bytes, timestamp: str, body: bytes) -> str:
+    """The `X-TokenVault-Signature` value of a signed request."""
+    return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def signed_headers(secret: bytes, body: bytes, *, timestamp: int | None = None,
+                   request_id: str | None = None) -> dict[str, str]:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    return {"Content-Type": "application/json", TIMESTAMP_HEADER: ts,
+            SIGNATURE_HEADER: request_signature(secret, ts, body),
+            REQUEST_ID_HEADER: request_id or str(uuid.uuid4())}
+
+
+def make_ticket(secret: bytes, payload: Mapping[str, Any]) -> str:
+    encoded = base64.urlsafe_b64encode(json.dumps(dict(payload), separators=(",", ":")).encode()).decode()
+    encoded = encoded.rstrip("=")
+    return f"{encoded}.{hmac.new(secret, encoded.encode(), hashlib.sha256).hexdigest()}"
+
+
+def ticket_payload(ticket: str) -> dict[str, Any] | None:
+    """The payload of a ticket, unverified (Token Vault's side knows what it signed; tests peek)."""
+    encoded, _, _ = ticket.partition(".")
+    try:
+        return json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except ValueError:
+        return None
+
+
+class TokenVaultWebhook(Emulator):
+    """The user's webhook. Credentials live here only; `webhook_id` names the binding."""
+
+    name = "tokenvault-webhook"
+
+    def __init__(self, port: int = 0) -> None:
+        self.hmac_secret = secrets.token_bytes(32)  # generated by the webhook, handed out once by /v1/exchange
+        self.webhook_id = "wh_" + uuid.uuid4().hex[:12]
+        self.bound = False
+        self.codes: dict[str, tuple[float, bool]] = {}  # code -> (issued at, used)
+        self.seen_request_ids: set[str] = set()
+        self.seen_nonces: set[str] = set()
+        self.tokens: dict[str, dict[str, Any]] = {}  # service -> {"fields": {...}, "meta": {...}}
+        self.other: dict[str, dict[str, Any]] = {c: {} for c in COLLECTIONS if c != "tokens"}
+        self._offset = 0.0
+        super().__init__(port)
+
+    # -- the world (Python API) -------------------------------------------------------------------
+
+    def now(self) -> float:
+        with self.lock:
+            return time.time() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the webhook's clock forward (tickets and timestamps age without waiting)."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        with self.lock:
+            self._offset += seconds
+
+    def new_code(self) -> str:
+        """A one-time binding code, as `GET /v1/register-url` hands out."""
+        code = str(uuid.uuid4())
+        with self.lock:
+            self.codes[code] = (self.now(), False)
+        return code
+
+    def reset_state(self) -> None:
+        with self.lock:
+            self.hmac_secret = secrets.token_bytes(32)
+            self.bound = False
+            self.codes.clear()
+            self.seen_request_ids.clear()
+            self.seen_nonces.clear()
+            self.tokens.clear()
+            for collection in self.other.values():
+                collection.clear()
+            self._offset = 0.0
+
+    def metadata(self, service: str) -> dict[str, Any] | None:
+        with self.lock:
+            doc = self.tokens.get(service)
+            return dict(doc["meta"]) if doc else None
+
+    def services(self) -> list[str]:
+        with self.lock:
+            return sorted(self.tokens)
+
+    def ready_info(self) -> dict[str, Any]:
+        return {"webhookId": self.webhook_id}
+
+    def error_response(self, status: int, title: str, detail: str | None = None,
+                       headers: Mapping[str, str] | None = None) -> Response:
+        code = {400: "invalid_request", 401: "auth_failed", 403: "setup_required", 404: "not_found",
+                405: "invalid_request"}.get(status, "internal_error")
+        return Response.json(status, {"error": code, "message": f"{title}: {detail}" if detail else title},
+                             headers=headers)
+
+    # -- routes -----------------------------------------------------------------------------------
+
+    def register_routes(self) -> None:
+        r = self.route
+        r("GET", "/v1/register-url", self._register_url)
+        r("POST", "/v1/exchange", self._exchange)
+        r("GET", "/v1/health", self._health)
+        r("POST", "/v1/health", self._health)
+        r("POST", "/v1/storage", self._storage)
+        r("POST", "/v1/store", self._store)
+        r("GET", "/v1/credential", self._credential)
+        r("POST", "/v1/credential", self._credential)
+
+    def _register_url(self, req: Request) -> Response:
+        code = self.new_code()
+        return Response.json(200, {"code": code, "expiresIn": CODE_TTL, "webhookUrl": self.url,
+                                   "registrationUrl": f"{self.url}/bind?code={code}"})
+
+    def _exchange(self, req: Request) -> Response:
+        code = _json_object(req).get("code")
+        if not isinstance(code, str) or not code:
+            return _error(400, "invalid_request", "Missing 'code'")
+        with self.lock:
+            issued = self.codes.get(code)
+            if issued is None or self.now() - issued[0] > CODE_TTL:
+                return _error(410, "code_expired", "Registration code expired or not found")
+            if issued[1]:
+                return _error(410, "code_used", "Registration code already used")
+            self.codes[code] = (issued[0], True)
+            self.bound = True
+            secret = base64.b64encode(self.hmac_secret).decode()
+        return Response.json(200, {"hmacSecret": secret, "webhookId": self.webhook_id, "version": PROTOCOL_VERSION,
+                                   "capabilities": list(CAPABILITIES)})
+
+    def _health(self, req: Request) -> Response:
+        if req.method == "POST":
+            self._verify_signature(req)
+        with self.lock:
+            count = len(self.tokens)
+        return Response.json(200, {"status": "healthy", "version": PROTOCOL_VERSION, "keyConfigured": True,
+                                   "capabilities": list(CAPABILITIES), "tokenCount": count})
+
+    def _storage(self, req: Request) -> Response:
+        self._verify_signature(req)
+        body = _json_object(req)
+        operation, collection, key = body.get("operation"), body.get("collection"), body.get("key")
+        request_id = body.get("requestId") or req.headers.get(REQUEST_ID_HEADER)
+        if operation not in ("get", "list", "set", "delete"):
+            return _error(400, "invalid_request", f"Unknown operation: {operation}")
+        if collection not in COLLECTIONS:
+            return _error(400, "invalid_request", f"Unknown collection: {collection}")
+        if operation != "list" and (not isinstance(key, str) or not key):
+            return _error(400, "invalid_request", f"'key' required for {operation}")
+        with self.lock:
+            if collection == "tokens":
+                result = self._tokens_operation(operation, key, body.get("data"))
+            else:
+                result = _plain_operation(self.other[collection], operation, key, body.get("data"))
+        return Response.json(200, {**result, "requestId": request_id})
+
+    def _tokens_operation(self, operation: str, key: str, data: Any) -> dict[str, Any]:
+        """Token documents: metadata only ever leaves through /v1/storage."""
+        if operation == "list":
+            return {"items": [{"key": k, "meta": dict(v["meta"])} for k, v in sorted(self.tokens.items())]}
+        if operation == "get":
+            doc = self.tokens.get(key)
+            return {"data": {"meta": dict(doc["meta"])} if doc else None}
+        if operation == "set":  # Token Vault sets metadata; credential fields never come this way
+            if not isinstance(data, dict) or SENSITIVE_FIELDS & set(data):
+                raise HttpError(_error(400, "invalid_request", "storage set takes metadata, not credentials"))
+            doc = self.tokens.setdefault(key, {"fields": {}, "meta": {"serviceName": key}})
+            doc["meta"].update(data)
+            return {"status": "ok"}
+        self.tokens.pop(key, None)  # delete: absent is fine, as in the example webhook
+        return {"status": "ok"}
+
+    def _store(self, req: Request) -> Response:
+        body = _json_object(req)
+        ticket, service, token_data = body.get("ticket"), body.get("service"), body.get("tokenData")
+        for name, value in (("ticket", ticket), ("service", service), ("tokenData", token_data)):
+            if not value:
+                return _error(400, "invalid_request", f"Missing '{name}'")
+        if not isinstance(token_data, dict) or not isinstance(service, str) or not isinstance(ticket, str):
+            return _error(400, "invalid_request", "ticket and service are strings, tokenData an object")
+        payload = self._verify_ticket(ticket)
+        if payload.get("pur") != "store":
+            return _error(401, "ticket_invalid", "Ticket purpose must be 'store'")
+        if payload.get("svc") != service:
+            return _error(401, "ticket_invalid", f"Ticket is for service '{payload.get('svc')}', not '{service}'")
+        fields = {k: v for k, v in token_data.items() if k in SENSITIVE_FIELDS and v}
+        meta = {k: v for k, v in token_data.items() if k not in SENSITIVE_FIELDS and v is not None}
+        meta.update(serviceName=service, createdAt=_iso(self.now()),
+                    hasRefreshToken=bool(token_data.get("refreshToken")))
+        meta.setdefault("tokenType", "oauth")
+        with self.lock:
+            self.tokens[service] = {"fields": fields, "meta": meta}
+        self.emit("token.stored", service=service, subject=payload.get("sub"))
+        return Response.json(200, {"status": "stored", "service": service, "meta": meta})
+
+    def _credential(self, req: Request) -> Response:
+        if req.method == "GET":
+            ticket, service = req.arg("ticket"), req.arg("service")
+        else:
+            body = _json_object(req)
+            ticket, service = body.get("ticket"), body.get("service")
+        if not ticket:
+            return _error(400, "invalid_request", "Missing 'ticket' parameter")
+        if not service:
+            return _error(400, "invalid_request", "Missing 'service' parameter")
+        payload = self._verify_ticket(str(ticket))
+        if payload.get("pur") not in CREDENTIAL_PURPOSES:
+            return _error(401, "ticket_invalid", f"Invalid ticket purpose for this endpoint: '{payload.get('pur')}'")
+        if payload.get("svc") != service:
+            return _error(401, "ticket_invalid", f"Ticket is for service '{payload.get('svc')}', not '{service}'")
+        with self.lock:
+            doc = self.tokens.get(str(service))
+            token = {**doc["meta"], **doc["fields"]} if doc else None
+        if token is None:
+            return _error(404, "token_not_found", f"No token stored for service '{service}'")
+        self.emit("credential.served", service=service, purpose=payload.get("pur"), agent=payload.get("aid"))
+        return Response.json(200, {"token": token})
+
+    def after(self, req: Request, resp: Response) -> None:
+        if "ticket" in req.query:  # a ticket in the query string must not reach the request log
+            req.query["ticket"] = ["***"]
+
+    # -- verification -----------------------------------------------------------------------------
+
+    def _verify_signature(self, req: Request) -> None:
+        """HMAC, timestamp window and single-use request id; raises the protocol's answer."""
+        with self.lock:
+            if not self.bound:
+                raise HttpError(_error(403, "setup_required", "Webhook not configured. Run /v1/exchange first."))
+            signature = req.headers.get(SIGNATURE_HEADER) or ""
+            timestamp = req.headers.get(TIMESTAMP_HEADER) or ""
+            request_id = req.headers.get(REQUEST_ID_HEADER)
+            if not signature.startswith("sha256=") or not timestamp:
+                raise HttpError(_error(401, "auth_failed", "Missing or invalid authentication headers"))
+            try:
+                skew = abs(self.now() - int(timestamp))
+            except ValueError:
+                raise HttpError(_error(401, "auth_failed", "Invalid timestamp format")) from None
+            if skew > TIMESTAMP_TOLERANCE:
+                raise HttpError(_error(401, "auth_failed", "Request timestamp outside acceptable window"))
+            expected = request_signature(self.hmac_secret, timestamp, req.body)
+            if not hmac.compare_digest(expected, signature):
+                raise HttpError(_error(401, "auth_failed", "Invalid HMAC signature"))
+            # Recorded only once the signature holds: a forged request must not burn a real id.
+            if request_id:
+                if request_id in self.seen_request_ids:
+                    raise HttpError(_error(401, "auth_failed", "Duplicate request ID"))
+                self.seen_request_ids.add(request_id)
+
+    def _verify_ticket(self, ticket: str) -> dict[str, Any]:
+        with self.lock:
+            if not self.bound:
+                raise HttpError(_error(403, "setup_required", "Webhook not configured. Run /v1/exchange first."))
+            encoded, dot, signature = ticket.partition(".")
+            if not dot or "." in signature:
+                raise HttpError(_error(401, "ticket_invalid", "Malformed ticket"))
+            expected = hmac.new(self.hmac_secret, encoded.encode(), hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(expected, signature):
+                raise HttpError(_error(401, "ticket_invalid", "HMAC signature verification failed"))
+            payload = ticket_payload(ticket)
+            if not isinstance(payload, dict):
+                raise HttpError(_error(401, "ticket_invalid", "Failed to decode ticket payload"))
+            exp = payload.get("exp")
+            if not isinstance(exp, int | float) or exp < self.now():
+                raise HttpError(_error(401, "ticket_expired", "Ticket has expired"))
+            nonce = payload.get("nonce")
+            if not isinstance(nonce, str) or not nonce:
+                raise HttpError(_error(401, "ticket_invalid", "Ticket carries no nonce"))
+            if nonce in self.seen_nonces:
+                raise HttpError(_error(401, "ticket_invalid", "Ticket nonce already used (replay)"))
+            self.seen_nonces.add(nonce)
+            return payload
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return Response.json(status, {"error": code, "message": message})
+
+
+def _json_object(req: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(req.body or b"{}")
+    except ValueError:
+        raise HttpError(_error(400, "invalid_request", "Invalid JSON")) from None
+    if not isinstance(body, dict):
+        raise HttpError(_error(400, "invalid_request", "The body must be a JSON object"))
+    return body
+
+
+def _plain_operation(collection: dict[str, Any], operation: str, key: str, data: Any) -> dict[str, Any]:
+    if operation == "list":
+        return {"items": [{"key": k, "meta": {}} for k in sorted(collection)]}
+    if operation == "get":
+        return {"data": collection.get(key)}
+    if operation == "set":
+        collection[key] = data
+        return {"status": "ok"}
+    collection.pop(key, None)
+    return {"status": "ok"}
+
+
+def _iso(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(lambda args: TokenVaultWebhook(args.port), argv, "Reference Token Vault webhook (Webhook Mode)")
+
+
+__all__ = ["TokenVaultWebhook", "main", "make_ticket", "request_signature", "signed_headers", "ticket_payload"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -32,7 +32,7 @@ from .buildkite import BuildkiteCluster, BuildkiteClusterToken
 from .core import core_of
 from .errors import CoreMismatchError, Problem, TokendropValidationError
 from .provider import TokendropProvider
-from .sinks import SecretsManagerSecret, Sink, SsmParameter, VaultSecret
+from .sinks import SecretsManagerSecret, Sink, SsmParameter, TokenVaultWebhook, VaultSecret
 from .tfe import TfeAgentPool, TfeAgentToken
 from .vault_grants import (
     TokenVaultAgent,
@@ -57,6 +57,7 @@ __all__ = [
     "TokenVaultAgentGrant",
     "TokenVaultKey",
     "TokenVaultKeyGrant",
+    "TokenVaultWebhook",
     "TokendropProvider",
     "TokendropResource",
     "TokendropValidationError",

@@ -202,3 +202,24 @@ class SecretsManagerSecret(Sink):
 
     def read_policy_json(self, region: str = "*", account: str = "*", partition: str = "aws") -> str:
         return json.dumps(self.read_policy(region, account, partition), indent=2, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class TokenVaultWebhook(Sink):
+    """A Token Vault service in Webhook Mode: the token goes to the vault's own webhook with a store ticket
+    Token Vault issues, so Token Vault never sees it. `webhook_url` (recommended) pins the webhook the ticket
+    must name. Readers are Token Vault agents: grant them the service (`TokenVaultAgent(...).grant(
+    sink.service)`); an agent reads it with `GET /api/agents/credentials?service=<service>`, following the
+    307 to the webhook (docs/tokenvault.md, "Webhook Mode delivery")."""
+
+    service: str
+    webhook_url: str | None = None
+
+    kind: ClassVar[str] = "tokenvault_webhook"
+
+    def to_config(self) -> dict[str, Any]:
+        return {self.kind: _drop_none({"service": self.service, "webhook_url": self.webhook_url})}
+
+    @property
+    def address(self) -> str:
+        return format_address(self.kind, {"service": self.service})

@@ -18,11 +18,13 @@ ALLOWED_PROVIDER_MODULES = {
     "tokendrop_provider.markers",  # the AppRole marker key the schema reserves (stdlib only)
     "tokendrop_provider.sinks.base", "tokendrop_provider.sinks.ssm_rules", "tokendrop_provider.sinks.vault_rules",
     "tokendrop_provider.sinks.secrets_manager_rules", "tokendrop_provider.sinks.aws_rules",
+    "tokendrop_provider.sinks.tokenvault_webhook_rules",
+    "tokendrop_provider.endpoints",  # the https-or-loopback rule of webhook_url (stdlib only)
     # the registries' declarations (settings, labels, lazy factories): the provider block's schema
     "tokendrop_provider.settings", "tokendrop_provider.lazy",
     *(f"tokendrop_provider.registry{m}" for m in ("", ".base", ".issuers", ".sinks", ".tfe", ".buildkite",
                                                    ".tokenvault", ".vault_approle", ".ssm", ".vault_kv",
-                                                   ".secrets_manager")),
+                                                   ".secrets_manager", ".tokenvault_webhook")),
 }
 HEAVY = ("grpc", "boto3", "botocore", "hvac", "requests", "urllib3", "google.protobuf", "msgpack", "cryptography")
 

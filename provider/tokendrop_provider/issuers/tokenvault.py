@@ -153,6 +153,15 @@ class ApiKey:
     grants: tuple[Grant, ...]
 
 
+@dataclass(frozen=True)
+class StoreTicket:
+    """`POST /api/vault/store-ticket`'s answer. The ticket authorises one store: a credential, kept wrapped."""
+
+    ticket: Secret
+    webhook_url: str
+    expires_in: int | None
+
+
 class TokenVaultClient(TokenIssuer):
     """Agents of one Token Vault account, as one admin credential.
 
@@ -369,6 +378,32 @@ class TokenVaultClient(TokenIssuer):
         """Remove one grant from a key; False if it had none for `service`."""
         resp = self._http.delete(f"/api/keys/{_segment(key_id, 'key id')}/grants/{_segment(service, 'service name')}",
                                  expect=(200, 204, 404), what=f"grant {service!r} of key {key_id}")
+        return resp.status != 404
+
+    # -- Webhook Mode (internal/api/vault.go, internal/api/tokens.go; docs/wire.md "Webhook Mode") --------
+
+    def store_ticket(self, service: str) -> StoreTicket:
+        """A one-use ticket to store `service`'s credential at the user's webhook (`POST
+        /api/vault/store-ticket {serviceName}`); a vault in platform mode answers 400."""
+        resp = self._http.post("/api/vault/store-ticket", json_body={"serviceName": service}, expect=(200, 201),
+                               what=f"a store ticket for {service!r}")
+        doc = _object(resp)
+        ticket, url, expires_in = doc.get("ticket"), doc.get("webhookUrl"), doc.get("expiresIn")
+        if not isinstance(ticket, str) or not ticket or not isinstance(url, str) or not url:
+            raise _malformed(resp)
+        return StoreTicket(Secret(ticket), url, int(expires_in) if isinstance(expires_in, int | float) else None)
+
+    def token_metadata(self, service: str) -> dict[str, Any] | None:
+        """`GET /api/tokens/{service}`: in Webhook Mode the token's document without its secret fields
+        (tokens.go GetTokenValue); None when there is no such token."""
+        resp = self._http.get(f"/api/tokens/{_segment(service, 'service name')}", expect=(200, 404),
+                              what=f"token {service!r}")
+        return None if resp.status == 404 else _object(resp)
+
+    def delete_token(self, service: str) -> bool:
+        """`DELETE /api/tokens/{service}` (tokens.go DeleteTokens); False if there was none."""
+        resp = self._http.delete(f"/api/tokens/{_segment(service, 'service name')}", expect=(200, 204, 404),
+                                 what=f"token {service!r}")
         return resp.status != 404
 
     # -- TokenIssuer: the token is the agent's key ------------------------------------------------

@@ -11,13 +11,14 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..types import UNKNOWN, Unknown
-from . import secrets_manager, ssm, vault_kv
+from . import secrets_manager, ssm, tokenvault_webhook, vault_kv
 from .base import SinkKind
 
 SINKS: list[SinkKind] = [
     ssm.SINK,
     vault_kv.SINK,
     secrets_manager.SINK,
+    tokenvault_webhook.SINK,
 ]
 
 

@@ -175,6 +175,7 @@ class TokenVaultEmulator(Emulator):
         self.webhook_secret: bytes | None = None
         self.webhook_services: set[str] = set()
         self.sandbox_webhook_url: str | None = None  # the webhook `--webhook` started beside the emulator
+        self.issued_tickets: list[str] = []  # every ticket handed out (sandbox-only, for leak scans)
         super().__init__(port)
         self.reset_state()
 
@@ -202,6 +203,7 @@ class TokenVaultEmulator(Emulator):
             self.webhook_url = None
             self.webhook_secret = None
             self.webhook_services = set()
+            self.issued_tickets = []
             for name, kind in SANDBOX_SERVICES:
                 self.add_service(name, kind)
             # The provider's key survives resets: tests and fixtures hold its value.
@@ -783,7 +785,9 @@ class TokenVaultEmulator(Emulator):
                                    "exp": int(self.now().timestamp()) + TICKET_LIFETIME, "nonce": uuid.uuid4().hex}
         if agent is not None:
             payload["aid"] = agent
-        return make_ticket(self.webhook_secret, payload)
+        ticket = make_ticket(self.webhook_secret, payload)
+        self.issued_tickets.append(ticket)
+        return ticket
 
     def _require_webhook_mode(self, what: str) -> None:
         if self.webhook_secret is None:

@@ -45,6 +45,11 @@ def secrets_manager(**changes):
     return {"ssm": None, "vault_kv": None, "secrets_manager": {**SECRETS_MANAGER, **changes}}
 
 
+def webhook(**changes):
+    return {"ssm": None, "vault_kv": None, "tokenvault_webhook": {"service": "buildkite-ci", "webhook_url": None,
+                                                                   **changes}}
+
+
 def vault(**changes):
     return {"ssm": None, "vault_kv": {**VAULT["vault_kv"], **changes}}
 
@@ -108,6 +113,9 @@ CASES: list[tuple[str, dict, str]] = [
      "deliver_to.secrets_manager.recovery_window_in_days"),
     ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(recovery_window_in_days=31)},
      "deliver_to.secrets_manager.recovery_window_in_days"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": webhook(service="ci/agent")}, "deliver_to.tokenvault_webhook.service"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": webhook(webhook_url="http://hook.example.com")},
+     "deliver_to.tokenvault_webhook.webhook_url"),
     ("tokendrop_tfe_agent_token", {"rotate_every": "monthly"}, "rotate_every"),
     ("tokendrop_tfe_agent_token", {"rotate_every": "10m"}, "rotate_every"),
     ("tokendrop_tfe_agent_token", {"keep_previous_for": "soon"}, "keep_previous_for"),

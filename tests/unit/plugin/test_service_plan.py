@@ -69,7 +69,8 @@ def test_schema_is_built_once_and_describes_every_resource(service):
     token_attrs = {a.name: a for a in first.resource_schemas["tokendrop_tfe_agent_token"].block.attributes}
     deliver_to = token_attrs["deliver_to"]
     assert deliver_to.required and deliver_to.nested_type.nesting == pb.Schema.Object.NestingMode.SINGLE
-    assert {a.name for a in deliver_to.nested_type.attributes} == {"ssm", "vault_kv", "secrets_manager"}
+    assert {a.name for a in deliver_to.nested_type.attributes} == {"ssm", "vault_kv", "secrets_manager",
+                                                                   "tokenvault_webhook"}
     assert not any(a.sensitive for a in token_attrs.values()), "no token attribute holds a secret"
     provider_attrs = {a.name: a for a in first.provider.block.attributes}
     assert provider_attrs["tfe_token"].sensitive and provider_attrs["vault_token"].sensitive

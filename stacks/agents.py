@@ -8,6 +8,10 @@
   again).
 - A Vault AppRole secret id for the deploy pipeline's Vault login, delivered with its role id to SSM;
   it lives 24 hours, is bound to the runners' network and is rotated 2 hours before it expires.
+- With a Token Vault webhook configured (`TOKENVAULT_WEBHOOK_URL`, which `tokendrop sandbox up` exports): a
+  Buildkite cluster whose agent token goes to that vault in Webhook Mode (Token Vault never sees it,
+  docs/tokenvault.md "Webhook Mode delivery"), and a second agent, the deployer, granted that service; it
+  reads the token through Token Vault's redirect to the webhook.
 
 Settings (environment, else cdktf context key, else the sandbox default):
 
@@ -17,6 +21,7 @@ Settings (environment, else cdktf context key, else the sandbox default):
 | TOKENDROP_APPROLE_MOUNT      | approle_mount      | approle    |
 | TOKENDROP_APPROLE_ROLE       | approle_role       | ci         |
 | TOKENDROP_APPROLE_CIDRS      | approle_cidrs      | 10.0.0.0/8, 127.0.0.0/8 |
+| TOKENVAULT_WEBHOOK_URL       | tokenvault_webhook_url | unset: no Webhook Mode delivery |
 """
 
 from __future__ import annotations
@@ -25,7 +30,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from tokendrop import SsmParameter, TokendropProvider, TokenVaultAgent, TokenVaultKey, VaultAppRoleSecretId, core_of
+from tokendrop import (
+    BuildkiteCluster,
+    SsmParameter,
+    TokendropProvider,
+    TokenVaultAgent,
+    TokenVaultAgentGrant,
+    TokenVaultKey,
+    TokenVaultWebhook,
+    VaultAppRoleSecretId,
+    core_of,
+)
 
 from . import settings
 
@@ -38,6 +53,8 @@ class AgentsSettings:
     approle_mount: str = "approle"
     approle_role: str = "ci"
     approle_cidrs: list[str] = field(default_factory=lambda: ["10.0.0.0/8", "127.0.0.0/8"])
+    webhook_url: str | None = None  # a Token Vault vault in Webhook Mode: its webhook
+    webhook_service: str = "buildkite-agents"
 
     @classmethod
     def from_scope(cls, scope: Any) -> AgentsSettings:
@@ -47,6 +64,7 @@ class AgentsSettings:
             approle_mount=settings.text(scope, "approle_mount", "TOKENDROP_APPROLE_MOUNT", d.approle_mount),
             approle_role=settings.text(scope, "approle_role", "TOKENDROP_APPROLE_ROLE", d.approle_role),
             approle_cidrs=settings.text_list(scope, "approle_cidrs", "TOKENDROP_APPROLE_CIDRS", d.approle_cidrs),
+            webhook_url=settings.optional_text(scope, "tokenvault_webhook_url", "TOKENVAULT_WEBHOOK_URL"),
         )
 
 
@@ -80,4 +98,26 @@ def define(stack: Any, config: AgentsSettings | None = None) -> dict[str, Any]:
     cdk.TerraformOutput(stack, "approle_secret_id_accessor", value=login.accessor)
     cdk.TerraformOutput(stack, "approle_sink_address", value=login.sink_address)
     cdk.TerraformOutput(stack, "approle_expires_at", value=login.expires_at)
-    return {"triage": bot, "release-key": release, "ci-login": login}
+    made: dict[str, Any] = {"triage": bot, "release-key": release, "ci-login": login}
+    if config.webhook_url:
+        made.update(_webhook_delivery(stack, config))
+    return made
+
+
+def _webhook_delivery(stack: Any, config: AgentsSettings) -> dict[str, Any]:
+    """A Buildkite agent token stored in Token Vault's Webhook Mode, and the agent that reads it."""
+    cdk = core_of(stack)
+    cluster = BuildkiteCluster(stack, "deploy-cluster", name="deploy", description="deploy agents")
+    token = cluster.add_agent_token("webhook", description="deploy agents (Token Vault webhook)",
+                                    deliver_to=TokenVaultWebhook(config.webhook_service,
+                                                                 webhook_url=config.webhook_url),
+                                    rotate_every=timedelta(days=30))
+    deployer = TokenVaultAgent(stack, "deployer", name=f"{config.agent_name}-deployer",
+                               description="reads the deploy agents' Buildkite token",
+                               deliver_key_to=SsmParameter(f"/agents/{config.agent_name}/deployer-key"))
+    # Token Vault knows a webhook-held service once its first store ticket is issued: grant after the token.
+    TokenVaultAgentGrant(stack, "deployer-grant", agent_id=deployer.agent_id, service=config.webhook_service,
+                         depends_on=[token])
+    cdk.TerraformOutput(stack, "webhook_token_sink_address", value=token.sink_address)
+    cdk.TerraformOutput(stack, "deployer_agent_id", value=deployer.agent_id)
+    return {"deploy-cluster": cluster, "deployer": deployer}

@@ -43,3 +43,18 @@ def test_bad_input_fails_at_synth_naming_the_attribute(core, stack, sink, attrib
     with pytest.raises(TokendropValidationError) as raised:
         pool.add_token("runners", deliver_to=sink)
     assert attribute in str(raised.value)
+
+
+def test_the_agents_stack_with_a_webhook(core, stack, synth, monkeypatch):
+    from stacks import agents
+
+    monkeypatch.setenv("TOKENVAULT_WEBHOOK_URL", "https://hook.example.com")
+    made = agents.define(stack)
+    assert {"deploy-cluster", "deployer"} <= set(made)
+    [token] = synth.resources(stack, "tokendrop_buildkite_cluster_token").values()
+    assert token["deliver_to"] == {"tokenvault_webhook": {"service": "buildkite-agents",
+                                                          "webhook_url": "https://hook.example.com"}}
+    grants = {g["service"]: g for g in synth.resources(stack, "tokendrop_tokenvault_agent_grant").values()}
+    assert grants["buildkite-agents"]["agent_id"] == "${tokendrop_tokenvault_agent.deployer.id}"
+    [after] = grants["buildkite-agents"]["depends_on"]  # granted once Token Vault knows the service
+    assert after.startswith("tokendrop_buildkite_cluster_token.")

@@ -17,18 +17,22 @@ class TokenVaultAgent(TokenResource):
     """A Token Vault agent whose API key (`tvagent_…`, shown once by Token Vault) is written straight into
     `deliver_key_to`. Grants are added with `grant()`, each a `TokenVaultAgentGrant` resource that changes
     without touching the key (the inline `grants` argument is the older form: authoritative, so not both);
-    rotating the key (rotate_every, rotate_on) writes the new key as the next sink version. The old key
-    dies with the rotation, so there is no keep_previous_for."""
+    rotating the key (rotate_every, rotate_on) writes the new key as the next sink version. With rotate-key
+    (the default) the old key dies with the rotation, so there is no keep_previous_for; with
+    `rotation="successor"` a new agent with the same grants takes over and the old one is deleted after
+    `keep_previous_for` (for a provider key that may not rotate agent keys)."""
 
     schema = schema.TOKENVAULT_AGENT
 
     def __init__(self, scope: Any, id: str, *, name: str, deliver_key_to: SinkArgument,
                  description: str | None = None, grants: Sequence[Mapping[str, Any]] | None = None,
                  rotate_every: Duration | None = None, rotate_on: Mapping[str, str] | None = None,
+                 rotation: str | None = None, keep_previous_for: Duration | None = None,
                  adopt_existing: bool | None = None, **meta: Any) -> None:
         super().__init__(scope, id, name=name, description=description, grants=list(grants or []) or None,
                          deliver_to=deliver_key_to, rotate_every=rotate_every, rotate_on=rotate_on,
-                         adopt_existing=adopt_existing, **meta)
+                         rotation=rotation, keep_previous_for=keep_previous_for, adopt_existing=adopt_existing,
+                         **meta)
         self._granted: dict[str, TokenVaultAgentGrant] = {}
 
     @property

@@ -446,9 +446,15 @@ def _refresh_not_applied(config: Mapping[str, object]) -> list[tuple[tuple[str |
             for i, grant in enumerate(grants) if isinstance(grant, Mapping) and grant.get("auto_refresh") is True]
 
 
-def _no_previous_key(value: object) -> str | None:
-    return ("is not supported for a Token Vault agent: rotate-key invalidates the previous key at once, so no "
-            "previous key can stay valid. Remove keep_previous_for")
+AGENT_ROTATIONS = ("rotate_key", "successor")
+
+
+def _previous_key_needs_successor(config: Mapping[str, object]) -> list[tuple[tuple[str | int, ...], str]]:
+    if not isinstance(config.get("keep_previous_for"), str) or config.get("rotation") == "successor":
+        return []
+    return [(("keep_previous_for",), "keep_previous_for needs rotation = \"successor\": rotate-key invalidates the "
+             "previous key at once, so no previous key can stay valid. Set rotation = \"successor\" or remove "
+             "keep_previous_for")]
 
 
 def _unique_services(config: Mapping[str, object]) -> list[tuple[tuple[str | int, ...], str]]:
@@ -501,7 +507,8 @@ TOKENVAULT_AGENT = ResourceSchema(
     "keeps the agent (and its id and grants) and invalidates the old key at once, and writes the new key as the "
     "next sink version.",
     attributes=(
-        Attr("id", STRING, "The agent id. Rotating the key keeps the agent, so the id never changes.", computed=True),
+        Attr("id", STRING, "The agent id. Rotating the key with rotate-key keeps the agent, so the id does not "
+             "change; a `successor` rotation gives a new agent (and id).", computed=True),
         Attr("name", STRING, "Agent name, as shown in the dashboard. Token Vault cannot rename an agent, so "
              "changing it replaces the agent (new id, new key).", required=True, on_change="replace",
              rules=(_text("agent name"), length(1, 100))),
@@ -512,16 +519,23 @@ TOKENVAULT_AGENT = ResourceSchema(
              "key is kept. Each service may appear once.", optional=True, nested=TOKENVAULT_GRANT,
              nesting="list"),
         DELIVER_TO,
-        *(Attr("keep_previous_for", STRING, "Not supported (must be left unset): Token Vault's rotate-key "
-               "invalidates the previous key at once.", optional=True,
-               rules=(Rule(_no_previous_key, "left unset"),))
+        *(Attr("keep_previous_for", STRING, "With `rotation = \"successor\"` only: the predecessor agent (and its "
+               "key) stays for this long after a rotation; the first apply after that deletes it. rotate-key "
+               "invalidates the previous key at once.", optional=True, rules=(duration(),))
           if a.name == "keep_previous_for" else a for a in LIFECYCLE_ARGUMENTS),
+        Attr("rotation", STRING, "How a rotation replaces the key. `rotate_key` (unset): Token Vault's rotate-key, "
+             "which keeps the agent, its id and grants. `successor`: a new agent with the same name, description "
+             "and grants gets the new key and the predecessor is deleted (after `keep_previous_for`); for a "
+             "provider key that may not rotate an agent's key (Token Vault answers HUMAN_ONLY). The agent id "
+             "changes with each rotation, so grant resources move to the successor in the same apply.",
+             optional=True, rules=(one_of(*AGENT_ROTATIONS),)),
         Attr("status", STRING, "`active`, or `suspended` when someone suspended the agent in the dashboard "
              "(its key is refused until it is resumed).", computed=True),
         *(_AGENT_STATE.get(a.name, a) for a in DELIVERY_STATE if a.name != "id"),
     ),
     checks=(DELIVER_TO_CHECK, Check(_unique_services, "each service is granted once"),
-            Check(_refresh_not_applied, "no refresh policy on agent grants")),
+            Check(_refresh_not_applied, "no refresh policy on agent grants"),
+            Check(_previous_key_needs_successor, "keep_previous_for only with rotation = \"successor\"")),
     import_examples=("agt_123/ssm:/agents/triage/key",),
     import_id="`<agent id>/<sink address>` (e.g. `agt_123/ssm:/agents/triage/key`) for an agent whose key the "
     "sink already holds; the sink comes from the configuration and the grants are read from the agent.",

@@ -514,6 +514,33 @@ class TokenVaultClient(TokenIssuer):
         return f"TokenVaultClient(url={self.url!r})"
 
 
+class TokenVaultSuccessorAgents(TokenIssuer):
+    """Agents whose key is rotated by a successor instead of rotate-key (`rotation = "successor"`), for a
+    provider key that may not rotate an agent's key (HUMAN_ONLY, docs/wire.md "Left open" 5): a rotation
+    creates a new agent with the same name and description (so the sink's marker finds it), the sink gets
+    its key, and the predecessor is deleted at once or after `keep_previous_for`. The resource gives the
+    successor the predecessor's grants. Same `kind` as `TokenVaultClient`: the records in the sinks and
+    the listing caches do not depend on how the key was rotated."""
+
+    kind = TokenVaultClient.kind
+    lookups_by_listing = False
+
+    def __init__(self, client: TokenVaultClient) -> None:
+        self.client = client
+
+    def mint(self, scope: str, description: str, **options: object) -> MintedToken:
+        return self.client.mint(scope, description, **options)
+
+    def lookup(self, scope: str, token_id: str) -> IssuedToken | None:
+        return self.client.lookup(scope, token_id)
+
+    def list_tokens(self, scope: str) -> list[IssuedToken]:
+        return self.client.list_tokens(scope)
+
+    def revoke(self, scope: str, token_id: str) -> bool:
+        return self.client.revoke(scope, token_id)
+
+
 class TokenVaultKeys(TokenIssuer):
     """The scoped keys of the account as a `TokenIssuer`: a token is a `tvkey_` key, its scope the
     key's name. Keys have no description, so tokendrop's marker goes into the name (`<name> [td:…]`),

@@ -27,6 +27,15 @@ A crash after the sink write but before state is saved leaves the sink one versi
 refresh reports it (`overwritten`) and the next apply rotates once more, so state, sink and agent
 agree again. No key is ever written twice, and no agent is left without a deliverable key.
 
+Rotation by a successor (`rotation = "successor"`), for a provider key that may not rotate an agent's key
+(Token Vault answers rotate-key with HUMAN_ONLY; docs/tokenvault.md "What only a human can do"): the
+issuer is `TokenVaultSuccessorAgents`, so the shared lifecycle mints a new agent (same name and
+description, so the sink's marker finds it), writes its key as the next sink version and deletes the
+predecessor at once or keeps it for `keep_previous_for` (retired by the first apply after that). The plan
+shows the new id (unknown) and so the grant resources that move to the successor. The successor gets the
+configured `grants`, or, with `grants` unset, the live grants the predecessor held (read before the
+rotation), so that it can read what the predecessor could from its first moment.
+
 Grants: added and removed in place, one call per service with exactly the body the CLI sends
 ({agentId, serviceName}); the route takes no expiry and no refresh policy, so the schema refuses
 both at plan and state holds what the agent's record reports after each grant (`expires_at`,
@@ -57,10 +66,12 @@ from .base import ApplyFailed, Context, Path, State
 from .token import TokenResource, same_instant
 
 if TYPE_CHECKING:
+    from ..delivery import Target
     from ..issuers.tokenvault import Grant, TokenVaultClient
 
 # Carries the agent's key generation from `refreshed_attributes` to `read` (never reaches state).
 _KEY_ISSUED = "_key_issued_at"
+SUCCESSOR = "successor"  # rotation by a new agent instead of rotate-key (schema.AGENT_ROTATIONS)
 
 Element = dict[str, object]  # one grant as state holds it
 
@@ -77,6 +88,14 @@ class TokenVaultAgent(TokenResource):
         ctx.clients.check(TOKENVAULT)
         self.issuer(ctx).require_scopes(required_scopes(prior, planned), "tokendrop_tokenvault_agent")
 
+    def target(self, ctx: Context, state: Mapping[str, object]) -> Target:
+        target = super().target(ctx, state)
+        if state.get("rotation") == SUCCESSOR:
+            from ..issuers.tokenvault import TokenVaultSuccessorAgents
+
+            target.issuer = TokenVaultSuccessorAgents(self.issuer(ctx))
+        return target
+
     # --- plan -----------------------------------------------------------------------------------
 
     def plan_create(self, ctx: Context, planned: State) -> None:
@@ -87,9 +106,12 @@ class TokenVaultAgent(TokenResource):
         super().plan_update(ctx, prior, planned, replace)
         if replace:
             return
-        if isinstance(planned.get("sink_version"), Unknown):
+        successor = isinstance(planned.get("sink_version"), Unknown) and planned.get("rotation") == SUCCESSOR
+        if successor:
+            planned["status"] = UNKNOWN  # a new agent: its id stays unknown until apply
+        elif isinstance(planned.get("sink_version"), Unknown):
             planned["id"] = prior.get("id")  # rotate-key keeps the agent
-        planned["grants"] = _plan_grants(prior.get("grants"), planned.get("grants"))
+        planned["grants"] = _plan_grants(None if successor else prior.get("grants"), planned.get("grants"))
 
     # --- apply ----------------------------------------------------------------------------------
 
@@ -108,9 +130,33 @@ class TokenVaultAgent(TokenResource):
         return self._apply_grants(client, state, {}, current, planned.get("grants"))
 
     def update(self, ctx: Context, prior: State, planned: State) -> State:
+        client = self.issuer(ctx)
+        if planned.get("rotation") == SUCCESSOR and isinstance(planned.get("id"), Unknown):
+            return self._rotate_by_successor(client, ctx, prior, planned)
         state = super().update(ctx, prior, planned)  # rotate-key + sink write, or sink settings
         previous = {str(e["service"]): e for e in _elements(prior.get("grants"))}
-        return self._apply_grants(self.issuer(ctx), state, previous, dict(previous), planned.get("grants"))
+        return self._apply_grants(client, state, previous, dict(previous), planned.get("grants"))
+
+    def _rotate_by_successor(self, client: TokenVaultClient, ctx: Context, prior: State, planned: State) -> State:
+        """A new agent with the predecessor's grants takes over the sink (see the module docstring)."""
+        inherited: list[str] = []
+        if planned.get("grants") is None:  # grants managed elsewhere: the successor inherits the live ones
+            predecessor = client.get_agent(str(prior["id"]))
+            inherited = [g.service for g in (predecessor.grants if predecessor else ()) if not g.expired()]
+        state = super().update(ctx, prior, planned)  # mint the successor, write its key, retire or keep the old
+        agent_id = str(state["id"])
+        state["status"] = "active"
+        if planned.get("grants") is not None:
+            return self._apply_grants(client, state, {}, {}, planned.get("grants"))
+        try:
+            for service in inherited:
+                self._grant(client, agent_id, {"service": service})
+        except TokendropError as err:
+            raise ApplyFailed(err, state) from None
+        if inherited:
+            ctx.warn(f"Token Vault agent {agent_id} succeeds {prior.get('id')}",
+                     f"It was granted what its predecessor held: {', '.join(inherited)}.")
+        return state
 
     def _apply_grants(self, client: TokenVaultClient, state: State, prior: Mapping[str, Element],
                       current: dict[str, Element], desired_value: object) -> State:
@@ -270,15 +316,19 @@ def _element_from(grant: Grant, before: Mapping[str, object] | None) -> Element:
 def required_scopes(prior: State | None, planned: State) -> list[str | tuple[str, ...]]:
     """The scopes the provider's key needs for the planned apply of one agent: reading it always,
     creating it when new, grants:write when it has or gets grants, agents:manage when rotation is
-    configured (rotate-key). A destroy's scope (agents:delete or agents:manage, left open by the
-    sources, docs/wire.md) is named by Token Vault's SCOPE_DENIED at apply."""
+    configured (rotate-key), or agents:create and grants:write for a successor. A destroy's scope
+    (agents:delete or agents:manage, left open by the sources, docs/wire.md) is named by Token Vault's
+    SCOPE_DENIED at apply; so is retiring a successor's predecessor."""
     needed: list[str | tuple[str, ...]] = ["agents:read"]
     if prior is None:
         needed.append("agents:create")
     if _elements(planned.get("grants")) or _elements((prior or {}).get("grants")):
         needed.append("grants:write")
     if prior is not None and (planned.get("rotate_every") is not None or planned.get("rotate_on") is not None):
-        needed.append("agents:manage")
+        if planned.get("rotation") == SUCCESSOR:  # a new agent, given the grants (deleting the old: see above)
+            needed += [s for s in ("agents:create", "grants:write") if s not in needed]
+        else:
+            needed.append("agents:manage")
     return needed
 
 

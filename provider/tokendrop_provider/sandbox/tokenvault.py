@@ -836,10 +836,11 @@ class TokenVaultEmulator(Emulator):
         self._require(req, "tokens:list")
         service = req.params["service"]
         with self.lock:
-            if service in self.services:
+            if service in self.services:  # platform-held: metadata only here too (the value is not this route's)
                 held = self.services[service]
                 return Response.json(200, {"serviceName": service, "tokenType": held.kind, "status": "active"})
-            self._require_webhook_mode("This token")
+            if self.webhook_secret is None:
+                raise HttpError(self._coded(404, "TOKEN_NOT_FOUND", f"No token for service {service!r}"))
         items = self._webhook_storage("list").get("items") or []
         meta = next((i.get("meta") or {} for i in items if isinstance(i, dict) and i.get("key") == service), None)
         if meta is None:
@@ -854,7 +855,11 @@ class TokenVaultEmulator(Emulator):
         self._require(req, "tokens:delete")
         service = req.params["service"]
         with self.lock:
-            self._require_webhook_mode("Deleting this token")
+            if service in self.services:  # platform-held
+                del self.services[service]
+                return Response.json(200, {"success": True})
+            if self.webhook_secret is None:
+                raise HttpError(self._coded(404, "TOKEN_NOT_FOUND", f"No token for service {service!r}"))
         items = self._webhook_storage("list").get("items") or []
         if not any(isinstance(i, dict) and i.get("key") == service for i in items):
             raise HttpError(self._coded(404, "TOKEN_NOT_FOUND", f"No token for service {service!r}"))

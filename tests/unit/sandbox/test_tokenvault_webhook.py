@@ -176,8 +176,13 @@ def tv(em: TokenVaultEmulator, method: str, path: str, body=None, key: str | Non
 
 
 def test_platform_mode_has_no_store_tickets(fresh_tokenvault_emulator):
-    answer = tv(fresh_tokenvault_emulator, "POST", "/api/vault/store-ticket", {"serviceName": "x"})
+    em = fresh_tokenvault_emulator
+    answer = tv(em, "POST", "/api/vault/store-ticket", {"serviceName": "x"})
     assert answer.status_code == 400 and "webhook mode" in answer.json()["detail"]
+    assert tv(em, "GET", "/api/vault/status").json()["vaultMode"] == "platform"
+    assert tv(em, "GET", "/api/tokens/x").status_code == 404 and tv(em, "DELETE", "/api/tokens/x").status_code == 404
+    github = tv(em, "GET", "/api/tokens/github")
+    assert github.status_code == 200 and "accessToken" not in github.json()
 
 
 def test_store_ticket_metadata_delete_and_the_agent_redirect(webhook_mode):

@@ -3,10 +3,11 @@ Buildkite cluster token delivered to `deliver_to.tokenvault_webhook` (a store ti
 emulator, the value posted to the reference webhook), an agent (its `tvagent_` key in SSM) granted the
 service reads the token by following Token Vault's 307 to the webhook, as the CLI does; refresh reads
 metadata only and is clean; a credential overwritten at the webhook is noticed and repaired; rotation
-(`rotate_on`) stores the new token and revokes the old; destroy deletes the credential through Token
-Vault's /v1/storage call; a key without the tokens scopes fails the plan naming them. Leak checks: the
-workspace scan (every Buildkite value, every agent key, the provider key) and, beyond it, the store
-tickets; the Token Vault emulator's request log, events and world never hold a delivered value."""
+(`rotate_on`) stores the new token and revokes the old; import adopts the token the webhook holds;
+destroy deletes the credential through Token Vault's /v1/storage call; a key without the tokens scopes
+fails the plan naming them. Leak checks: the workspace scan (every Buildkite value, every agent key, the
+provider key) and, beyond it, the store tickets; the Token Vault emulator's request log, events and world
+never hold a delivered value."""
 
 from __future__ import annotations
 
@@ -127,10 +128,23 @@ def test_webhook_mode_delivery_agent_read_drift_rotation_destroy(box, webhook_mo
     assert repaired["id"] not in live and rotated["id"] in live
     assert ws.plan_exitcode().returncode == 0
 
+    # Import adopts the token from its sink: the record Token Vault reads back from the webhook names it.
+    ws.run("state", "rm", TOKEN)
+    ws.run("import", "-no-color", TOKEN, f"{rotated['cluster_id']}/tokenvault_webhook:{SERVICE}")
+    imported = ws.resources()[TOKEN]
+    assert imported["id"] == rotated["id"] and imported["sink_version"] == rotated["sink_version"]
+    # rotate_on is configuration only, so an import cannot restore it: the next apply rotates once more.
+    assert "rotate_on changed" in ws.plan().output
+    ws.apply()
+    after = ws.resources()[TOKEN]
+    after_value = next(m["value"] for m in bk.minted() if m["id"] == after["id"])
+    assert read_as_agent(em.url, agent_key).json()["token"]["accessToken"] == after_value
+    assert ws.plan_exitcode().returncode == 0
+
     # Destroy: the credential is deleted through Token Vault (its signed /v1/storage delete), the token revoked.
     ws.destroy()
     assert webhook.services() == [] and em.world()["webhookServices"] == []
-    assert bk.cluster_tokens(rotated["cluster_id"], include_expired=False) == []
+    assert bk.cluster_tokens(after["cluster_id"], include_expired=False) == []
     assert read_as_agent(em.url, agent_key).status_code == 401, "the agent is gone too"
 
     # Token Vault never held a delivered value: not in its log, its events or its world.

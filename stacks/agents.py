@@ -8,7 +8,8 @@
   again).
 - A Vault AppRole secret id for the deploy pipeline's Vault login, delivered with its role id to SSM;
   it lives 24 hours, is bound to the runners' network and is rotated 2 hours before it expires.
-- With a Token Vault webhook configured (`TOKENVAULT_WEBHOOK_URL`, which `tokendrop sandbox up` exports): a
+- With a Token Vault webhook configured (`TOKENDROP_TOKENVAULT_WEBHOOK_URL`; for the sandbox, the
+  `TOKENVAULT_WEBHOOK_URL` that `tokendrop sandbox up` prints): a
   Buildkite cluster whose agent token goes to that vault in Webhook Mode (Token Vault never sees it,
   docs/tokenvault.md "Webhook Mode delivery"), and a second agent, the deployer, granted that service; it
   reads the token through Token Vault's redirect to the webhook.
@@ -21,7 +22,7 @@ Settings (environment, else cdktf context key, else the sandbox default):
 | TOKENDROP_APPROLE_MOUNT      | approle_mount      | approle    |
 | TOKENDROP_APPROLE_ROLE       | approle_role       | ci         |
 | TOKENDROP_APPROLE_CIDRS      | approle_cidrs      | 10.0.0.0/8, 127.0.0.0/8 |
-| TOKENVAULT_WEBHOOK_URL       | tokenvault_webhook_url | unset: no Webhook Mode delivery |
+| TOKENDROP_TOKENVAULT_WEBHOOK_URL | tokenvault_webhook_url | unset: no Webhook Mode delivery |
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ class AgentsSettings:
             approle_mount=settings.text(scope, "approle_mount", "TOKENDROP_APPROLE_MOUNT", d.approle_mount),
             approle_role=settings.text(scope, "approle_role", "TOKENDROP_APPROLE_ROLE", d.approle_role),
             approle_cidrs=settings.text_list(scope, "approle_cidrs", "TOKENDROP_APPROLE_CIDRS", d.approle_cidrs),
-            webhook_url=settings.optional_text(scope, "tokenvault_webhook_url", "TOKENVAULT_WEBHOOK_URL"),
+            webhook_url=settings.optional_text(scope, "tokenvault_webhook_url",
+                                               "TOKENDROP_TOKENVAULT_WEBHOOK_URL"),
         )
 
 

@@ -48,7 +48,7 @@ def test_bad_input_fails_at_synth_naming_the_attribute(core, stack, sink, attrib
 def test_the_agents_stack_with_a_webhook(core, stack, synth, monkeypatch):
     from stacks import agents
 
-    monkeypatch.setenv("TOKENVAULT_WEBHOOK_URL", "https://hook.example.com")
+    monkeypatch.setenv("TOKENDROP_TOKENVAULT_WEBHOOK_URL", "https://hook.example.com")
     made = agents.define(stack)
     assert {"deploy-cluster", "deployer"} <= set(made)
     [token] = synth.resources(stack, "tokendrop_buildkite_cluster_token").values()

@@ -111,10 +111,9 @@ def test_bad_approle_input_fails_at_synth(core, stack, arguments, attribute):
     assert "login" in str(raised.value) and attribute in str(raised.value)
 
 
-def test_the_agents_stack(core, stack, synth, monkeypatch):
+def test_the_agents_stack(core, stack, synth):
     from stacks import agents
 
-    monkeypatch.delenv("TOKENVAULT_WEBHOOK_URL", raising=False)  # a sandbox shell exports it
     made = agents.define(stack)
     assert set(made) == {"triage", "release-key", "ci-login"}
     assert "grants" not in synth.one(stack, AGENT)

@@ -50,7 +50,7 @@ def synthesized(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
 
 def test_the_agents_stack_deploys_against_the_sandbox(box, webhook_mode, make_workspace, tmp_path, monkeypatch):
     em, webhook = webhook_mode
-    monkeypatch.setenv("TOKENVAULT_WEBHOOK_URL", webhook.url)  # what `tokendrop sandbox up` exports
+    monkeypatch.setenv("TOKENDROP_TOKENVAULT_WEBHOOK_URL", webhook.url)  # the sandbox's TOKENVAULT_WEBHOOK_URL
     ws = make_workspace(box.env)
     (ws.directory / "main.tf.json").write_text(json.dumps(synthesized(tmp_path, monkeypatch)))
     ws.init()

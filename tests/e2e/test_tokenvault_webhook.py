@@ -3,7 +3,8 @@ Buildkite cluster token delivered to `deliver_to.tokenvault_webhook` (a store ti
 emulator, the value posted to the reference webhook), an agent (its `tvagent_` key in SSM) granted the
 service reads the token by following Token Vault's 307 to the webhook, as the CLI does; refresh reads
 metadata only and is clean; a credential overwritten at the webhook is noticed and repaired; rotation
-(`rotate_on`) stores the new token and revokes the old; import adopts the token the webhook holds;
+(`rotate_on`) stores the new token and revokes the old; `tokendrop audit` reads the sink; import adopts the
+token the webhook holds;
 destroy deletes the credential through Token Vault's /v1/storage call; a key without the tokens scopes
 fails the plan naming them. Leak checks: the workspace scan (every Buildkite value, every agent key, the
 provider key) and, beyond it, the store tickets; the Token Vault emulator's request log, events and world
@@ -12,6 +13,10 @@ never hold a delivered value."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -101,6 +106,15 @@ def test_webhook_mode_delivery_agent_read_drift_rotation_destroy(box, webhook_mo
     assert answer.json()["token"]["accessToken"] == value
     assert "Authorization" not in answer.request.headers, "the agent key never reaches the webhook"
     assert ws.plan_exitcode().returncode == 0, "refresh reads the metadata back and finds nothing to do"
+
+    # `tokendrop audit` reads the sink through its registry entry: Token Vault's metadata, never the value.
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH", "VIRTUAL_ENV")}
+    audited = subprocess.run([str(Path(sys.executable).with_name("tokendrop")), "audit", "--state", str(ws.directory),
+                              "--json"], capture_output=True, text=True, env={**keep, **box.env}, timeout=120,
+                             check=False)
+    [row] = [r for r in json.loads(audited.stdout)["tokens"] if r["address"] == TOKEN]
+    assert row["sink"]["status"] == "delivered" and row["sink"]["version"] == 1, audited.stderr
+    assert value not in audited.stdout + audited.stderr
 
     # Someone stores another credential for the service (with their own ticket): refresh notices, apply repairs.
     ticket = requests.post(f"{em.url}/api/vault/store-ticket", json={"serviceName": SERVICE}, timeout=10,

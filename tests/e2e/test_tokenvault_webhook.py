@@ -4,11 +4,10 @@ emulator, the value posted to the reference webhook), an agent (its `tvagent_` k
 service reads the token by following Token Vault's 307 to the webhook, as the CLI does; refresh reads
 metadata only and is clean; a credential overwritten at the webhook is noticed and repaired; rotation
 (`rotate_on`) stores the new token and revokes the old; `tokendrop audit` reads the sink; import adopts the
-token the webhook holds;
-destroy deletes the credential through Token Vault's /v1/storage call; a key without the tokens scopes
-fails the plan naming them. Leak checks: the workspace scan (every Buildkite value, every agent key, the
-provider key) and, beyond it, the store tickets; the Token Vault emulator's request log, events and world
-never hold a delivered value."""
+token the webhook holds; destroy deletes the credential through Token Vault's /v1/storage call; a key
+without the tokens scopes fails the plan naming them. Leak checks: the workspace scan (every Buildkite
+value, every agent key, the provider key) and, beyond it, the store tickets; the Token Vault emulator's
+request log, events and world never hold a delivered value."""
 
 from __future__ import annotations
 

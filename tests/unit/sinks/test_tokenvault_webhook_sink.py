@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 
 import pytest
 import requests
@@ -136,3 +137,18 @@ def test_rules():
     with pytest.raises(ConfigError) as caught:
         TokenVaultWebhookSink("x y", settings=TokenVaultSettings(api_key=Secret("tvkey_" + "a" * 40)))
     assert caught.value.attribute == ("service",)
+
+
+def test_a_webhook_that_is_down_fails_the_write_before_the_value_leaves(webhook_mode):
+    """The kill switch of Webhook Mode: with the webhook offline Token Vault cannot read its metadata, so
+    the sink's status check fails, no ticket is asked for and nothing is sent (a refusal, not an unknown)."""
+    em, _ = webhook_mode
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    with em.lock:
+        em.webhook_url = f"http://127.0.0.1:{closed}"
+    with pytest.raises(SinkError, match="502") as caught:
+        sink(em).create(canary(), OWN)
+    assert not isinstance(caught.value, SinkWriteUnknown)
+    assert em.requests("POST", "/api/vault/store-ticket") == []

@@ -1,13 +1,15 @@
 """`revoke_previous_when = "unused"` through real terraform against the TFE emulator (whose tokens carry
 `last-used-at`): after a rotation the previous token is kept while the emulator reports it in use, and the
 plan says why; once it is idle for `previous_unused_for` the next apply revokes it; `keep_previous_for`
-bounds the wait even while it is in use. Every artifact is scanned for token values (make_workspace)."""
+bounds the wait even while it is in use. And the fallback a consumer reads during the overlap, in each
+sink (issue 13, section 3). Every artifact is scanned for token values (make_workspace)."""
 
 from __future__ import annotations
 
 import datetime
 import json
 
+import boto3
 import pytest
 
 from fixtures.terraform import PROVIDER_HEADER
@@ -102,4 +104,55 @@ def test_the_previous_token_is_revoked_once_unused_and_at_the_latest_after_keep_
     assert "grace period has ended" in plan.output
     ws.apply()
     assert sandbox.live_tokens(pool) == [third["id"]]
+    ws.destroy()
+
+
+FALLBACK = PROVIDER_HEADER + """resource "tokendrop_tfe_agent_pool" "ci" {
+  organization = "acme"
+  name         = "ci"
+}
+""" + "".join(f"""
+resource "tokendrop_tfe_agent_token" "{name}" {{
+  agent_pool_id     = tokendrop_tfe_agent_pool.ci.id
+  description       = "{name}"
+  deliver_to        = {sink}
+  keep_previous_for = "1h"
+  rotate_on         = {{ n = "%(n)s" }}
+}}
+""" for name, sink in (("ssm", '{ ssm = { name = "/ci/fallback" } }'),
+                       ("sm", '{ secrets_manager = { name = "ci/fallback", recovery_window_in_days = 0 } }'),
+                       ("kv", '{ vault_kv = { path = "ci/fallback" } }')))
+
+
+def test_consumers_read_the_previous_value_during_the_overlap(sandbox, make_workspace):
+    """After a rotation kept by keep_previous_for, each sink names the previous value the way its
+    consumers read it: SSM `name:previous`, Secrets Manager AWSPREVIOUS, Vault KV the version recorded
+    in tokendrop_previous_version."""
+    ws = make_workspace(sandbox.env)
+    ws.write(FALLBACK % {"n": "1"})
+    ws.init()
+    ws.apply()
+    first = {n: ws.resources()[f"tokendrop_tfe_agent_token.{n}"]["id"] for n in ("ssm", "sm", "kv")}
+    ws.write(FALLBACK % {"n": "2"})
+    ws.apply()
+    second = {n: ws.resources()[f"tokendrop_tfe_agent_token.{n}"]["id"] for n in ("ssm", "sm", "kv")}
+    old, new = ({n: sandbox.token_value(ids[n]) for n in ids} for ids in (first, second))
+
+    ssm = sandbox.ssm()
+    for label, want in (("previous", old["ssm"]), ("current", new["ssm"])):
+        assert ssm.get_parameter(Name=f"/ci/fallback:{label}", WithDecryption=True)["Parameter"]["Value"] == want
+
+    sm = boto3.client("secretsmanager", endpoint_url=sandbox.moto.url, region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+    for stage, want in (("AWSPREVIOUS", old["sm"]), ("AWSCURRENT", new["sm"])):
+        assert sm.get_secret_value(SecretId="ci/fallback", VersionStage=stage)["SecretString"] == want
+
+    meta = sandbox.vault().secrets.kv.v2.read_secret_metadata(path="ci/fallback", mount_point="secret")["data"]
+    previous = int(meta["custom_metadata"]["tokendrop_previous_version"])
+    assert previous == 1 and meta["current_version"] == 2
+    read = sandbox.vault().secrets.kv.v2.read_secret_version(path="ci/fallback", mount_point="secret",
+                                                             version=previous, raise_on_deleted_version=True)
+    assert read["data"]["data"] == {"token": old["kv"]}
+    assert all(t in sandbox.tfe.pool_tokens(ws.resources()["tokendrop_tfe_agent_pool.ci"]["id"])
+               for t in first.values()), "the previous tokens are still valid during the overlap"
     ws.destroy()

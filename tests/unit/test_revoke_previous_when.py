@@ -237,3 +237,39 @@ def test_token_vault_keys_carry_last_used_at(fresh_tokenvault_emulator):
         looked_up = keys.lookup("ci-reader", minted.token.id)
         assert looked_up is not None and looked_up.last_used_at is not None
         assert parse_rfc3339(looked_up.last_used_at) <= em.now()
+
+
+def test_the_decision_costs_no_call_beyond_the_refresh(tfe, clean_moto):
+    """Refresh lists the pool once; the plan's look at both tokens' last use is answered from it."""
+    from fixtures.servers import aws_settings_for
+    from tokendrop_provider.delivery import owner_fingerprint
+    from tokendrop_provider.secret import Secret
+    from tokendrop_provider.sinks.base import Ownership
+    from tokendrop_provider.sinks.ssm import SsmSink
+
+    env = clean_moto.env()
+    service = configured_service(tfe_address=tfe.url, tfe_token=tfe.sandbox_token, aws_region=env["AWS_REGION"],
+                                 aws_endpoint_url_ssm=env["AWS_ENDPOINT_URL_SSM"],
+                                 aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                                 aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    prior, previous_value, current_value = _rotated(tfe, revoke_after=datetime.timedelta(hours=2))
+    owner = owner_fingerprint(TOKEN.type_name, prior["agent_pool_id"], "ssm:/ci/token", None)
+    sink = SsmSink("/ci/token", settings=aws_settings_for(clean_moto))  # the sink as the rotation left it
+    sink.create(Secret(previous_value), Ownership(prior["previous_token_id"], "tfe", owner))
+    sink.replace(Secret(current_value), Ownership(prior["id"], "tfe", owner), expected_version=1)
+    assert tfe.mark_token_used(previous_value, datetime.datetime.now(datetime.UTC) - MIN)
+    tfe.clear_requests()
+    read = service.ReadResource(pb.ReadResource.Request(type_name=TOKEN.type_name,
+                                                        current_state=dynamic(prior, TOKEN)), None)
+    assert not read.diagnostics, read.diagnostics
+    refreshed = codec.decode(read.new_state.msgpack)
+    assert refreshed["sink_status"] == "delivered"
+    refresh_calls = [r["path"] for r in tfe.requests()]
+    tfe.clear_requests()
+    planned, diagnostics = _plan(service, refreshed)
+    assert planned["previous_token_id"] == prior["previous_token_id"]
+    assert any("is kept" in d.summary for d in diagnostics)
+    assert [r["path"] for r in tfe.requests()] == [], f"the refresh made {refresh_calls}; the plan adds none"
+    # one pool listing (and the account lookup that keys the rate budget, once per process)
+    assert sorted(refresh_calls) == ["/api/v2/account/details",
+                                     f"/api/v2/agent-pools/{prior['agent_pool_id']}/authentication-tokens"]

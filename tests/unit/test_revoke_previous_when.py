@@ -273,3 +273,40 @@ def test_the_decision_costs_no_call_beyond_the_refresh(tfe, clean_moto):
     # one pool listing (and the account lookup that keys the rate budget, once per process)
     assert sorted(refresh_calls) == ["/api/v2/account/details",
                                      f"/api/v2/agent-pools/{prior['agent_pool_id']}/authentication-tokens"]
+
+
+def test_token_vault_key_rotation_waits_while_the_previous_key_is_in_use(fresh_tokenvault_emulator):
+    """The same decision for scoped keys, from Token Vault's `lastUsedAt`."""
+    from tokendrop_provider.issuers.tokenvault import TokenVaultClient, TokenVaultKeys
+    from tokendrop_provider.secret import Secret
+    from tokendrop_provider.settings import TokenVaultSettings
+
+    em = fresh_tokenvault_emulator
+    key_schema = schema.TOKENVAULT_KEY
+    with TokenVaultClient(TokenVaultSettings(api_url=em.url, api_key=Secret(em.admin_key))) as client:
+        keys = TokenVaultKeys(client)
+        previous = keys.mint("reader", "[td:0123456789ab]", scopes=["agents:read"]).token
+        current = keys.mint("reader", "[td:0123456789ab]", scopes=["agents:read"]).token
+    now = datetime.datetime.now(datetime.UTC)
+    state = full(key_schema, id=current.id, name="reader", scopes=["agents:read"],
+                 deliver_to={**SSM, "ssm": {**SSM["ssm"], "name": "/ci/key"}}, adopt_existing=False,
+                 sink_address="ssm:/ci/key", sink_version=2, sink_status="delivered", created_at=current.created_at,
+                 keep_previous_for="2h", revoke_previous_when="unused", previous_token_id=previous.id,
+                 previous_revoke_after=format_rfc3339(now + datetime.timedelta(hours=2)))
+
+    def plan(prior):
+        svc = configured_service(tokenvault_api_url=em.url, tokenvault_api_key=em.admin_key)
+        response = svc.PlanResourceChange(pb.PlanResourceChange.Request(
+            type_name=key_schema.type_name, prior_state=dynamic(prior, key_schema),
+            proposed_new_state=dynamic(prior, key_schema), config=dynamic(prior, key_schema)), None)
+        assert not [d for d in response.diagnostics if d.severity == pb.Diagnostic.Severity.ERROR]
+        return codec.decode(response.planned_state.msgpack), response.diagnostics
+
+    em.mark_key_used(previous.id, now - 2 * MIN)
+    planned, diagnostics = plan(state)
+    assert planned["previous_token_id"] == previous.id
+    assert any(f"previous token {previous.id} used 2m ago" in d.detail for d in diagnostics)
+    em.mark_key_used(previous.id, now - 16 * MIN)
+    planned, diagnostics = plan(state)
+    assert planned["previous_token_id"] is None
+    assert any("unused for at least previous_unused_for 15m" in d.detail for d in diagnostics)

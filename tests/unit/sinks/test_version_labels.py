@@ -41,13 +41,15 @@ def labels(raw) -> dict[int, list[str]]:
     return {p["Version"]: sorted(p.get("Labels") or []) for p in history}
 
 
-def test_ssm_labels_follow_the_live_token_and_the_one_before(ssm_settings, raw):
+def test_ssm_labels_follow_the_live_token_and_the_one_before(ssm_settings, raw, clean_moto: MotoServer):
     sink = SsmSink(NAME, settings=ssm_settings, retry=FAST)
     assert sink.create(Secret(VALUES[0]), own(1)) == 1
     assert value(raw, f"{NAME}:current") == (VALUES[0], 1)
     assert labels(raw) == {1: ["current"]}
 
+    clean_moto.reset_counters()
     assert sink.replace(Secret(VALUES[1]), own(2), expected_version=1) == 2
+    assert clean_moto.calls()["LabelParameterVersion"] == 2, "a rotation costs two label calls"
     assert value(raw, f"{NAME}:current") == (VALUES[1], 2)
     assert value(raw, f"{NAME}:previous") == (VALUES[0], 1)
 

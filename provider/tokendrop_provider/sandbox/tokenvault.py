@@ -22,8 +22,8 @@ what the sources leave open is emulated the way that section's "Left open" list 
 
 Sandbox controls (Python and `/_sandbox/…`): a clock that can be moved forward, services of the vault,
 a vault lock, expiring a grant at once, minting keys with chosen scopes, marking a key used at a given
-time (`mark_key_used`), making agent rotate-key human-only, and the world as JSON (no key values). Every key ever issued is in the minted registry
-(`/_sandbox/minted`) for canary scans.
+time (`mark_key_used`), making agent rotate-key human-only, and the world as JSON (no key values). Every
+key ever issued is in the minted registry (`/_sandbox/minted`) for canary scans.
 
 Run standalone: `python -m tokendrop_provider.sandbox.tokenvault --port 0 --ready-file /tmp/tv.json`.
 """

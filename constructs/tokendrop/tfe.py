@@ -24,10 +24,12 @@ class TfeAgentToken(TokenResource):
     def __init__(self, scope: Any, id: str, *, agent_pool_id: str, deliver_to: SinkArgument,
                  description: str | None = None, rotate_every: Duration | None = None,
                  rotate_on: Mapping[str, str] | None = None, keep_previous_for: Duration | None = None,
-                 adopt_existing: bool | None = None, **meta: Any) -> None:
+                 adopt_existing: bool | None = None, revoke_previous_when: str | None = None,
+                 previous_unused_for: Duration | None = None, **meta: Any) -> None:
         super().__init__(scope, id, agent_pool_id=agent_pool_id, deliver_to=deliver_to, description=description,
                          rotate_every=rotate_every, rotate_on=rotate_on, keep_previous_for=keep_previous_for,
-                         adopt_existing=adopt_existing, **meta)
+                         adopt_existing=adopt_existing, revoke_previous_when=revoke_previous_when,
+                         previous_unused_for=previous_unused_for, **meta)
 
 
 class TfeAgentPool(TokendropResource):
@@ -59,8 +61,11 @@ class TfeAgentPool(TokendropResource):
     def add_token(self, id: str, *, deliver_to: SinkArgument, description: str | None = None,
                   rotate_every: Duration | None = None, rotate_on: Mapping[str, str] | None = None,
                   keep_previous_for: Duration | None = None, adopt_existing: bool | None = None,
+                  revoke_previous_when: str | None = None, previous_unused_for: Duration | None = None,
                   **meta: Any) -> TfeAgentToken:
-        """A token of this pool, as a child construct (`<pool path>/<id>`)."""
+        """A token of this pool, as a child construct (`<pool path>/<id>`). `revoke_previous_when="unused"`
+        revokes the previous token once HCP Terraform reports it unused for `previous_unused_for`."""
         return TfeAgentToken(self, id, agent_pool_id=self.pool_id, deliver_to=deliver_to, description=description,
                              rotate_every=rotate_every, rotate_on=rotate_on, keep_previous_for=keep_previous_for,
-                             adopt_existing=adopt_existing, **meta)
+                             adopt_existing=adopt_existing, revoke_previous_when=revoke_previous_when,
+                             previous_unused_for=previous_unused_for, **meta)

@@ -94,10 +94,12 @@ class TokenVaultKey(TokenResource):
     def __init__(self, scope: Any, id: str, *, name: str, scopes: Sequence[str], deliver_to: SinkArgument,
                  expires_at: str | None = None, rotate_every: Duration | None = None,
                  rotate_on: Mapping[str, str] | None = None, keep_previous_for: Duration | None = None,
-                 adopt_existing: bool | None = None, **meta: Any) -> None:
+                 adopt_existing: bool | None = None, revoke_previous_when: str | None = None,
+                 previous_unused_for: Duration | None = None, **meta: Any) -> None:
         super().__init__(scope, id, name=name, scopes=scopes, expires_at=expires_at, deliver_to=deliver_to,
                          rotate_every=rotate_every, rotate_on=rotate_on, keep_previous_for=keep_previous_for,
-                         adopt_existing=adopt_existing, **meta)
+                         adopt_existing=adopt_existing, revoke_previous_when=revoke_previous_when,
+                         previous_unused_for=previous_unused_for, **meta)
         self._granted: dict[str, TokenVaultKeyGrant] = {}
 
     @property

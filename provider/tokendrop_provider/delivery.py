@@ -301,6 +301,7 @@ class Delivery:
                 and own.token_id == token.id and own.owner == target.owner_record and after.version == expected):
             log.warning("the write of %s to %s failed (%s), but reading it back shows it landed",
                         token.id, target.sink.address, what)
+            target.sink.landed(after.version)
             return after.version, [f"The answer to the write of {token.id} to {target.sink.address} was lost "
                                    f"({what}); reading the sink back showed the token at version "
                                    f"{after.version}, so it was kept."]

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import overlap
 from .attributes import Attr, Check, ResourceSchema, exactly_one_of
 from .markers import APPROLE_MARKER_KEY
 from .sinks import secrets_manager_rules, ssm_rules, vault_rules
@@ -172,7 +173,57 @@ LIFECYCLE_ARGUMENTS = (
          optional=True, rules=(duration(),)),
     Attr("adopt_existing", BOOL, "Take over a sink that already holds a token written by another "
          "resource or stack, instead of failing.", optional=True, computed=True, default=False),
+    Attr("revoke_previous_when", STRING, "When the token kept by `keep_previous_for` is revoked: "
+         "`overlap_ended` (unset: once `keep_previous_for` has passed) or `unused` (once the issuer reports it "
+         "unused for `previous_unused_for`, and at the latest when `keep_previous_for` has passed; needs "
+         "`keep_previous_for`). The plan says why it waits.", optional=True,
+         rules=(one_of(*overlap.REVOKE_PREVIOUS_WHEN),)),
+    Attr("previous_unused_for", STRING, "With `revoke_previous_when = \"unused\"`: how long the previous token "
+         f"must have gone unused before it is revoked. Unset: {format_duration(overlap.DEFAULT_UNUSED_FOR)}; "
+         "shorter than `keep_previous_for`.", optional=True, rules=(duration(minimum=timedelta(minutes=1)),)),
 )
+
+
+def _revoke_previous_check(config: Mapping[str, object]) -> list[tuple[tuple[str | int, ...], str]]:
+    when, keep, unused_for = (config.get(n) for n in ("revoke_previous_when", "keep_previous_for",
+                                                        "previous_unused_for"))
+    if any(isinstance(v, Unknown) for v in (when, keep, unused_for)):
+        return []
+    if when != overlap.UNUSED:
+        if unused_for is not None:
+            return [(("previous_unused_for",), 'previous_unused_for only applies with revoke_previous_when = '
+                     '"unused"')]
+        return []
+    try:
+        grace = parse_duration(str(keep)) if keep is not None else timedelta(0)
+        idle = parse_duration(str(unused_for)) if unused_for is not None else overlap.DEFAULT_UNUSED_FOR
+    except ValueError:
+        return []  # the duration rules report malformed values
+    if grace <= timedelta(0):
+        return [(("revoke_previous_when",), 'revoke_previous_when = "unused" needs keep_previous_for: it is the '
+                 "longest the previous token is kept while the issuer still reports it in use")]
+    if idle >= grace:
+        return [(("previous_unused_for",), f"previous_unused_for ({format_duration(idle)}) must be shorter than "
+                 f"keep_previous_for ({keep}), or the previous token is always kept for keep_previous_for")]
+    return []
+
+
+REVOKE_PREVIOUS_CHECK = Check(_revoke_previous_check, 'revoke_previous_when = "unused" needs keep_previous_for, '
+                              "and previous_unused_for is shorter than it")
+
+
+def without_last_use(arguments: Sequence[Attr], why: str) -> tuple[Attr, ...]:
+    """The lifecycle arguments of a resource whose previous token's use cannot be told (`why`):
+    `revoke_previous_when = "unused"` is refused, at synth and at plan time."""
+    def refuse(value: object) -> str | None:
+        return None if value == overlap.OVERLAP_ENDED else (
+            f'"unused" is not supported here: {why}, so tokendrop cannot tell when the previous token is idle. '
+            'Use "overlap_ended" (revoked once keep_previous_for has passed)')
+
+    return tuple(Attr(a.name, a.type, a.description.split(":", 1)[0] + f": only `overlap_ended`, as {why}.",
+                      optional=True, rules=(Rule(refuse, "`overlap_ended`"),))
+                 if a.name == "revoke_previous_when" else a
+                 for a in arguments if a.name != "previous_unused_for")  # it applies only to "unused"
 
 # For tokens with an issuer-side expiry (Buildkite `expires_at`, Token Vault grants, AppRole TTLs).
 ROTATE_BEFORE_EXPIRY = Attr(
@@ -257,7 +308,7 @@ TFE_AGENT_TOKEN = ResourceSchema(
         *LIFECYCLE_ARGUMENTS,
         *DELIVERY_STATE,
     ),
-    checks=(DELIVER_TO_CHECK,),
+    checks=(DELIVER_TO_CHECK, REVOKE_PREVIOUS_CHECK),
     import_id="`<agent pool id>/<sink address>` or `<agent pool id>/<token id>/<sink address>` (e.g. "
     "`apool-123/at-456/ssm:/ci/tfc-agent/token`) for a token whose sink already holds it; the sink comes from "
     "the configuration.",
@@ -397,10 +448,12 @@ BUILDKITE_CLUSTER_TOKEN = ResourceSchema(
              rules=(rfc3339(),)),
         ROTATE_BEFORE_EXPIRY,
         DELIVER_TO,
-        *LIFECYCLE_ARGUMENTS,
+        *without_last_use(LIFECYCLE_ARGUMENTS, "Buildkite does not report when a cluster agent token was last "
+                           "used"),
         *(a for a in DELIVERY_STATE if a.name != "expires_at"),  # expires_at is an argument here
     ),
-    checks=(DELIVER_TO_CHECK, Check(_buildkite_expiry_check, "expires_in and expires_at are mutually exclusive; "
+    checks=(DELIVER_TO_CHECK, REVOKE_PREVIOUS_CHECK,
+            Check(_buildkite_expiry_check, "expires_in and expires_at are mutually exclusive; "
                                     f"rotate_before_expiry needs expires_in and must be shorter than it "
                                     f"(minimum expiry {format_duration(BUILDKITE_MIN_EXPIRY)})")),
     import_id="`<cluster uuid>/<sink address>` or `<cluster uuid>/<token uuid>/<sink address>`, optionally "
@@ -522,7 +575,8 @@ TOKENVAULT_AGENT = ResourceSchema(
         *(Attr("keep_previous_for", STRING, "With `rotation = \"successor\"` only: the predecessor agent (and its "
                "key) stays for this long after a rotation; the first apply after that deletes it. rotate-key "
                "invalidates the previous key at once.", optional=True, rules=(duration(),))
-          if a.name == "keep_previous_for" else a for a in LIFECYCLE_ARGUMENTS),
+          if a.name == "keep_previous_for" else a for a in without_last_use(
+              LIFECYCLE_ARGUMENTS, "Token Vault reports no last use of an agent's key")),
         Attr("rotation", STRING, "How a rotation replaces the key. `rotate_key` (unset): Token Vault's rotate-key, "
              "which keeps the agent, its id and grants. `successor`: a new agent with the same name, description "
              "and grants gets the new key and the predecessor is deleted (after `keep_previous_for`); for a "
@@ -533,7 +587,7 @@ TOKENVAULT_AGENT = ResourceSchema(
              "(its key is refused until it is resumed).", computed=True),
         *(_AGENT_STATE.get(a.name, a) for a in DELIVERY_STATE if a.name != "id"),
     ),
-    checks=(DELIVER_TO_CHECK, Check(_unique_services, "each service is granted once"),
+    checks=(DELIVER_TO_CHECK, REVOKE_PREVIOUS_CHECK, Check(_unique_services, "each service is granted once"),
             Check(_refresh_not_applied, "no refresh policy on agent grants"),
             Check(_previous_key_needs_successor, "keep_previous_for only with rotation = \"successor\"")),
     import_examples=("agt_123/ssm:/agents/triage/key",),
@@ -622,7 +676,7 @@ TOKENVAULT_KEY = ResourceSchema(
         *LIFECYCLE_ARGUMENTS,
         *(a for a in DELIVERY_STATE if a.name not in ("id", "expires_at")),
     ),
-    checks=(DELIVER_TO_CHECK,),
+    checks=(DELIVER_TO_CHECK, REVOKE_PREVIOUS_CHECK),
     import_id="`<key name>/<sink address>` for a key whose sink carries tokendrop's record, or "
     "`<key name>/<key id>/<sink address>` (e.g. `ci-reader/key_123/ssm:/ci/tokenvault/key`).",
     import_examples=("ci-reader/key_123/ssm:/ci/tokenvault/key",),
@@ -748,10 +802,12 @@ VAULT_APPROLE_SECRET_ID = ResourceSchema(
              rules=(Rule(_approle_metadata, f"string values; the key `{APPROLE_MARKER_KEY}` is reserved"),)),
         ROTATE_BEFORE_EXPIRY,
         DELIVER_TO,
-        *LIFECYCLE_ARGUMENTS,
+        *without_last_use(LIFECYCLE_ARGUMENTS, "Vault reports a secret id's last use only when it is "
+                           "use-limited (last_updated_time moves as num_uses counts down)"),
         *(a for a in DELIVERY_STATE if a.name != "id"),
     ),
-    checks=(DELIVER_TO_CHECK, Check(_approle_expiry_check, "rotate_before_expiry needs a ttl and must be "
+    checks=(DELIVER_TO_CHECK, REVOKE_PREVIOUS_CHECK,
+            Check(_approle_expiry_check, "rotate_before_expiry needs a ttl and must be "
                                     "shorter than it")),
     import_id="`<mount>/<role name>/<sink address>` for a secret id whose sink carries tokendrop's record, or "
     "`<mount>/<role name>/<accessor>/<sink address>` (e.g. "

@@ -6,6 +6,8 @@ resource "tokendrop_tfe_agent_token" "runners" {
   }
   rotate_every      = "30d"
   keep_previous_for = "2h"
+  # Revoke the previous token as soon as HCP Terraform reports it unused for 15m (at most after 2h).
+  revoke_previous_when = "unused"
 }
 
 resource "tokendrop_tfe_agent_token" "batch" {

@@ -151,6 +151,7 @@ class ApiKey:
     expires_at: str | None
     created_at: str | None
     grants: tuple[Grant, ...]
+    last_used_at: str | None = None  # when the key last authenticated; None: never
 
 
 @dataclass(frozen=True)
@@ -593,7 +594,8 @@ def _alive(key: ApiKey) -> bool:
 
 def _issued_key(key: ApiKey) -> IssuedToken:
     return IssuedToken(id=key.id, scope=_key_scope(key.name), description=key.name, created_at=key.created_at,
-                       expires_at=key.expires_at, extra={"scopes": key.scopes, "status": key.status})
+                       expires_at=key.expires_at, last_used_at=key.last_used_at,
+                       extra={"scopes": key.scopes, "status": key.status})
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -684,7 +686,7 @@ def _api_key(doc: Mapping[str, Any]) -> ApiKey:
     scopes = doc.get("scopes") if isinstance(doc.get("scopes"), list) else []
     return ApiKey(id=str(doc["id"]), name=str(doc.get("name") or ""), scopes=tuple(str(s) for s in scopes),
                   status=str(doc.get("status") or "active"), expires_at=_text(doc.get("expiresAt")),
-                  created_at=_text(doc.get("createdAt")), grants=grants)
+                  created_at=_text(doc.get("createdAt")), grants=grants, last_used_at=_text(doc.get("lastUsedAt")))
 
 
 def _issued(agent: Agent) -> IssuedToken:

@@ -92,4 +92,5 @@ KEYS: Issuer[TokenVaultKeys] = Issuer(
     token_scopes={"tokendrop_tokenvault_key": lambda attrs, _: text(attrs.get("name"))},
     scope_resources={"tokendrop_tokenvault_key_grant": lambda _attrs: None},
     list_tokens=lambda client, scope: client.list_tokens(scope),
+    reports_last_use=True,  # GET /api/keys carries lastUsedAt (docs/wire.md, "Token Vault")
 )

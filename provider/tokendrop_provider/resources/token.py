@@ -15,12 +15,13 @@ from ..attributes import dotted
 from ..delivery import Delivered, Delivery, Target, UnsettledWrite, issuer_description, split_description
 from ..errors import ConfigError, IssuerNotFound
 from ..issuers.base import IssuedToken, TokenIssuer
+from ..overlap import DEFAULT_UNUSED_FOR, UNUSED, PreviousDecision, decide_previous, unswitched_warning
 from ..registry.sinks import address_of as sink_address_of
 from ..registry.sinks import chosen, deliver_to_from_address
 from ..registry.sinks import prefixes as sink_prefixes
 from ..timestamps import format_rfc3339, parse_rfc3339
 from ..types import UNKNOWN, Unknown
-from ..validation import humanize, parse_duration
+from ..validation import format_duration, humanize, parse_duration
 from .base import ApplyFailed, Context, Path, Resource, State, changed_paths
 
 TOKEN_COMPUTED = ("id", "sink_version", "created_at", "expires_at")
@@ -134,17 +135,50 @@ class TokenResource(Resource, abc.ABC):
             else:
                 planned["previous_token_id"] = None
                 planned["previous_revoke_after"] = None
+            kept = (f"keeps {prior.get('id')} valid until the issuer reports it unused for "
+                    f"{format_duration(_unused_for(planned))}, for at most {keep}."
+                    if planned.get("revoke_previous_when") == UNUSED else f"keeps {prior.get('id')} valid for {keep}.")
             ctx.warn(f"{self.schema.type_name} {prior.get('id')} will rotate",
                      "; ".join(reasons) + f". Apply mints a new token, writes it as the next version of "
-                     f"{prior.get('sink_address')}, then " + (
-                         f"keeps {prior.get('id')} valid for {keep}." if grace else f"revokes {prior.get('id')}."))
+                     f"{prior.get('sink_address')}, then " + (kept if grace else f"revokes {prior.get('id')}."))
             return
+        previous = prior.get("previous_token_id")
+        if previous:
+            decision = self.previous_decision(ctx, prior, planned, str(previous))
+            if decision.revoke:
+                planned["previous_token_id"] = None
+                planned["previous_revoke_after"] = None
+                ctx.warn(f"Previous token {previous} will be revoked", decision.reason)
+            elif planned.get("revoke_previous_when") == UNUSED:
+                ctx.warn(f"Previous token {previous} is kept", decision.reason + self._unswitched(ctx, prior, planned))
+
+    def previous_decision(self, ctx: Context, prior: State, planned: State, previous: str) -> PreviousDecision:
+        """Revoke the previous token in this plan, or keep it (see overlap.py). With
+        `revoke_previous_when = "unused"` the issuer is asked when it was last used (from the listing
+        refresh already fetched, so usually no extra call)."""
+        now = ctx.now()
         deadline = parse_rfc3339(prior.get("previous_revoke_after"))  # type: ignore[arg-type]
-        if prior.get("previous_token_id") and (deadline is None or deadline <= ctx.now()):
-            planned["previous_token_id"] = None
-            planned["previous_revoke_after"] = None
-            ctx.warn(f"Previous token {prior.get('previous_token_id')} will be revoked",
-                     "Its keep_previous_for grace period has ended.")
+        if planned.get("revoke_previous_when") != UNUSED or deadline is None or deadline <= now:
+            return decide_previous(previous, now=now, revoke_after=deadline)
+        token = self.delivery(ctx).listings.lookup(self.issuer(ctx), self.scope_of(prior), previous)
+        return decide_previous(previous, now=now, revoke_after=deadline, when=UNUSED, live=token is not None,
+                               last_used_at=parse_rfc3339(token.last_used_at) if token is not None else None,
+                               unused_for=_unused_for(planned))
+
+    def _unswitched(self, ctx: Context, prior: State, planned: State) -> str:
+        """A sentence (with a leading space) when the live token was never used half-way through
+        keep_previous_for; else empty."""
+        keep = planned.get("keep_previous_for")
+        if not isinstance(keep, str):
+            return ""
+        token = self.delivery(ctx).listings.lookup(self.issuer(ctx), self.scope_of(prior), str(prior.get("id")))
+        if token is None:
+            return ""
+        note = unswitched_warning(str(prior.get("id")), now=ctx.now(),
+                                  created_at=parse_rfc3339(prior.get("created_at")),  # type: ignore[arg-type]
+                                  last_used_at=parse_rfc3339(token.last_used_at),
+                                  keep_previous_for=parse_duration(keep))
+        return f" {note}" if note else ""
 
     def rotation_reasons(self, ctx: Context, prior: State, planned: State) -> list[str]:
         reasons = [f"{dotted(path)} changed" for path in changed_paths(self.schema.attributes, prior, planned,
@@ -329,6 +363,11 @@ class TokenResource(Resource, abc.ABC):
                           f"Expected <{self.scope_attribute}>/<sink address> or "
                           f"<{self.scope_attribute}>/<token id>/<sink address>, got {import_id!r}. "
                           "Sink addresses look like ssm:/ci/token or vault_kv:secret/ci/token#token.")
+
+
+def _unused_for(planned: State) -> datetime.timedelta:
+    value = planned.get("previous_unused_for")
+    return parse_duration(value) if isinstance(value, str) else DEFAULT_UNUSED_FOR
 
 
 def same_instant(known: object, reported: str | None) -> str | None:

@@ -26,9 +26,9 @@ what the sources leave open is emulated the way that section's "Left open" list 
   `<webhook>/v1/credential?ticket=…&service=…`. It never receives a webhook-held value.
 
 Sandbox controls (Python and `/_sandbox/…`): a clock that can be moved forward, services of the vault,
-a vault lock, expiring a grant at once, minting keys with chosen scopes, making agent rotate-key
-human-only, and the world as JSON (no key values). Every key ever issued is in the minted registry
-(`/_sandbox/minted`) for canary scans.
+a vault lock, expiring a grant at once, minting keys with chosen scopes, marking a key used at a given
+time (`mark_key_used`), making agent rotate-key human-only, and the world as JSON (no key values). Every
+key ever issued is in the minted registry (`/_sandbox/minted`) for canary scans.
 
 Run standalone: `python -m tokendrop_provider.sandbox.tokenvault --port 0 --ready-file /tmp/tv.json`.
 """
@@ -243,6 +243,12 @@ class TokenVaultEmulator(Emulator):
         with self.lock:
             expires = self.now() + expires_in if expires_in is not None else None
             return self._store_key(name, new_api_key(), tuple(scopes), expires, sandbox=True).secret
+
+    def mark_key_used(self, key_id: str, when: datetime | None = None) -> None:
+        """A key was used at `when` (default: the emulator's now), as its `lastUsedAt` then shows: a test
+        sets a last use in the past without waiting. KeyError for an unknown key."""
+        with self.lock:
+            self.keys[key_id].last_used_at = when or self.now()
 
     def create_agent(self, name: str, description: str | None = None) -> tuple[str, str]:
         """Create an agent directly (no HTTP); returns (id, key). The key is recorded as minted."""

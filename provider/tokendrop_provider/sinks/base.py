@@ -88,6 +88,11 @@ class Sink(abc.ABC):
         that a value stored later at that version (by the write arriving late, or by someone else) is
         not taken for ours. Default: nothing, for sinks that write the record with the value."""
 
+    def landed(self, version: int) -> None:  # noqa: B027 - optional hook
+        """A write whose answer was lost turned out, read back, to have created `version`: finish what the
+        write would have done after its answer (SSM moves its `current`/`previous` labels). Failures go to
+        `warnings`. Default: nothing."""
+
     # Non-fatal problems of the last call (the value was written, so they are reported, not raised).
     warnings: list[str] = []
 

@@ -15,6 +15,10 @@ Wire facts this module relies on (docs/wire.md, section "SSM"):
   and creates a version. `reconcile_settings()` therefore only reconciles tags (and refuses a tier
   downgrade); `pending_changes()` lists what the next `replace()` will change.
 - Status is read with DescribeParameters, which never returns the value (GetParameter is never used).
+- Labels: after each write the new version is labelled `current` and, on a rotation, the version it
+  follows `previous` (LabelParameterVersion moves a label off the version that had it), so a consumer can
+  fall back to `<name>:previous` during `keep_previous_for`. A label failure is a warning, never undoes
+  the write.
 
 boto3 is imported only inside `ssm_client()`: importing this module stays cheap for provider start-up.
 """
@@ -61,6 +65,8 @@ if TYPE_CHECKING:
     from botocore.client import BaseClient
 
 DESCRIBE_BATCH = 50  # DescribeParameters: at most 50 filter values and 50 results per call
+CURRENT_LABEL = "current"  # the version holding the live token (`<name>:current`)
+PREVIOUS_LABEL = "previous"  # the version before it (`<name>:previous`)
 STANDARD_VALUE_LIMIT = 4096  # bytes; Advanced allows 8192
 ADVANCED_VALUE_LIMIT = 8192
 
@@ -435,13 +441,15 @@ class SsmSink(Sink):
             own = current.ownership
             if (current.ownership_current and own is not None and own.token_id == ownership.token_id
                     and own.owner == ownership.owner and current.version == 1):
-                return 1  # our own earlier attempt landed (e.g. a retried call): nothing to do
+                self._move_labels(1, None)
+                return 1  # our own earlier attempt landed (e.g. a retried call): nothing else to do
             raise SinkConflict(f"{self.address} already exists",
                                "tokendrop creates the parameter and will not overwrite one it did not "
                                f"write.{self._owner_text(meta)} Delete it, choose another name, or "
                                "adopt it (adopt_existing = true)", attribute=("name",)) from None
         if self.expiration_ignored_reason:
             self.warnings.append(self.expiration_ignored_reason)
+        self._move_labels(int(result["Version"]), None)
         return int(result["Version"])
 
     def replace(self, payload: Payload, ownership: Ownership, expected_version: int) -> int:
@@ -473,6 +481,7 @@ class SsmSink(Sink):
         if written != expected_version + 1:
             self.warnings.append(f"{self.address} was written concurrently by someone else: "
                                  f"wrote version {written}, expected {expected_version + 1}")
+        self._move_labels(written, expected_version)
         try:
             self._reconcile_tags(ownership.issuer)
         except SinkError as exc:  # the value is in place: a tag failure must not undo the rotation
@@ -480,6 +489,25 @@ class SsmSink(Sink):
         if self.expiration_ignored_reason:
             self.warnings.append(self.expiration_ignored_reason)
         return written
+
+    def landed(self, version: int) -> None:
+        self._move_labels(version, version - 1 if version > 1 else None)
+
+    def _move_labels(self, written: int, previous: int | None) -> None:
+        """`previous` onto the version the write followed, then `current` onto the new one: a reader of
+        `<name>:current` never sees a version older than `<name>:previous`. Each call moves the label off
+        the version that had it. A failure (e.g. no ssm:LabelParameterVersion) is a warning: the value is
+        in place, and `<name>` alone always reads the newest version."""
+        moves = ([(previous, PREVIOUS_LABEL)] if previous else []) + [(written, CURRENT_LABEL)]
+        for version, label in moves:
+            try:
+                answer = self._call("LabelParameterVersion", Name=self.name, ParameterVersion=version, Labels=[label])
+            except SinkError as exc:
+                self.warnings.append(f"the label {label!r} of {self.address} was not moved to version {version}: "
+                                     f"{exc}")
+                continue
+            if answer.get("InvalidLabels"):  # AWS answers 200 and lists labels it did not attach
+                self.warnings.append(f"SSM did not attach the label {label!r} to {self.address} version {version}")
 
     def delete(self, expected_token_id: str | None) -> bool:
         meta = self._metadata()

@@ -11,6 +11,8 @@ call goes through the shared connection of `tokendrop_provider.vault` (plain-htt
   `status()` then reports `ownership_current=False` and nobody mistakes the old value for the new
   token. `cas=0` still succeeds after a metadata-only write (current_version stays 0), so create
   keeps its create-only guarantee.
+- Beside the record, `tokendrop_previous_version` names the version the recorded one follows, when
+  tokendrop wrote it: a consumer's fallback during keep_previous_for (`vault kv get -version=N`).
 - The record is written with a raw `POST <mount>/metadata/<path>` carrying only custom_metadata:
   Vault leaves max_versions and delete_version_after alone (a full metadata write would reset
   delete_version_after to "0s"). custom_metadata is replaced as a whole, so keys that are not ours
@@ -53,6 +55,10 @@ VERSION_KEY = "tokendrop_version"
 # Written by tokendrop besides the record, so that destroy never removes what someone else wrote:
 CREATED_KEY = "tokendrop_created"  # "true": tokendrop created the secret where nothing was
 WRITTEN_KEY = "tokendrop_versions"  # versions tokendrop's writes are confirmed to have created, "1-3,5"
+# The version before the one the record describes, when tokendrop wrote it: where a consumer finds the
+# previous token during keep_previous_for (`vault kv get -version=N`). Absent on the first write and
+# after a version someone else wrote.
+PREVIOUS_VERSION_KEY = "tokendrop_previous_version"
 _RECORD_PREFIX = "tokendrop_"
 _MAX_WRITTEN_TEXT = 500  # custom_metadata values are limited to 512 bytes
 _FRACTION = re.compile(r"(\.\d+)")
@@ -81,6 +87,8 @@ def _record(ownership: Ownership, version: int, previous: Mapping[str, Any] | No
               OWNER_KEY: ownership.owner, VERSION_KEY: str(version)}
     if written:  # Vault refuses empty custom_metadata values
         record[WRITTEN_KEY] = _ranges_text(written)
+        if version - 1 in written:  # the version this write follows is tokendrop's own
+            record[PREVIOUS_VERSION_KEY] = str(version - 1)
     custom = (previous or {}).get("custom_metadata") or {}
     if previous is None or custom.get(CREATED_KEY) == "true" or (
             not (previous.get("versions") or {}) and not _foreign_keys(custom)):

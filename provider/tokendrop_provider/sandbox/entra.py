@@ -228,13 +228,6 @@ class EntraEmulator(Emulator):
     def app_by_app_id(self, app_id: str) -> dict[str, Any] | None:
         return next((a for a in self.apps.values() if a["appId"] == app_id), None)
 
-    def add_certificate(self, app_object_id: str, cert_pem: str) -> str:
-        """Register a certificate on an app (what a `keyCredentials` update does); returns its keyId."""
-        with self.lock:
-            cred = _key_credential(cert_pem, "sandbox")
-            self.apps[app_object_id]["keyCredentials"].append(cred)
-            return str(cred["keyId"])
-
     def workload_token(self, issuer: str, subject: str, audience: str = EXCHANGE_AUDIENCE) -> str:
         """A token of an external workload issuer (GitHub Actions, a managed identity, ...), signed by the
         emulator, to present through a federated identity credential."""

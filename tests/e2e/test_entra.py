@@ -1,0 +1,262 @@
+"""Microsoft Entra Agent ID through the real terraform binary against the Graph / token emulator, moto and
+OpenBao. Proves: a blueprint with a federated credential, a password delivered to SSM and one to Vault,
+and two agent identities, in one apply, with the plan's warning about client secrets; the delivered
+password runs the two-step agent token flow with msal; rotation (new key id, the old one removed, the
+sink's next version); drift (a key removed out of band plans a new password); destroy leaves nothing
+at Graph or in the sinks; a missing Graph permission fails the plan naming the role; a permission Graph
+still refuses at apply leaves no blueprint behind; two federated credentials with one issuer+subject
+give Graph's error; a provider killed right after addPassword converges on the next apply. Every
+workspace is scanned for every secret the emulator issued (make_workspace)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import uuid
+
+import msal
+import pytest
+import requests
+
+from fixtures.terraform import PROVIDER, PROVIDER_HEADER, processes_with
+
+pytestmark = pytest.mark.e2e
+
+SPONSOR = "users/e64405d7-f156-4ce1-b1f5-b0d801c367f3"
+BLUEPRINT = f"""
+resource "tokendrop_entra_agent_blueprint" "support" {{
+  display_name = "support-agents"
+  sponsors     = ["{SPONSOR}"]
+}}
+"""
+
+
+def identities(*names: str) -> str:
+    return "".join(f"""
+resource "tokendrop_entra_agent_identity" "{name}" {{
+  blueprint_app_id = tokendrop_entra_agent_blueprint.support.app_id
+  display_name     = "support-{name}"
+  sponsors         = ["{SPONSOR}"]
+}}
+""" for name in names)
+
+
+def fic(name: str, subject: str, label: str | None = None) -> str:
+    return f"""
+resource "tokendrop_entra_blueprint_federated_credential" "{label or name}" {{
+  blueprint_id = tokendrop_entra_agent_blueprint.support.id
+  name         = "{name}"
+  issuer       = "https://token.actions.githubusercontent.com"
+  subject      = "{subject}"
+}}
+"""
+
+
+def password(name: str, deliver_to: str, epoch: str = "1") -> str:
+    return f"""
+resource "tokendrop_entra_blueprint_password" "{name}" {{
+  blueprint_id = tokendrop_entra_agent_blueprint.support.id
+  description  = "{name}"
+  valid_for    = "30d"
+  rotate_on    = {{ epoch = "{epoch}" }}
+  deliver_to   = {deliver_to}
+}}
+"""
+
+
+SSM = '{ ssm = { name = "/agents/support/blueprint" } }'
+VAULT = '{ vault_kv = { path = "agents/support" } }'
+
+
+def full(epoch: str = "1") -> str:
+    return (PROVIDER_HEADER + BLUEPRINT + fic("github-main", "repo:acme/support:ref:refs/heads/main")
+            + password("ssm", SSM, epoch) + password("vault", VAULT) + identities("triage", "billing"))
+
+
+def said(result) -> str:  # type: ignore[no-untyped-def]
+    """The output with terraform's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+@pytest.fixture
+def box(sandbox, fresh_entra_emulator):
+    sandbox.entra = fresh_entra_emulator
+    return sandbox
+
+
+def blueprints(entra) -> list[dict]:
+    return [a for a in entra.world()["applications"] if a["appId"] != entra.admin_client_id]
+
+
+def _msal(entra, client_id: str, credential: object, token_endpoint: str) -> msal.ConfidentialClientApplication:
+    http = requests.Session()
+    http.trust_env = False
+    http.verify = entra.ca_path
+    return msal.ConfidentialClientApplication(client_id, client_credential=credential, http_client=http,
+                                              authority=token_endpoint.removesuffix("/oauth2/v2.0/token"),
+                                              instance_discovery=False)
+
+
+def blueprint_token(entra, delivered: dict, scope: str = "api://AzureADTokenExchange/.default",
+                    fmi_path: str | None = None) -> dict:
+    """A token for the client the delivered settings name, with its delivered secret."""
+    app = _msal(entra, delivered["client_id"], delivered["client_secret"], delivered["token_endpoint"])
+    return app.acquire_token_for_client([scope], fmi_path=fmi_path)
+
+
+def agent_token(entra, delivered: dict, agent_app_id: str) -> dict:
+    """What an agent does with the delivered credential, with msal: the blueprint's token for its agent
+    identity (fmi_path), then its own token."""
+    t1 = blueprint_token(entra, delivered, fmi_path=agent_app_id)
+    assert "access_token" in t1, t1.get("error_description")
+    agent = _msal(entra, agent_app_id, {"client_assertion": lambda: t1["access_token"]}, delivered["token_endpoint"])
+    return agent.acquire_token_for_client(["https://graph.microsoft.com/.default"])
+
+
+def test_blueprint_credentials_and_agents_rotate_drift_destroy(box, make_workspace):
+    entra = box.entra
+    ws = make_workspace(box.env)
+    ws.write(full())
+    ws.init()
+    plan = ws.plan()
+    assert "6 to add, 0 to change, 0 to destroy" in plan.stdout
+    assert "A client secret is planned for an agent identity blueprint" in said(plan)
+    assert "federated_credential" in said(plan)  # the warning names the recommended alternative
+    ws.apply()
+
+    state = ws.resources()
+    (blueprint,) = blueprints(entra)
+    assert state["tokendrop_entra_agent_blueprint.support"]["id"] == blueprint["id"]
+    assert state["tokendrop_entra_agent_blueprint.support"]["principal_id"]
+    ssm_value, version = box.ssm_value("/agents/support/blueprint")
+    delivered = json.loads(ssm_value)
+    assert set(delivered) == {"client_id", "client_secret", "tenant_id", "token_endpoint"}
+    assert delivered["client_id"] == blueprint["appId"] and delivered["tenant_id"] == entra.tenant_id
+    assert version == state["tokendrop_entra_blueprint_password.ssm"]["sink_version"]
+    vault_value, _ = box.vault_value("agents/support")
+    assert vault_value["client_id"] == blueprint["appId"] and vault_value["client_secret"] != delivered["client_secret"]
+    keys = {c["keyId"]: c for c in blueprint["passwordCredentials"]}
+    ssm_key = state["tokendrop_entra_blueprint_password.ssm"]["id"]
+    assert set(keys) == {ssm_key, state["tokendrop_entra_blueprint_password.vault"]["id"]}
+    assert keys[ssm_key]["hint"] == delivered["client_secret"][:3] == state["tokendrop_entra_blueprint_password.ssm"][
+        "hint"]
+    assert keys[ssm_key]["displayName"].startswith("ssm [td:")  # the crash marker
+    triage = state["tokendrop_entra_agent_identity.triage"]["app_id"]
+    assert "access_token" in agent_token(entra, delivered, triage)
+    assert "access_token" in agent_token(entra, vault_value,
+                                         state["tokendrop_entra_agent_identity.billing"]["app_id"])
+    assert ws.plan_exitcode().returncode == 0, ws.results[-1]
+
+    # rotation: a new password as the sink's next version; the old key id is removed at Graph
+    ws.write(full(epoch="2"))
+    ws.apply()
+    rotated = ws.resources()["tokendrop_entra_blueprint_password.ssm"]
+    assert rotated["id"] != ssm_key
+    new_value, new_version = box.ssm_value("/agents/support/blueprint")
+    assert new_version == version + 1 and json.loads(new_value)["client_secret"] != delivered["client_secret"]
+    keys = {c["keyId"] for c in blueprints(entra)[0]["passwordCredentials"]}
+    assert ssm_key not in keys and rotated["id"] in keys
+    assert blueprint_token(entra, delivered).get("error") == "invalid_client"  # the old secret is dead
+
+    # drift: someone removes the Vault password at Graph; the plan makes a new one
+    vault_key = ws.resources()["tokendrop_entra_blueprint_password.vault"]["id"]
+    admin = {"client_id": entra.admin_client_id, "client_secret": entra.admin_secret,
+             "token_endpoint": entra.token_endpoint}
+    graph_token = blueprint_token(entra, admin, "https://graph.microsoft.com/.default")["access_token"]
+    removed = requests.post(f"{entra.graph_url}/applications/{blueprint['id']}/microsoft.graph.agentIdentityBlueprint/"
+                            "removePassword", json={"keyId": vault_key}, verify=entra.ca_path,
+                            headers={"Authorization": f"Bearer {graph_token}"}, timeout=10)
+    assert removed.status_code == 204
+    drift = ws.plan()
+    assert "1 to add, 0 to change, 0 to destroy" in drift.stdout
+    ws.apply()
+    assert ws.resources()["tokendrop_entra_blueprint_password.vault"]["id"] != vault_key
+    assert ws.plan_exitcode().returncode == 0, ws.results[-1]
+
+    ws.destroy()
+    assert blueprints(entra) == []
+    assert entra.world()["servicePrincipals"] == []
+    assert box.ssm_value("/agents/support/blueprint") is None
+    assert box.vault_value("agents/support") is None
+
+
+def test_a_missing_graph_permission_fails_the_plan_naming_it(box, make_workspace):
+    entra = box.entra
+    entra.roles.discard("AgentIdentityBlueprintPrincipal.Create")
+    ws = make_workspace(box.env)
+    ws.write(PROVIDER_HEADER + BLUEPRINT)
+    ws.init()
+    result = ws.plan(check=False)
+    assert result.returncode != 0
+    assert "AgentIdentityBlueprintPrincipal.Create" in said(result)
+    assert "Nothing was created" in said(result)
+    assert [r for r in entra.requests() if r["method"] != "GET" and "/v1.0/" in r["path"]] == []
+
+
+def test_a_refusal_after_the_blueprint_was_made_leaves_nothing_behind(box, make_workspace):
+    entra = box.entra
+    ws = make_workspace(box.env)
+    ws.write(PROVIDER_HEADER + BLUEPRINT)
+    ws.init()
+    entra.add_fault("agentIdentityBlueprintPrincipal$", method="POST", status=403, count=1)
+    result = ws.apply(check=False)
+    assert result.returncode != 0
+    assert "AgentIdentityBlueprintPrincipal.Create" in said(result)
+    assert "was deleted again: nothing was left behind" in said(result)
+    assert blueprints(entra) == []
+    assert ws.resources() == {}
+
+
+def test_a_second_federated_credential_with_the_same_subject_is_graphs_clear_error(box, make_workspace):
+    entra = box.entra
+    ws = make_workspace(box.env)
+    subject = "repo:acme/support:ref:refs/heads/main"
+    ws.write(PROVIDER_HEADER + BLUEPRINT + fic("one", subject) + fic("two", subject))
+    ws.init()
+    result = ws.apply(check=False)
+    assert result.returncode != 0
+    assert "same issuer and subject already exists" in said(result)
+    names = [k.split(".")[1] for k in ws.resources() if "federated" in k]
+    assert len(names) == 1  # one landed, the other was refused
+    # with the first one in place, a new configuration repeating it fails at plan
+    ws.write(PROVIDER_HEADER + BLUEPRINT + fic(names[0], subject) + fic("three", subject))
+    again = ws.plan(check=False)
+    assert again.returncode != 0 and "already trusts" in said(again)
+    ws.write(PROVIDER_HEADER + BLUEPRINT)
+    ws.apply()
+    ws.destroy()
+    assert blueprints(entra) == []
+
+
+def test_a_provider_killed_after_add_password_converges(box, make_workspace):
+    entra = box.entra
+    marker = uuid.uuid4().hex
+    ws = make_workspace({**box.env, "TOKENDROP_CRASH_TEST": marker})
+    ws.write(PROVIDER_HEADER + BLUEPRINT + password("ssm", SSM))
+    ws.init()
+    ws.apply("-target=tokendrop_entra_agent_blueprint.support")
+
+    def kill(_event: dict) -> None:
+        for pid in processes_with(marker, PROVIDER):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    entra.on_event_call("password.added", kill)
+    result = ws.apply(check=False)
+    assert result.returncode != 0, "the provider was killed"
+    assert "tokendrop_entra_blueprint_password.ssm" not in ws.resources()
+    (blueprint,) = blueprints(entra)
+    assert len(blueprint["passwordCredentials"]) == 1  # minted, never delivered: an orphan with our marker
+    assert box.ssm_value("/agents/support/blueprint") is None
+
+    ws.apply()
+    state = ws.resources()["tokendrop_entra_blueprint_password.ssm"]
+    (blueprint,) = blueprints(entra)
+    assert [c["keyId"] for c in blueprint["passwordCredentials"]] == [state["id"]], "the orphan was removed"
+    value, version = box.ssm_value("/agents/support/blueprint")
+    assert json.loads(value)["client_secret"][:3] == state["hint"] and version == state["sink_version"]
+    assert ws.plan_exitcode().returncode == 0, ws.results[-1]
+    ws.destroy()
+    assert blueprints(entra) == []

@@ -30,6 +30,13 @@ from __future__ import annotations
 from ._base import TokendropResource, TokenResource
 from .buildkite import BuildkiteCluster, BuildkiteClusterToken
 from .core import core_of
+from .entra import (
+    EntraAgentBlueprint,
+    EntraAgentIdentity,
+    EntraBlueprintFederatedCredential,
+    EntraBlueprintPassword,
+    Federated,
+)
 from .errors import CoreMismatchError, Problem, TokendropValidationError
 from .provider import TokendropProvider
 from .sinks import SecretsManagerSecret, Sink, SsmParameter, VaultSecret
@@ -46,6 +53,11 @@ __all__ = [
     "BuildkiteCluster",
     "BuildkiteClusterToken",
     "CoreMismatchError",
+    "EntraAgentBlueprint",
+    "EntraAgentIdentity",
+    "EntraBlueprintFederatedCredential",
+    "EntraBlueprintPassword",
+    "Federated",
     "Problem",
     "SecretsManagerSecret",
     "Sink",

@@ -30,6 +30,7 @@ import datetime
 import ipaddress
 import os
 import secrets
+import shutil
 import ssl
 import sys
 import tempfile
@@ -184,6 +185,10 @@ class EntraEmulator(Emulator):
                                         name="entra-emulator", daemon=True)
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self._dir, ignore_errors=True)  # the CA, the server key, the admin certificate
 
     @property
     def url(self) -> str:

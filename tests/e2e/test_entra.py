@@ -14,13 +14,19 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import msal
 import pytest
 import requests
 
-from fixtures.terraform import PROVIDER, PROVIDER_HEADER, processes_with
+from fixtures.terraform import PROVIDER, PROVIDER_HEADER, processes_with, scan
+from tokendrop_provider.issuers.entra import EntraClient
+from tokendrop_provider.markers import issuer_description, marker
+from tokendrop_provider.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -54,12 +60,13 @@ resource "tokendrop_entra_blueprint_federated_credential" "{label or name}" {{
 """
 
 
-def password(name: str, deliver_to: str, epoch: str = "1") -> str:
+def password(name: str, deliver_to: str, epoch: str = "1", valid_for: str = "30d") -> str:
     return f"""
 resource "tokendrop_entra_blueprint_password" "{name}" {{
   blueprint_id = tokendrop_entra_agent_blueprint.support.id
   description  = "{name}"
-  valid_for    = "30d"
+  valid_for    = "{valid_for}"
+  rotate_every = "7d"
   rotate_on    = {{ epoch = "{epoch}" }}
   deliver_to   = {deliver_to}
 }}
@@ -260,3 +267,40 @@ def test_a_provider_killed_after_add_password_converges(box, make_workspace):
     assert ws.plan_exitcode().returncode == 0, ws.results[-1]
     ws.destroy()
     assert blueprints(entra) == []
+
+
+def test_the_audit_flags_expiring_overdue_and_orphaned_passwords(box, make_workspace):
+    entra = box.entra
+    ws = make_workspace(box.env)
+    ws.write(PROVIDER_HEADER + BLUEPRINT + password("ssm", SSM, valid_for="3d"))
+    ws.init()
+    ws.apply()
+    state = ws.resources()["tokendrop_entra_blueprint_password.ssm"]
+    blueprint_id = state["blueprint_id"]
+    # a password minted for this sink by a run that died before delivering it
+    client = EntraClient(Settings.resolve({}, env=box.env).group("entra"))
+    orphan = client.mint(blueprint_id, issuer_description("ssm", marker("entra", blueprint_id, state["sink_address"])))
+    path = ws.directory / "terraform.tfstate"
+    raw = json.loads(path.read_text())
+    for resource in raw["resources"]:
+        if resource["type"] == "tokendrop_entra_blueprint_password":
+            resource["instances"][0]["attributes"]["created_at"] = "2020-01-01T00:00:00Z"  # rotate_every 7d: overdue
+    path.write_text(json.dumps(raw))
+
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH", "VIRTUAL_ENV")}
+    command = Path(sys.executable).with_name("tokendrop")
+    result = subprocess.run([str(command), "audit", "--state", str(path), "--json"], capture_output=True, text=True,
+                            env={**keep, **box.env}, timeout=120, check=False)
+    assert result.returncode == 1, result.stderr
+    document = json.loads(result.stdout)
+    rows = {row["address"]: row for row in document["tokens"] if row["address"]}
+    row = rows["tokendrop_entra_blueprint_password.ssm"]
+    assert row["issuer"] == "entra" and row["token_id"] == state["id"] and row["issuer_status"] == "live"
+    assert sorted(f["code"] for f in row["flags"]) == ["expiring", "rotation_overdue"]
+    assert row["sink"]["status"] == "delivered"
+    orphans = {row["token_id"]: row for row in document["tokens"] if row["address"] is None}
+    assert set(orphans) == {orphan.token.id}
+    assert orphans[orphan.token.id]["belongs_to"] == "tokendrop_entra_blueprint_password.ssm"
+    values = [m["value"] for m in entra.minted()]
+    assert scan(values, [("audit", result.stdout + result.stderr)]) == []
+    assert blueprints(entra)[0]["id"] == blueprint_id

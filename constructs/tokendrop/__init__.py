@@ -33,6 +33,7 @@ from .core import core_of
 from .entra import (
     EntraAgentBlueprint,
     EntraAgentIdentity,
+    EntraBlueprintCertificate,
     EntraBlueprintFederatedCredential,
     EntraBlueprintPassword,
     Federated,
@@ -55,6 +56,7 @@ __all__ = [
     "CoreMismatchError",
     "EntraAgentBlueprint",
     "EntraAgentIdentity",
+    "EntraBlueprintCertificate",
     "EntraBlueprintFederatedCredential",
     "EntraBlueprintPassword",
     "Federated",

@@ -113,6 +113,24 @@ class EntraBlueprintPassword(TokenResource):
                          **meta)
 
 
+class EntraBlueprintCertificate(TokenResource):
+    """A certificate credential of a blueprint: tokendrop makes the key pair and delivers the private key and
+    certificate (PEM) with `client_id`, `tenant_id` and `token_endpoint`. Prefer
+    `EntraAgentBlueprint.add_certificate`."""
+
+    schema = schema.ENTRA_BLUEPRINT_CERTIFICATE
+
+    def __init__(self, scope: Any, id: str, *, blueprint_id: str, deliver_to: SinkArgument,
+                 description: str | None = None, valid_for: Duration | None = None, rsa_bits: int | None = None,
+                 rotate_every: Duration | None = None, rotate_before_expiry: Duration | None = None,
+                 rotate_on: Mapping[str, str] | None = None, keep_previous_for: Duration | None = None,
+                 adopt_existing: bool | None = None, **meta: Any) -> None:
+        super().__init__(scope, id, blueprint_id=blueprint_id, deliver_to=deliver_to, description=description,
+                         valid_for=valid_for, rsa_bits=rsa_bits, rotate_every=rotate_every,
+                         rotate_before_expiry=rotate_before_expiry, rotate_on=rotate_on,
+                         keep_previous_for=keep_previous_for, adopt_existing=adopt_existing, **meta)
+
+
 class EntraAgentBlueprint(TokendropResource):
     """An agent identity blueprint and its blueprint principal."""
 
@@ -169,3 +187,15 @@ class EntraAgentBlueprint(TokendropResource):
                                       description=description, valid_for=valid_for, rotate_every=rotate_every,
                                       rotate_before_expiry=rotate_before_expiry, rotate_on=rotate_on,
                                       keep_previous_for=keep_previous_for, **meta)
+
+    def add_certificate(self, id: str, *, deliver_to: SinkArgument, description: str | None = None,
+                        valid_for: Duration | None = None, rsa_bits: int | None = None,
+                        rotate_every: Duration | None = None, rotate_before_expiry: Duration | None = None,
+                        rotate_on: Mapping[str, str] | None = None, keep_previous_for: Duration | None = None,
+                        **meta: Any) -> EntraBlueprintCertificate:
+        """A certificate of this blueprint whose private key and certificate go to `deliver_to`; rotation keeps
+        the previous certificate valid for `keep_previous_for`."""
+        return EntraBlueprintCertificate(self, id, blueprint_id=self.blueprint_id, deliver_to=deliver_to,
+                                         description=description, valid_for=valid_for, rsa_bits=rsa_bits,
+                                         rotate_every=rotate_every, rotate_before_expiry=rotate_before_expiry,
+                                         rotate_on=rotate_on, keep_previous_for=keep_previous_for, **meta)

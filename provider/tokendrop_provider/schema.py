@@ -890,9 +890,51 @@ ENTRA_BLUEPRINT_PASSWORD = ResourceSchema(
     in_state="the key id, hint, dates, sink address and version: never the secret, never a hash of it.",
 )
 
+def _rsa_bits(value: object) -> str | None:
+    return None if value in (2048, 3072, 4096) else "must be 2048, 3072 or 4096"
+
+
+ENTRA_BLUEPRINT_CERTIFICATE = ResourceSchema(
+    type_name="tokendrop_entra_blueprint_certificate",
+    description="A certificate credential of an agent identity blueprint: tokendrop makes an RSA key pair and a "
+    "self-signed certificate, adds the public certificate to the blueprint's `keyCredentials`, and delivers the "
+    "private key and the certificate (PEM, `private_key` + `certificate`) with `client_id`, `tenant_id` and "
+    "`token_endpoint`. The private key never reaches Terraform or disk. Rotation adds the new certificate "
+    "before the old one goes; `keep_previous_for` keeps the old one valid for an overlap.",
+    attributes=(
+        Attr("blueprint_id", STRING, "Object id of the blueprint (`tokendrop_entra_agent_blueprint.id`). Changing "
+             "it replaces the certificate.", required=True, on_change="replace", rules=(_ENTRA_ID,)),
+        Attr("description", STRING, "The key credential's display name (and the certificate's common name). "
+             "tokendrop appends a short marker naming the sink. Changing it rotates the certificate.",
+             optional=True, on_change="rotate", rules=(length(0, 200),)),
+        Attr("valid_for", STRING, "Validity of each certificate, e.g. `90d`. Changing it rotates the certificate.",
+             optional=True, computed=True, default="365d", on_change="rotate",
+             rules=(duration(minimum=timedelta(hours=1)),)),
+        Attr("rsa_bits", NUMBER, "RSA key size: 2048, 3072 or 4096 (msal signs client assertions with RSA). An "
+             "SSM Standard parameter (4 KB) holds a 2048-bit key with its certificate; larger keys need the "
+             "Advanced tier or Vault. Changing it rotates the certificate.", optional=True, computed=True,
+             default=2048, on_change="rotate", rules=(Rule(_rsa_bits, "2048, 3072 or 4096"),)),
+        ROTATE_BEFORE_EXPIRY,
+        DELIVER_TO,
+        *LIFECYCLE_ARGUMENTS,
+        *DELIVERY_STATE,
+        Attr("thumbprint", STRING, "SHA-1 thumbprint of the live certificate, as Graph shows it.", computed=True),
+    ),
+    checks=(DELIVER_TO_CHECK,),
+    import_id="`<blueprint object id>/<sink address>` or `<blueprint object id>/<key id>/<sink address>` (e.g. "
+    "`03ef14b0-ca33-4840-8f4f-d6e91916010e/6c0d9e3f-2b1a-4c5d-8e7f-9a0b1c2d3e4f/vault_kv:secret/agents/bp#token`); "
+    "the sink comes from the configuration.",
+    import_examples=("03ef14b0-ca33-4840-8f4f-d6e91916010e/6c0d9e3f-2b1a-4c5d-8e7f-9a0b1c2d3e4f/"
+                     "vault_kv:secret/agents/bp#token",),
+    secret_delivered="the private key and its certificate (PEM), with the blueprint's client id, the tenant id and "
+    "the token endpoint (`private_key`, `certificate`, `client_id`, `tenant_id`, `token_endpoint`)",
+    in_state="the key id, thumbprint, dates, sink address and version: never the private key.",
+)
+
 RESOURCES: dict[str, ResourceSchema] = {
     s.type_name: s for s in (TFE_AGENT_POOL, TFE_AGENT_TOKEN, BUILDKITE_CLUSTER, BUILDKITE_CLUSTER_TOKEN,
                              TOKENVAULT_AGENT, TOKENVAULT_AGENT_GRANT, TOKENVAULT_KEY,
                              TOKENVAULT_KEY_GRANT, VAULT_APPROLE_SECRET_ID, ENTRA_AGENT_BLUEPRINT,
-                             ENTRA_AGENT_IDENTITY, ENTRA_BLUEPRINT_FEDERATED_CREDENTIAL, ENTRA_BLUEPRINT_PASSWORD)
+                             ENTRA_AGENT_IDENTITY, ENTRA_BLUEPRINT_FEDERATED_CREDENTIAL, ENTRA_BLUEPRINT_PASSWORD,
+                             ENTRA_BLUEPRINT_CERTIFICATE)
 }

@@ -22,6 +22,7 @@ BLUEPRINT = schema.ENTRA_AGENT_BLUEPRINT.type_name
 IDENTITY = schema.ENTRA_AGENT_IDENTITY.type_name
 FIC = schema.ENTRA_BLUEPRINT_FEDERATED_CREDENTIAL.type_name
 PASSWORD = schema.ENTRA_BLUEPRINT_PASSWORD.type_name
+CERTIFICATE = schema.ENTRA_BLUEPRINT_CERTIFICATE.type_name
 
 
 def test_a_blueprint_with_identities_trust_and_passwords_synthesizes(core, stack, synth):
@@ -36,6 +37,8 @@ def test_a_blueprint_with_identities_trust_and_passwords_synthesizes(core, stack
     blueprint.add_password("ssm", deliver_to=SsmParameter("/agents/support/blueprint"), valid_for=timedelta(days=90),
                            rotate_before_expiry=timedelta(days=14))
     blueprint.add_password("vault", deliver_to=VaultSecret(path="agents/support"))
+    blueprint.add_certificate("cert", deliver_to=VaultSecret(path="agents/support/cert"), valid_for=timedelta(days=30),
+                              keep_previous_for=timedelta(hours=24))
 
     assert synth.one(stack, BLUEPRINT) == {"display_name": "support-agents", "sponsors": [SPONSOR]}
     identities = synth.resources(stack, IDENTITY)
@@ -55,6 +58,10 @@ def test_a_blueprint_with_identities_trust_and_passwords_synthesizes(core, stack
     assert {p["deliver_to"].popitem()[0] for p in passwords.values()} == {"ssm", "vault_kv"}
     assert {p["blueprint_id"] for p in passwords.values()} == {"${tokendrop_entra_agent_blueprint.support.id}"}
     assert any(p.get("valid_for") == "90d" for p in passwords.values())
+    assert synth.one(stack, CERTIFICATE) == {
+        "blueprint_id": "${tokendrop_entra_agent_blueprint.support.id}", "valid_for": "30d",
+        "keep_previous_for": "1d",
+        "deliver_to": {"vault_kv": {"path": "agents/support/cert", "mount": "secret", "field": "token"}}}
 
 
 @pytest.mark.parametrize(("make", "message"), [
@@ -64,6 +71,8 @@ def test_a_blueprint_with_identities_trust_and_passwords_synthesizes(core, stack
         federated=Federated("https://issuer.example.com", "sub", "n" * 121)), "name"),
     (lambda s: EntraAgentBlueprint(s, "bp", display_name="x", sponsors=[SPONSOR]).trust(
         federated=Federated("http://issuer.example.com", "sub", "plain-http")), "issuer"),
+    (lambda s: EntraAgentBlueprint(s, "bp", display_name="x", sponsors=[SPONSOR]).add_certificate(
+        "c", deliver_to=VaultSecret(path="a/b"), rsa_bits=1024), "rsa_bits"),
 ])
 def test_bad_input_is_refused_at_synth(core, stack, make, message):
     with pytest.raises(TokendropValidationError) as raised:

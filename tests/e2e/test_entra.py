@@ -304,3 +304,105 @@ def test_the_audit_flags_expiring_overdue_and_orphaned_passwords(box, make_works
     values = [m["value"] for m in entra.minted()]
     assert scan(values, [("audit", result.stdout + result.stderr)]) == []
     assert blueprints(entra)[0]["id"] == blueprint_id
+
+
+def certificate(name: str, deliver_to: str, epoch: str = "1", keep: str | None = None) -> str:
+    keep_line = f'  keep_previous_for = "{keep}"\n' if keep else ""
+    return f"""
+resource "tokendrop_entra_blueprint_certificate" "{name}" {{
+  blueprint_id = tokendrop_entra_agent_blueprint.support.id
+  description  = "{name}"
+  valid_for    = "30d"
+  rotate_on    = {{ epoch = "{epoch}" }}
+{keep_line}  deliver_to   = {deliver_to}
+}}
+"""
+
+
+def certificate_token(entra, delivered: dict, agent_app_id: str | None = None) -> dict:
+    """Sign in with a delivered certificate (msal: PS256 client assertion); with an agent, run the
+    fmi_path exchange for it."""
+    credential = {"private_key": delivered["private_key"], "public_certificate": delivered["certificate"]}
+    app = _msal(entra, delivered["client_id"], credential, delivered["token_endpoint"])
+    if agent_app_id is None:
+        return app.acquire_token_for_client(["https://graph.microsoft.com/.default"])
+    t1 = app.acquire_token_for_client(["api://AzureADTokenExchange/.default"], fmi_path=agent_app_id)
+    assert "access_token" in t1, t1.get("error_description")
+    agent = _msal(entra, agent_app_id, {"client_assertion": lambda: t1["access_token"]}, delivered["token_endpoint"])
+    return agent.acquire_token_for_client(["https://graph.microsoft.com/.default"])
+
+
+CERT_VAULT = '{ vault_kv = { path = "agents/support/certificate" } }'
+
+
+def test_a_certificate_signs_the_agent_in_and_rotates_with_an_overlap(box, make_workspace):
+    entra = box.entra
+    ws = make_workspace(box.env)
+    ws.write(PROVIDER_HEADER + BLUEPRINT + certificate("cert", CERT_VAULT, keep="1h") + identities("triage"))
+    ws.init()
+    ws.apply()
+    state = ws.resources()["tokendrop_entra_blueprint_certificate.cert"]
+    delivered, version = box.vault_value("agents/support/certificate")
+    assert set(delivered) == {"client_id", "tenant_id", "token_endpoint", "private_key", "certificate"}
+    assert delivered["private_key"].startswith("-----BEGIN PRIVATE KEY")
+    triage = ws.resources()["tokendrop_entra_agent_identity.triage"]["app_id"]
+    assert "access_token" in certificate_token(entra, delivered, triage)  # the agent's token, from the certificate
+    (blueprint,) = blueprints(entra)
+    assert [c["keyId"] for c in blueprint["keyCredentials"]] == [state["id"]]
+    assert state["thumbprint"] == blueprint["keyCredentials"][0]["customKeyIdentifier"]
+    assert ws.plan_exitcode().returncode == 0, ws.results[-1]
+
+    # rotation: the new certificate is delivered as the next version; the old one stays valid for the overlap
+    ws.write(PROVIDER_HEADER + BLUEPRINT + certificate("cert", CERT_VAULT, epoch="2", keep="1h") + identities("triage"))
+    ws.apply()
+    rotated = ws.resources()["tokendrop_entra_blueprint_certificate.cert"]
+    assert rotated["id"] != state["id"] and rotated["previous_token_id"] == state["id"]
+    new, new_version = box.vault_value("agents/support/certificate")
+    assert new_version == version + 1 and new["private_key"] != delivered["private_key"]
+    assert "access_token" in certificate_token(entra, new, triage)
+    assert "access_token" in certificate_token(entra, delivered)  # the overlap
+    # the overlap ends: the next apply removes the previous certificate
+    path = ws.directory / "terraform.tfstate"
+    raw = json.loads(path.read_text())
+    for resource in raw["resources"]:
+        if resource["type"] == "tokendrop_entra_blueprint_certificate":
+            resource["instances"][0]["attributes"]["previous_revoke_after"] = "2020-01-01T00:00:00Z"
+    raw["serial"] += 1
+    path.write_text(json.dumps(raw))
+    ended = ws.plan()
+    assert "will be revoked" in said(ended)
+    ws.apply()
+    assert [c["keyId"] for c in blueprints(entra)[0]["keyCredentials"]] == [rotated["id"]]
+    assert certificate_token(entra, delivered).get("error") == "invalid_client"
+    assert "access_token" in certificate_token(entra, new)
+
+    ws.destroy()
+    assert blueprints(entra) == []
+    assert box.vault_value("agents/support/certificate") is None
+
+
+def test_a_provider_killed_after_adding_a_certificate_converges(box, make_workspace):
+    entra = box.entra
+    marker_env = uuid.uuid4().hex
+    ws = make_workspace({**box.env, "TOKENDROP_CRASH_TEST": marker_env})
+    ws.write(PROVIDER_HEADER + BLUEPRINT + certificate("cert", CERT_VAULT))
+    ws.init()
+    ws.apply("-target=tokendrop_entra_agent_blueprint.support")
+
+    def kill(_event: dict) -> None:
+        for pid in processes_with(marker_env, PROVIDER):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    entra.on_event_call("keys.updated", kill)
+    assert ws.apply(check=False).returncode != 0, "the provider was killed"
+    assert len(blueprints(entra)[0]["keyCredentials"]) == 1  # added, never delivered
+    assert box.vault_value("agents/support/certificate") is None
+    ws.apply()
+    state = ws.resources()["tokendrop_entra_blueprint_certificate.cert"]
+    assert [c["keyId"] for c in blueprints(entra)[0]["keyCredentials"]] == [state["id"]], "the orphan was removed"
+    delivered, version = box.vault_value("agents/support/certificate")
+    assert version == state["sink_version"] and "access_token" in certificate_token(entra, delivered)
+    assert ws.plan_exitcode().returncode == 0, ws.results[-1]
+    ws.destroy()
+    assert blueprints(entra) == []

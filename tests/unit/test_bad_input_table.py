@@ -75,6 +75,7 @@ BASE = {
                                                        "issuer": "https://token.actions.githubusercontent.com",
                                                        "subject": "repo:acme/a:ref:refs/heads/main"},
     "tokendrop_entra_blueprint_password": {"blueprint_id": BLUEPRINT_ID, "deliver_to": SSM},
+    "tokendrop_entra_blueprint_certificate": {"blueprint_id": BLUEPRINT_ID, "deliver_to": VAULT},
 }
 
 # (resource, changes, the attribute the error must name)
@@ -178,6 +179,9 @@ CASES: list[tuple[str, dict, str]] = [
     ("tokendrop_entra_blueprint_federated_credential", {"blueprint_id": NO_BLUEPRINT}, "blueprint_id"),
     ("tokendrop_entra_blueprint_password", {"valid_for": "10m"}, "valid_for"),
     ("tokendrop_entra_blueprint_password", {"blueprint_id": NO_BLUEPRINT}, "blueprint_id"),
+    ("tokendrop_entra_blueprint_certificate", {"rsa_bits": 1024}, "rsa_bits"),
+    ("tokendrop_entra_blueprint_certificate", {"valid_for": "forever"}, "valid_for"),
+    ("tokendrop_entra_blueprint_certificate", {"blueprint_id": NO_BLUEPRINT}, "blueprint_id"),
 ]
 
 

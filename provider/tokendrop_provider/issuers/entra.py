@@ -52,6 +52,7 @@ ROLE_CREATE_BLUEPRINT = ("AgentIdentityBlueprint.Create", "AgentIdentityBlueprin
 ROLE_CREATE_PRINCIPAL = ("AgentIdentityBlueprintPrincipal.Create", "AgentIdentityBlueprintPrincipal.ReadWrite.All")
 ROLE_CREATE_AGENT = ("AgentIdentity.Create.All", "AgentIdentity.ReadWrite.All")
 ROLE_CREDENTIALS = ("AgentIdentityBlueprint.AddRemoveCreds.All", "AgentIdentityBlueprint.ReadWrite.All")
+ROLE_BRANDING = ("AgentIdentityBlueprint.UpdateBranding.All", "AgentIdentityBlueprint.ReadWrite.All")
 # Waits before re-reading an object this client just created, while Graph replicates it.
 CONSISTENCY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -227,6 +228,7 @@ class EntraClient(TokenIssuer):
         self._lock = threading.Lock()
         self._msal: Any = None
         self._created: set[str] = set()  # objects made by this process: their 404s may be replication lag
+        self._key_locks: dict[str, threading.Lock] = {}  # keyCredentials is replaced whole: one writer per blueprint
         self._session = HttpSession(self.graph_url, issuer="Microsoft Graph", auth=_GraphToken(self.access_token),
                                     cancel=self._cancel, verify=settings.ca_cert or True,
                                     error_mapper=lambda response, what: graph_error(response, what), **session)
@@ -334,8 +336,8 @@ class EntraClient(TokenIssuer):
             return None
 
     def rename_blueprint(self, object_id: str, display_name: str) -> None:
-        self._call("PATCH", f"/applications/{object_id}", f"rename blueprint {object_id}", ROLE_CREATE_BLUEPRINT,
-                   json_body={"displayName": display_name})
+        self._call("PATCH", f"/applications/{object_id}/{BLUEPRINT_TYPE}", f"rename blueprint {object_id}",
+                   ROLE_BRANDING, json_body={"displayName": display_name})
 
     def delete_blueprint(self, object_id: str) -> bool:
         try:
@@ -448,4 +450,114 @@ class EntraClient(TokenIssuer):
             if blueprint is None or all(p.id != token_id for p in blueprint.passwords):
                 return False
             raise
+        return True
+
+
+# --- certificates: keyCredentials of a blueprint ---------------------------------------------------
+
+
+def _certificate_token(scope: str, raw: Mapping[str, Any]) -> IssuedToken:
+    return IssuedToken(id=str(raw.get("keyId")), scope=scope, description=str(raw.get("displayName") or ""),
+                       created_at=_time(raw.get("startDateTime")), expires_at=_time(raw.get("endDateTime")),
+                       extra={"thumbprint": raw.get("customKeyIdentifier")})
+
+
+def new_certificate(common_name: str, valid_for: datetime.timedelta, rsa_bits: int) -> tuple[Secret, str, bytes]:
+    """A fresh RSA key and a self-signed certificate: (the key as PEM, wrapped at once; the certificate as
+    PEM; the certificate as DER). msal signs client assertions with PS256 or RS256, so the key is RSA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + valid_for).sign(key, hashes.SHA256()))
+    key_pem = Secret(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()).decode())
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode(), cert.public_bytes(
+        serialization.Encoding.DER)
+
+
+class EntraCertificates(TokenIssuer):
+    """A blueprint's certificates as tokens (kind `entra_certificate`: its own markers and listings,
+    apart from the passwords). The key pair is made here; the public certificate joins the blueprint's
+    `keyCredentials` through an update of the whole collection (Graph's addKey needs a proof signed by a
+    key tokendrop no longer holds); the private key exists only in memory and in the sink."""
+
+    kind = "entra_certificate"
+
+    def __init__(self, client: EntraClient) -> None:
+        self.client = client
+
+    def _lock(self, scope: str) -> threading.Lock:
+        with self.client._lock:
+            return self.client._key_locks.setdefault(scope, threading.Lock())
+
+    def _credentials(self, scope: str) -> list[dict[str, Any]]:
+        raw = self.client._read(f"/applications/{scope}", f"agent identity blueprint {scope}", scope)
+        return [dict(c) for c in raw.get("keyCredentials") or ()] if isinstance(raw, dict) else []
+
+    def _credentials_with_keys(self, scope: str) -> list[dict[str, Any]]:
+        raw = self.client._call("GET", f"/applications/{scope}", f"agent identity blueprint {scope}",
+                                params={"$select": "id,keyCredentials"}).json()
+        keep = ("keyId", "type", "usage", "key", "displayName", "startDateTime", "endDateTime", "customKeyIdentifier")
+        return [{k: c.get(k) for k in keep if c.get(k) is not None} for c in raw.get("keyCredentials") or ()]
+
+    def _replace(self, scope: str, credentials: list[dict[str, Any]]) -> None:
+        self.client._call("PATCH", f"/applications/{scope}/{BLUEPRINT_TYPE}",
+                          f"update the certificates of blueprint {scope}", ROLE_CREDENTIALS,
+                          json_body={"keyCredentials": credentials})
+
+    def mint(self, scope: str, description: str, **options: object) -> MintedToken:
+        import uuid
+
+        valid_for = options.get("valid_for")
+        lifetime = valid_for if isinstance(valid_for, datetime.timedelta) else datetime.timedelta(days=365)
+        bits = options.get("rsa_bits")
+        key_pem, cert_pem, der = new_certificate(description or "tokendrop", lifetime,
+                                                 bits if isinstance(bits, int) else 2048)
+        from cryptography import x509
+
+        cert = x509.load_der_x509_certificate(der)
+        credential = {"keyId": str(uuid.uuid4()), "type": "AsymmetricX509Cert", "usage": "Verify",
+                      "key": base64.b64encode(der).decode(), "displayName": description,
+                      "startDateTime": format_rfc3339(cert.not_valid_before_utc),
+                      "endDateTime": format_rfc3339(cert.not_valid_after_utc)}
+        with self._lock(scope):
+            # A definite refusal of this PATCH leaves the collection as it was; a lost answer may have
+            # stored it: the marker in displayName lets the next apply find the certificate.
+            self._replace(scope, [*self._credentials_with_keys(scope), credential])
+        from cryptography.hazmat.primitives import hashes
+
+        thumbprint = cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - the x5t thumbprint is SHA-1
+        token = _certificate_token(scope, {**credential, "customKeyIdentifier": thumbprint})
+        return MintedToken(token, Secret(key_pem.reveal() + cert_pem))
+
+    def lookup(self, scope: str, token_id: str) -> IssuedToken | None:
+        found = next((c for c in self.list_tokens(scope) if c.id == token_id), None)
+        expires = parse_rfc3339(found.expires_at) if found is not None else None
+        if found is None or (expires is not None and expires <= datetime.datetime.now(datetime.UTC)):
+            return None
+        return found
+
+    def list_tokens(self, scope: str) -> list[IssuedToken]:
+        try:
+            return [_certificate_token(scope, c) for c in self._credentials(scope)]
+        except IssuerNotFound:
+            raise IssuerNotFound(f"agent identity blueprint {scope} not found", "it was deleted") from None
+
+    def revoke(self, scope: str, token_id: str) -> bool:
+        with self._lock(scope):
+            try:
+                current = self._credentials_with_keys(scope)
+            except IssuerNotFound:
+                return False
+            kept = [c for c in current if c.get("keyId") != token_id]
+            if len(kept) == len(current):
+                return False
+            self._replace(scope, kept)
         return True

@@ -13,7 +13,7 @@ from ..settings import EntraSettings, Setting, SettingsGroup
 from .base import Issuer, missing_setting, text
 
 if TYPE_CHECKING:
-    from ..issuers.entra import EntraClient
+    from ..issuers.entra import EntraCertificates, EntraClient
     from ..resources.base import Resource
 
 TENANT = Setting("entra_tenant_id", "Microsoft Entra tenant id of the provider's app registration.",
@@ -96,6 +96,30 @@ ISSUER: Issuer[EntraClient] = Issuer(
         "tokendrop_entra_agent_identity": lambda _attrs: None,
         "tokendrop_entra_blueprint_federated_credential": lambda _attrs: None,
     },
+    list_tokens=lambda client, scope: client.list_tokens(scope),
+    libraries=("requests", "msal"),
+)
+
+
+def _certificates_client(settings: EntraSettings, cancel: threading.Event) -> EntraCertificates:
+    with IMPORT_LOCK:
+        from ..issuers.entra import EntraCertificates
+
+    return EntraCertificates(_client(settings, cancel))
+
+
+def _certificate_resources() -> tuple[Resource, ...]:
+    from ..resources.entra_blueprint_certificate import EntraBlueprintCertificate
+
+    return (EntraBlueprintCertificate(),)
+
+
+# A blueprint's certificates: their own issuer kind, so that their markers and listings stay apart from the
+# passwords' (as Token Vault's keys are apart from its agents).
+CERTIFICATES: Issuer[EntraCertificates] = Issuer(
+    name="entra_certificate", label="Microsoft Entra Agent ID certificates", scope_label="agent identity blueprint",
+    settings=SETTINGS, client=_certificates_client, check=check, resources=_certificate_resources,
+    token_scopes={"tokendrop_entra_blueprint_certificate": lambda attrs, _: text(attrs.get("blueprint_id"))},
     list_tokens=lambda client, scope: client.list_tokens(scope),
     libraries=("requests", "msal"),
 )

@@ -17,6 +17,7 @@ ISSUERS: list[Issuer[Any]] = [
     tokenvault.KEYS,
     vault_approle.ISSUER,
     entra.ISSUER,
+    entra.CERTIFICATES,
 ]
 
 

@@ -53,9 +53,10 @@ CREATE_BLUEPRINT = ("AgentIdentityBlueprint.Create", "AgentIdentityBlueprint.Rea
 CREATE_PRINCIPAL = ("AgentIdentityBlueprintPrincipal.Create", "AgentIdentityBlueprintPrincipal.ReadWrite.All")
 CREATE_AGENT = ("AgentIdentity.Create.All", "AgentIdentity.ReadWrite.All")
 CREDENTIALS = ("AgentIdentityBlueprint.AddRemoveCreds.All", "AgentIdentityBlueprint.ReadWrite.All")
+BRANDING = ("AgentIdentityBlueprint.UpdateBranding.All", "AgentIdentityBlueprint.ReadWrite.All")
 READ = ("Application.Read.All", "AgentIdentityBlueprint.ReadWrite.All", *CREATE_BLUEPRINT, *CREDENTIALS)
 PROVIDER_ROLES = frozenset({CREATE_BLUEPRINT[0], CREATE_PRINCIPAL[0], CREATE_AGENT[0], CREDENTIALS[0],
-                            "Application.Read.All"})
+                            BRANDING[0], "Application.Read.All"})
 MAX_FICS = 20
 
 
@@ -364,7 +365,7 @@ class EntraEmulator(Emulator):
         r("POST", "/{tenant}/oauth2/v2.0/token", self._token)
         r("POST", f"{GRAPH}/applications/microsoft.graph.agentIdentityBlueprint", self._create_blueprint)
         r("GET", f"{GRAPH}/applications/{{id}}", self._get_app)
-        r("PATCH", f"{GRAPH}/applications/{{id}}", self._patch_app)
+        r("PATCH", f"{GRAPH}/applications/{{id}}/microsoft.graph.agentIdentityBlueprint", self._patch_app)
         r("DELETE", f"{GRAPH}/applications/{{id}}", self._delete_app)
         r("POST", f"{GRAPH}/applications/{{id}}/microsoft.graph.agentIdentityBlueprint/addPassword", self._add_password)
         r("POST", f"{GRAPH}/applications/{{id}}/microsoft.graph.agentIdentityBlueprint/removePassword",
@@ -410,16 +411,46 @@ class EntraEmulator(Emulator):
     def _get_app(self, req: Request) -> Response:
         self._require(req, READ)
         with self.lock:
-            return Response.json(200, self._public(self._read(self.apps, req.params["id"], "application")))
+            public = self._public(self._read(self.apps, req.params["id"], "application"))
+            if "keyCredentials" not in (req.arg("$select") or ""):
+                for cred in public["keyCredentials"]:  # Graph returns `key` only when it is selected
+                    cred["key"] = None
+            return Response.json(200, public)
 
     def _patch_app(self, req: Request) -> Response:
-        self._require(req, CREATE_BLUEPRINT)
         body = self._body(req)
+        if "displayName" in body:
+            self._require(req, BRANDING)
+        if "keyCredentials" in body:
+            self._require(req, CREDENTIALS)
         with self.lock:
             app = self._app(req.params["id"])
+            creds = [self._key_credential_in(c) for c in body.get("keyCredentials") or ()] \
+                if "keyCredentials" in body else app["keyCredentials"]
+            if len({c["keyId"] for c in creds}) != len(creds):
+                raise self.graph_error(400, "keyCredentials holds the same keyId twice.")
+            app["keyCredentials"] = creds
+            if "keyCredentials" in body:
+                self.emit("keys.updated", app=app["id"], keyIds=[c["keyId"] for c in creds])
             if "displayName" in body:
                 app["displayName"] = str(body["displayName"])
             return Response.empty()
+
+    def _key_credential_in(self, raw: object) -> dict[str, Any]:
+        """One entry of a keyCredentials update: a public X.509 certificate (never a private key)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        if not isinstance(raw, dict) or raw.get("type") != "AsymmetricX509Cert" or raw.get("usage") != "Verify":
+            raise self.graph_error(400, "A key credential needs type AsymmetricX509Cert and usage Verify.")
+        try:
+            cert = x509.load_der_x509_certificate(base64.b64decode(str(raw.get("key"))))
+        except ValueError:
+            raise self.graph_error(400, "Key credential 'key' must be a base64 DER X.509 certificate.") from None
+        pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+        cred = _key_credential(pem, str(raw.get("displayName") or ""))
+        cred["keyId"] = str(raw.get("keyId") or cred["keyId"])
+        return cred
 
     def _delete_app(self, req: Request) -> Response:
         with self.lock:

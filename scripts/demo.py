@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -111,10 +112,12 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
     return "\n".join("    " + line for line in text[max(0, start):][:lines])
 
 
-def http_json(url: str, timeout: float = 10.0) -> Any:
-    if not url.startswith("http://127.0.0.1:"):
+def http_json(url: str, timeout: float = 10.0, cafile: str | None = None) -> Any:
+    if not url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
         raise DemoError(f"refusing to call {url}: the sandbox lives on 127.0.0.1 only")
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback only
+    # The Entra emulator serves https with the sandbox's own CA (msal refuses http).
+    context = ssl.create_default_context(cafile=cafile) if url.startswith("https:") else None
+    with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310 - loopback only
         return json.loads(response.read())
 
 
@@ -392,7 +395,8 @@ class Demo:
         """Every token any emulator ever minted, by id (the admin API, not part of the emulated APIs)."""
         out: dict[str, Minted] = {}
         for emulator in self.emulators():
-            for m in http_json(f"{emulator['url']}/_sandbox/minted")["minted"]:
+            ca = (emulator.get("env") or {}).get("TOKENDROP_ENTRA_CA_CERT")
+            for m in http_json(f"{emulator['url']}/_sandbox/minted", cafile=ca)["minted"]:
                 out[m["id"]] = Minted(m["id"], m["value"], bool(m["revoked"]), emulator["name"],
                                       str(m.get("scope") or ""), float(m.get("created_at") or 0))
         return out

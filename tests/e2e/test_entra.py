@@ -406,3 +406,40 @@ def test_a_provider_killed_after_adding_a_certificate_converges(box, make_worksp
     assert ws.plan_exitcode().returncode == 0, ws.results[-1]
     ws.destroy()
     assert blueprints(entra) == []
+
+
+def test_blueprints_identities_and_credentials_import_without_changes(box, make_workspace):
+    entra = box.entra
+    ws = make_workspace(box.env)
+    # rotate_on and valid_for are not readable from Graph: with them, an imported password rotates once
+    # (docs/lifecycle.md), so this one has neither.
+    minimal_password = ('resource "tokendrop_entra_blueprint_password" "ssm" {\n'
+                        "  blueprint_id = tokendrop_entra_agent_blueprint.support.id\n"
+                        '  description  = "ssm"\n'
+                        f"  deliver_to   = {SSM}\n}}\n")
+    config = (PROVIDER_HEADER + BLUEPRINT + fic("github-main", "repo:acme/support:ref:refs/heads/main")
+              + identities("triage") + minimal_password)
+    ws.write(config)
+    ws.init()
+    ws.apply()
+    state = ws.resources()
+    blueprint_id = state["tokendrop_entra_agent_blueprint.support"]["id"]
+    imports = {
+        "tokendrop_entra_agent_blueprint.support": blueprint_id,
+        "tokendrop_entra_agent_identity.triage": state["tokendrop_entra_agent_identity.triage"]["id"],
+        "tokendrop_entra_blueprint_federated_credential.github-main": f"{blueprint_id}/github-main",
+        "tokendrop_entra_blueprint_password.ssm": f"{blueprint_id}/ssm:/agents/support/blueprint",  # by the record
+    }
+    for address in imports:
+        ws.run("state", "rm", address)
+    blocks = "".join(f'import {{\n  to = {address}\n  id = "{id_}"\n}}\n' for address, id_ in imports.items())
+    ws.write(config + blocks)
+    plan = ws.plan()
+    assert "4 to import, 0 to add, 0 to change, 0 to destroy" in plan.stdout, plan.stdout
+    ws.apply()
+    key = "tokendrop_entra_blueprint_password.ssm"
+    assert ws.resources()[key]["id"] == state[key]["id"]  # adopted through the sink's record, not minted again
+    ws.write(config)
+    assert ws.plan_exitcode().returncode == 0, ws.results[-1]
+    ws.destroy()
+    assert blueprints(entra) == []

@@ -347,6 +347,14 @@ class EntraClient(TokenIssuer):
             return False
         return True
 
+    def sponsors(self, object_id: str, agent_identity: bool = False) -> list[str]:
+        """The sponsors of a blueprint or an agent identity, as `users/<id>` / `groups/<id>`."""
+        path = (f"/servicePrincipals/{object_id}/microsoft.graph.agentIdentity/sponsors" if agent_identity
+                else f"/applications/{object_id}/{BLUEPRINT_TYPE}/sponsors")
+        raw = self._read(path, f"sponsors of {object_id}", object_id)
+        kinds = {"#microsoft.graph.user": "users", "#microsoft.graph.group": "groups"}
+        return sorted(f"{kinds.get(str(s.get('@odata.type')), 'users')}/{s.get('id')}" for s in raw.get("value") or ())
+
     # -- service principals (blueprint principals, agent identities) ------------------------------
 
     def create_agent_identity(self, display_name: str, blueprint_app_id: str,

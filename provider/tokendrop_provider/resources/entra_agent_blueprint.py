@@ -82,11 +82,12 @@ class EntraAgentBlueprint(Resource):
     def import_state(self, ctx: Context, import_id: str) -> State:
         if not is_guid(import_id):
             raise ConfigError("Invalid import id", f"Expected the blueprint's object id (a GUID), got {import_id!r}.")
-        blueprint = self.client(ctx).get_blueprint(import_id)
+        client = self.client(ctx)
+        blueprint = client.get_blueprint(import_id)
         if blueprint is None:
             raise ConfigError("Cannot import", f"No agent identity blueprint {import_id} is visible to the provider.")
         return {"id": blueprint.id, "display_name": blueprint.display_name, "app_id": blueprint.app_id,
-                "sponsors": None, "owners": None, "principal_id": None}
+                "sponsors": client.sponsors(blueprint.id), "owners": None, "principal_id": None}
 
 
 def is_guid(value: str) -> bool:

@@ -51,8 +51,9 @@ class EntraAgentIdentity(Resource):
     def import_state(self, ctx: Context, import_id: str) -> State:
         if not is_guid(import_id):
             raise ConfigError("Invalid import id", f"Expected the agent identity's object id, got {import_id!r}.")
-        agent = self.client(ctx).get_service_principal(import_id)
+        client = self.client(ctx)
+        agent = client.get_service_principal(import_id)
         if agent is None or agent.blueprint_app_id is None:
             raise ConfigError("Cannot import", f"No agent identity {import_id} is visible to the provider.")
         return {"id": agent.id, "app_id": agent.app_id, "display_name": agent.display_name,
-                "blueprint_app_id": agent.blueprint_app_id, "sponsors": None}
+                "blueprint_app_id": agent.blueprint_app_id, "sponsors": client.sponsors(agent.id, agent_identity=True)}

@@ -338,8 +338,17 @@ class EntraEmulator(Emulator):
             tail = str(bind).rstrip("/").rsplit("/", 2)
             if len(tail) < 3 or tail[-2] not in ("users", "groups"):
                 raise self.graph_error(400, f"Invalid sponsor reference {bind!r}: users or groups only.")
-            ids.append(tail[-1])
+            ids.append(f"{tail[-2]}/{tail[-1]}")
         return ids
+
+    def _list_sponsors(self, req: Request) -> Response:
+        self._require(req, READ + CREATE_AGENT)
+        with self.lock:
+            table = self.apps if req.params["kind"] == "applications" else self.principals
+            obj = self._read(table, req.params["id"], req.params["kind"])
+            return Response.json(200, {"value": [
+                {"@odata.type": "#microsoft.graph.user" if s.startswith("users/") else "#microsoft.graph.group",
+                 "id": s.split("/", 1)[1]} for s in obj.get("_sponsors", ())]})
 
     @staticmethod
     def _body(req: Request) -> dict[str, Any]:
@@ -379,6 +388,8 @@ class EntraEmulator(Emulator):
         r("GET", f"{GRAPH}/servicePrincipals/{{id}}", self._get_sp)
         r("PATCH", f"{GRAPH}/servicePrincipals/{{id}}", self._patch_sp)
         r("DELETE", f"{GRAPH}/servicePrincipals/{{id}}", self._delete_sp)
+        r("GET", f"^{GRAPH}/(?P<kind>applications|servicePrincipals)/(?P<id>[^/]+)/microsoft\\.graph\\."
+                 "(agentIdentityBlueprint|agentIdentity)/sponsors$", self._list_sponsors)
         self.admin_route("GET", "/_sandbox/world", lambda req: Response.json(200, self.world()))
 
     def _openid_configuration(self, req: Request) -> Response:

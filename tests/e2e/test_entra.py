@@ -379,6 +379,8 @@ def test_a_certificate_signs_the_agent_in_and_rotates_with_an_overlap(box, make_
     ws.destroy()
     assert blueprints(entra) == []
     assert box.vault_value("agents/support/certificate") is None
+    # the emulator never sees a private key, so the fixture's canaries do not hold them: scan for them here
+    assert scan([delivered["private_key"], new["private_key"]], ws.artifacts()) == []
 
 
 def test_a_provider_killed_after_adding_a_certificate_converges(box, make_workspace):
@@ -406,6 +408,7 @@ def test_a_provider_killed_after_adding_a_certificate_converges(box, make_worksp
     assert ws.plan_exitcode().returncode == 0, ws.results[-1]
     ws.destroy()
     assert blueprints(entra) == []
+    assert scan([delivered["private_key"]], ws.artifacts()) == []  # not among the emulator's canaries
 
 
 def test_blueprints_identities_and_credentials_import_without_changes(box, make_workspace):

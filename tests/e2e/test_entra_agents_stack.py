@@ -58,6 +58,7 @@ def test_the_entra_agents_stack_deploys_and_the_example_agent_signs_in(box, make
     assert outputs["certificate_sink_address"] == "vault_kv:secret/agents/support/certificate#token"
     assert outputs["password_sink_address"] == "ssm:/agents/support/blueprint-password"
 
+    private_key = box.vault_value("agents/support/certificate")[0]["private_key"]  # the emulator never sees it
     runs = []
     for agent, source in (("triage", ("--vault-path", "agents/support/certificate")),
                           ("billing", ("--ssm-name", "/agents/support/blueprint-password"))):
@@ -76,5 +77,6 @@ def test_the_entra_agents_stack_deploys_and_the_example_agent_signs_in(box, make
     assert entra.world()["servicePrincipals"] == []
     assert box.vault_value("agents/support/certificate") is None
     assert box.ssm_value("/agents/support/blueprint-password") is None
-    delivered = [m["value"] for m in entra.minted()]
+    delivered = [m["value"] for m in entra.minted()] + [private_key]
+    assert scan([private_key], ws.artifacts()) == []
     assert scan(delivered, [(f"agent {i}", r.stdout + r.stderr) for i, r in enumerate(runs)]) == []

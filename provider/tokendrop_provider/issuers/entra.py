@@ -305,8 +305,10 @@ class EntraClient(TokenIssuer):
             try:
                 created = self._call("POST", path, what, roles, json_body=dict(body), expect=(200, 201)).json()
                 break
-            except (IssuerValidationError, IssuerNotFound):
-                if attempt == len(delays) or cancellable_sleep(delays[attempt], self._cancel):
+            except (IssuerValidationError, IssuerNotFound) as refused:
+                # 400/404: an object the body names is not replicated yet; a 409 will not change.
+                if refused.status not in (400, 404) or attempt == len(delays) \
+                        or cancellable_sleep(delays[attempt], self._cancel):
                     raise
         with self._lock:
             self._created.update(str(created[k]) for k in ("id", "appId") if created.get(k))

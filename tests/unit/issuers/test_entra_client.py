@@ -4,6 +4,8 @@ lag and a lost POST answer."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tokendrop_provider.errors import IssuerAuthError, IssuerError, IssuerValidationError
@@ -155,3 +157,27 @@ def test_plain_http_to_a_remote_graph_is_refused(fresh_entra_emulator):
     with pytest.raises(ConfigError) as raised:
         client(fresh_entra_emulator, graph_url="http://graph.example.com/v1.0")
     assert raised.value.attribute == ("entra_graph_url",)
+
+
+def test_a_pkcs12_certificate_with_a_password_signs_in(fresh_entra_emulator, tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    entra = fresh_entra_emulator
+    raw = Path(entra.admin_cert_path).read_bytes()
+    key = serialization.load_pem_private_key(raw, None)
+    cert = x509.load_pem_x509_certificate(raw[raw.index(b"-----BEGIN CERTIFICATE"):])
+    pfx = tmp_path / "admin.pfx"
+    pfx.write_bytes(pkcs12.serialize_key_and_certificates(
+        b"admin", key, cert, None, serialization.BestAvailableEncryption(b"pfx-password")))  # type: ignore[arg-type]
+    c = client(entra, client_secret=None, client_certificate_path=str(pfx),
+               client_certificate_password=Secret("pfx-password"))
+    assert c.create_blueprint("by-pfx", SPONSORS).app_id
+    wrong = client(entra, client_secret=None, client_certificate_path=str(pfx),
+                   client_certificate_password=Secret("not-the-password"))
+    from tokendrop_provider.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        wrong.create_blueprint("nope", SPONSORS)
+    assert raised.value.attribute == ("entra_client_certificate_path",)

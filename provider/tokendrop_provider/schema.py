@@ -773,7 +773,8 @@ def _sponsor_groups(value: object) -> str | None:
 _SPONSORS = (length(1, 100), each(Rule(_sponsor, "`users/<object id>` or `groups/<object id>`")),
              Rule(_sponsor_groups, "at most 5 groups"))
 _SPONSORS_DOC = ("Sponsors: users or groups accountable for it, as `users/<object id>` or `groups/<object id>` "
-                 "(1 to 100, at most 5 groups). Graph requires at least one. Changing them replaces it.")
+                 "(1 to 100, at most 5 groups). Graph requires at least one. Updated in place (new ones are added "
+                 "before old ones are removed), which needs the Graph permission Application.ReadWrite.All.")
 _DISPLAY_NAME = (length(1, 256),)
 
 ENTRA_AGENT_BLUEPRINT = ResourceSchema(
@@ -784,7 +785,7 @@ ENTRA_AGENT_BLUEPRINT = ResourceSchema(
     attributes=(
         Attr("id", STRING, "Object id of the blueprint.", computed=True),
         Attr("display_name", STRING, "Display name. Updated in place.", required=True, rules=_DISPLAY_NAME),
-        Attr("sponsors", SetOf(STRING), _SPONSORS_DOC, required=True, on_change="replace", rules=_SPONSORS),
+        Attr("sponsors", SetOf(STRING), _SPONSORS_DOC, required=True, rules=_SPONSORS),
         Attr("owners", SetOf(STRING), "Owners besides the provider's app (which Graph makes owner), as "
              "`users/<object id>` or `servicePrincipals/<object id>`. Changing them replaces the blueprint.",
              optional=True, on_change="replace",
@@ -810,7 +811,7 @@ ENTRA_AGENT_IDENTITY = ResourceSchema(
         Attr("blueprint_app_id", STRING, "App id of the blueprint (`tokendrop_entra_agent_blueprint.app_id`).",
              required=True, on_change="replace", rules=(_ENTRA_ID,)),
         Attr("display_name", STRING, "Display name. Updated in place.", required=True, rules=_DISPLAY_NAME),
-        Attr("sponsors", SetOf(STRING), _SPONSORS_DOC, required=True, on_change="replace", rules=_SPONSORS),
+        Attr("sponsors", SetOf(STRING), _SPONSORS_DOC, required=True, rules=_SPONSORS),
         Attr("app_id", STRING, "Client id of the agent identity: the `fmi_path` of the blueprint's token request "
              "and the `client_id` of the agent's own.", computed=True),
     ),

@@ -446,3 +446,41 @@ def test_blueprints_identities_and_credentials_import_without_changes(box, make_
     assert ws.plan_exitcode().returncode == 0, ws.results[-1]
     ws.destroy()
     assert blueprints(entra) == []
+
+
+def test_sponsors_and_names_change_in_place(box, make_workspace):
+    entra = box.entra
+    other = "groups/47309f33-e0ff-4be6-8efe-28b504c8cd2e"
+    ws = make_workspace(box.env)
+    ws.write(PROVIDER_HEADER + BLUEPRINT + identities("triage"))
+    ws.init()
+    ws.apply()
+    before = ws.resources()
+    both = f'["{SPONSOR}", "{other}"]'
+    renamed = BLUEPRINT.replace(f'["{SPONSOR}"]', f'["{other}"]').replace('"support-agents"', '"support-agents-v2"')
+    changed = PROVIDER_HEADER + renamed + identities("triage").replace(f'["{SPONSOR}"]', both)
+    ws.write(changed)
+    plan = ws.plan()
+    assert "0 to add, 2 to change, 0 to destroy" in plan.stdout
+    ws.apply()
+    after = ws.resources()
+    address = "tokendrop_entra_agent_blueprint.support"
+    assert after[address]["id"] == before[address]["id"]  # not replaced
+    (blueprint,) = blueprints(entra)
+    assert blueprint["displayName"] == "support-agents-v2"
+    client = EntraClient(Settings.resolve({}, env=box.env).group("entra"))
+    assert client.sponsors(blueprint["id"]) == [other]
+    agent = after["tokendrop_entra_agent_identity.triage"]["id"]
+    assert client.sponsors(agent, agent_identity=True) == sorted([SPONSOR, other])
+    assert ws.plan_exitcode().returncode == 0, ws.results[-1]
+
+    # without Application.ReadWrite.All, a sponsor change fails the plan naming the attribute and the role
+    entra.roles.discard("Application.ReadWrite.All")
+    ws.write(PROVIDER_HEADER + renamed + identities("triage").replace(f'["{SPONSOR}"]', f'["{other}"]'))
+    refused = ws.plan(check=False)
+    assert refused.returncode != 0 and "Application.ReadWrite.All" in said(refused)
+    assert client.sponsors(agent, agent_identity=True) == sorted([SPONSOR, other])  # nothing was changed
+    # terraform destroy plans the configuration first: the configuration the permissions allow
+    ws.write(changed)
+    ws.destroy()
+    assert blueprints(entra) == []

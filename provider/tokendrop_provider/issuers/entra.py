@@ -21,6 +21,7 @@ As an issuer (`TokenIssuer`), a scope is a blueprint's object id and a token is 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import json
 import threading
@@ -53,6 +54,7 @@ ROLE_CREATE_PRINCIPAL = ("AgentIdentityBlueprintPrincipal.Create", "AgentIdentit
 ROLE_CREATE_AGENT = ("AgentIdentity.Create.All", "AgentIdentity.ReadWrite.All")
 ROLE_CREDENTIALS = ("AgentIdentityBlueprint.AddRemoveCreds.All", "AgentIdentityBlueprint.ReadWrite.All")
 ROLE_BRANDING = ("AgentIdentityBlueprint.UpdateBranding.All", "AgentIdentityBlueprint.ReadWrite.All")
+ROLE_SPONSORS = ("Application.ReadWrite.All",)
 # Waits before re-reading an object this client just created, while Graph replicates it.
 CONSISTENCY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -351,11 +353,27 @@ class EntraClient(TokenIssuer):
 
     def sponsors(self, object_id: str, agent_identity: bool = False) -> list[str]:
         """The sponsors of a blueprint or an agent identity, as `users/<id>` / `groups/<id>`."""
-        path = (f"/servicePrincipals/{object_id}/microsoft.graph.agentIdentity/sponsors" if agent_identity
-                else f"/applications/{object_id}/{BLUEPRINT_TYPE}/sponsors")
-        raw = self._read(path, f"sponsors of {object_id}", object_id)
+        raw = self._read(self._sponsors_path(object_id, agent_identity), f"sponsors of {object_id}", object_id)
         kinds = {"#microsoft.graph.user": "users", "#microsoft.graph.group": "groups"}
         return sorted(f"{kinds.get(str(s.get('@odata.type')), 'users')}/{s.get('id')}" for s in raw.get("value") or ())
+
+    def _sponsors_path(self, object_id: str, agent_identity: bool) -> str:
+        return (f"/servicePrincipals/{object_id}/microsoft.graph.agentIdentity/sponsors" if agent_identity
+                else f"/applications/{object_id}/{BLUEPRINT_TYPE}/sponsors")
+
+    def add_sponsor(self, object_id: str, sponsor: str, agent_identity: bool = False) -> None:
+        """`sponsor` is `users/<id>` or `groups/<id>`. Adding one that is already there is a no-op."""
+        try:
+            self._call("POST", f"{self._sponsors_path(object_id, agent_identity)}/$ref", f"add sponsor {sponsor}",
+                       ROLE_SPONSORS, json_body={"@odata.id": f"{self.graph_url}/{sponsor}"}, idempotent=True)
+        except IssuerValidationError:
+            if sponsor not in self.sponsors(object_id, agent_identity):
+                raise
+
+    def remove_sponsor(self, object_id: str, sponsor: str, agent_identity: bool = False) -> None:
+        with contextlib.suppress(IssuerNotFound):  # already gone
+            self._call("DELETE", f"{self._sponsors_path(object_id, agent_identity)}/{sponsor.split('/', 1)[1]}/$ref",
+                       f"remove sponsor {sponsor}", ROLE_SPONSORS)
 
     # -- service principals (blueprint principals, agent identities) ------------------------------
 

@@ -20,6 +20,24 @@ if TYPE_CHECKING:
     from ..issuers.entra import EntraClient
 
 
+def update_sponsors(client: EntraClient, object_id: str, prior: object, planned: object,
+                    agent_identity: bool = False) -> None:
+    """Add the new sponsors, then remove the old ones: Graph keeps at least one at all times."""
+    before, after = set(prior or ()), set(planned or ())  # type: ignore[call-overload]
+    for sponsor in sorted(after - before):
+        client.add_sponsor(object_id, sponsor, agent_identity)
+    for sponsor in sorted(before - after):
+        client.remove_sponsor(object_id, sponsor, agent_identity)
+
+
+def check_sponsor_change(ctx: Context, prior: State | None, planned: State) -> None:
+    """A sponsor change needs Application.ReadWrite.All (Graph's sponsors collection): checked at plan."""
+    from ..issuers.entra import ROLE_SPONSORS
+
+    if prior is not None and set(prior.get("sponsors") or ()) != set(planned.get("sponsors") or ()):  # type: ignore[call-overload]
+        check_roles(ctx, ROLE_SPONSORS, attribute="sponsors")
+
+
 def check_roles(ctx: Context, *needed: tuple[str, ...], attribute: str) -> None:
     """Fail the plan when the provider's access token holds none of the permissions of a call."""
     ctx.clients.check(ENTRA)
@@ -44,6 +62,7 @@ class EntraAgentBlueprint(Resource):
         ctx.clients.check(ENTRA)
         if prior is None:
             check_roles(ctx, ROLE_CREATE_BLUEPRINT, ROLE_CREATE_PRINCIPAL, attribute="display_name")
+        check_sponsor_change(ctx, prior, planned)
 
     def create(self, ctx: Context, planned: State) -> State:
         client = self.client(ctx)
@@ -69,8 +88,10 @@ class EntraAgentBlueprint(Resource):
         return {**state, "display_name": blueprint.display_name, "app_id": blueprint.app_id}
 
     def update(self, ctx: Context, prior: State, planned: State) -> State:
+        client = self.client(ctx)
         if planned.get("display_name") != prior.get("display_name"):
-            self.client(ctx).rename_blueprint(str(prior["id"]), str(planned["display_name"]))
+            client.rename_blueprint(str(prior["id"]), str(planned["display_name"]))
+        update_sponsors(client, str(prior["id"]), prior.get("sponsors"), planned.get("sponsors"))
         return dict(planned)
 
     def delete(self, ctx: Context, prior: State) -> None:

@@ -9,7 +9,7 @@ from .. import schema
 from ..errors import ConfigError
 from ..registry.entra import ISSUER as ENTRA
 from .base import Context, Resource, State
-from .entra_agent_blueprint import check_roles, is_guid
+from .entra_agent_blueprint import check_roles, check_sponsor_change, is_guid, update_sponsors
 
 if TYPE_CHECKING:
     from ..issuers.entra import EntraClient
@@ -27,6 +27,7 @@ class EntraAgentIdentity(Resource):
         ctx.clients.check(ENTRA)
         if prior is None:
             check_roles(ctx, ROLE_CREATE_AGENT, attribute="blueprint_app_id")
+        check_sponsor_change(ctx, prior, planned)
 
     def create(self, ctx: Context, planned: State) -> State:
         agent = self.client(ctx).create_agent_identity(str(planned["display_name"]), str(planned["blueprint_app_id"]),
@@ -41,8 +42,10 @@ class EntraAgentIdentity(Resource):
                 "blueprint_app_id": agent.blueprint_app_id or state.get("blueprint_app_id")}
 
     def update(self, ctx: Context, prior: State, planned: State) -> State:
+        client = self.client(ctx)
         if planned.get("display_name") != prior.get("display_name"):
-            self.client(ctx).rename_service_principal(str(prior["id"]), str(planned["display_name"]))
+            client.rename_service_principal(str(prior["id"]), str(planned["display_name"]))
+        update_sponsors(client, str(prior["id"]), prior.get("sponsors"), planned.get("sponsors"), agent_identity=True)
         return dict(planned)
 
     def delete(self, ctx: Context, prior: State) -> None:

@@ -55,8 +55,9 @@ CREATE_AGENT = ("AgentIdentity.Create.All", "AgentIdentity.ReadWrite.All")
 CREDENTIALS = ("AgentIdentityBlueprint.AddRemoveCreds.All", "AgentIdentityBlueprint.ReadWrite.All")
 BRANDING = ("AgentIdentityBlueprint.UpdateBranding.All", "AgentIdentityBlueprint.ReadWrite.All")
 READ = ("Application.Read.All", "AgentIdentityBlueprint.ReadWrite.All", *CREATE_BLUEPRINT, *CREDENTIALS)
+SPONSORS = ("Application.ReadWrite.All",)  # documented for the sponsors collection of both types
 PROVIDER_ROLES = frozenset({CREATE_BLUEPRINT[0], CREATE_PRINCIPAL[0], CREATE_AGENT[0], CREDENTIALS[0],
-                            BRANDING[0], "Application.Read.All"})
+                            BRANDING[0], SPONSORS[0], "Application.Read.All"})
 MAX_FICS = 20
 
 
@@ -341,6 +342,38 @@ class EntraEmulator(Emulator):
             ids.append(f"{tail[-2]}/{tail[-1]}")
         return ids
 
+    def _sponsor_owner(self, req: Request) -> dict[str, Any]:
+        table = self.apps if req.params["kind"] == "applications" else self.principals
+        obj = table.get(req.params["id"])
+        if obj is None:
+            raise self.graph_error(404, f"Resource '{req.params['id']}' does not exist.")
+        return obj
+
+    def _add_sponsor(self, req: Request) -> Response:
+        self._require(req, SPONSORS)
+        body = self._body(req)
+        (sponsor,) = self._sponsors({"sponsors@odata.bind": [body.get("@odata.id")]})
+        with self.lock:
+            obj = self._sponsor_owner(req)
+            if sponsor in obj["_sponsors"]:
+                raise self.graph_error(400, "One or more added object references already exist.")
+            if len(obj["_sponsors"]) >= 100:
+                raise self.graph_error(400, "At most 100 sponsors are allowed.")
+            obj["_sponsors"].append(sponsor)
+            return Response.empty()
+
+    def _remove_sponsor(self, req: Request) -> Response:
+        self._require(req, SPONSORS)
+        with self.lock:
+            obj = self._sponsor_owner(req)
+            kept = [s for s in obj["_sponsors"] if s.split("/", 1)[1] != req.params["sponsor"]]
+            if len(kept) == len(obj["_sponsors"]):
+                raise self.graph_error(404, f"Sponsor '{req.params['sponsor']}' does not exist.")
+            if not kept:
+                raise self.graph_error(400, "The last sponsor cannot be removed: add another one first.")
+            obj["_sponsors"] = kept
+            return Response.empty()
+
     def _list_sponsors(self, req: Request) -> Response:
         self._require(req, READ + CREATE_AGENT)
         with self.lock:
@@ -388,8 +421,11 @@ class EntraEmulator(Emulator):
         r("GET", f"{GRAPH}/servicePrincipals/{{id}}", self._get_sp)
         r("PATCH", f"{GRAPH}/servicePrincipals/{{id}}", self._patch_sp)
         r("DELETE", f"{GRAPH}/servicePrincipals/{{id}}", self._delete_sp)
-        r("GET", f"^{GRAPH}/(?P<kind>applications|servicePrincipals)/(?P<id>[^/]+)/microsoft\\.graph\\."
-                 "(agentIdentityBlueprint|agentIdentity)/sponsors$", self._list_sponsors)
+        sponsors = (f"^{GRAPH}/(?P<kind>applications|servicePrincipals)/(?P<id>[^/]+)/microsoft\\.graph\\."
+                    "(agentIdentityBlueprint|agentIdentity)/sponsors")
+        r("GET", sponsors + "$", self._list_sponsors)
+        r("POST", sponsors + "/\\$ref$", self._add_sponsor)
+        r("DELETE", sponsors + "/(?P<sponsor>[^/]+)/\\$ref$", self._remove_sponsor)
         self.admin_route("GET", "/_sandbox/world", lambda req: Response.json(200, self.world()))
 
     def _openid_configuration(self, req: Request) -> Response:

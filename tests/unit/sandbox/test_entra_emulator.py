@@ -3,6 +3,8 @@ delivered password, the refusals a real tenant gives, secretText shown once, Gra
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msal
 import pytest
 import requests
@@ -115,3 +117,42 @@ def test_a_fresh_object_answers_404_to_its_first_reads_when_switched_on(fresh_en
     first = g.get(f"{entra.graph_url}/applications/{blueprint['id']}")
     assert first.status_code == 404 and first.json()["error"]["code"] == "Request_ResourceNotFound"
     assert g.get(f"{entra.graph_url}/applications/{blueprint['id']}").status_code == 200
+
+
+def test_key_credentials_are_updated_whole_and_only_certificates_are_taken(fresh_entra_emulator, tmp_path):
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from tokendrop_provider.sandbox.entra import make_certificate
+
+    entra = fresh_entra_emulator
+    g = graph(entra)
+    blueprint = g.post(f"{entra.graph_url}/applications/microsoft.graph.agentIdentityBlueprint",
+                       json={"displayName": "bp", "sponsors@odata.bind": BIND}).json()
+    url = f"{entra.graph_url}/applications/{blueprint['id']}/microsoft.graph.agentIdentityBlueprint"
+    path, pem = make_certificate("bp-cert", str(tmp_path))
+    der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
+    entry = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(der).decode(),
+             "displayName": "one"}
+    assert g.patch(url, json={"keyCredentials": [entry]}).status_code == 204
+    plain = g.get(f"{entra.graph_url}/applications/{blueprint['id']}").json()["keyCredentials"]
+    selected = g.get(f"{entra.graph_url}/applications/{blueprint['id']}",
+                     params={"$select": "id,keyCredentials"}).json()["keyCredentials"]
+    assert plain[0]["key"] is None and selected[0]["key"] == entry["key"]  # `key` only when selected
+    # the registered certificate signs the blueprint in (msal: PS256 assertion, x5t#S256)
+    key_and_cert = Path(path).read_text()  # the file make_certificate wrote
+    signed_in = app(entra, blueprint["appId"], {"private_key": key_and_cert, "public_certificate": pem})
+    assert "access_token" in signed_in.acquire_token_for_client(["https://graph.microsoft.com/.default"])
+
+    private = key_and_cert[:key_and_cert.index("-----BEGIN CERTIFICATE")]
+    refused = g.patch(url, json={"keyCredentials": [{**entry, "key": base64.b64encode(private.encode()).decode()}]})
+    assert refused.status_code == 400 and "X.509 certificate" in refused.json()["error"]["message"]
+    assert g.patch(url, json={"keyCredentials": [{**entry, "usage": "Sign"}]}).status_code == 400
+    assert g.patch(url, json={"keyCredentials": []}).status_code == 204  # the whole collection, emptied
+    assert g.get(f"{entra.graph_url}/applications/{blueprint['id']}").json()["keyCredentials"] == []
+
+    entra.roles.discard("AgentIdentityBlueprint.UpdateBranding.All")
+    renamed = graph(entra).patch(url, json={"displayName": "other"})
+    assert renamed.status_code == 403 and "UpdateBranding" in renamed.json()["error"]["message"]

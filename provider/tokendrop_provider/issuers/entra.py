@@ -248,8 +248,11 @@ class EntraClient(TokenIssuer):
                 import requests
 
                 http = requests.Session()
-                http.trust_env = False  # no .netrc or environment proxies; the CA is the setting's
-                http.verify = self.settings.ca_cert or True
+                if self.settings.ca_cert:
+                    # requests lets REQUESTS_CA_BUNDLE override a session's CA unless the environment is
+                    # ignored; without the setting, proxies and REQUESTS_CA_BUNDLE apply as for Graph's calls.
+                    http.trust_env = False
+                    http.verify = self.settings.ca_cert
                 self._msal = msal.ConfidentialClientApplication(
                     self.settings.client_id, client_credential=_credential(self.settings), http_client=http,
                     authority=f"{self.authority_host}/{self.settings.tenant_id}", instance_discovery=False)

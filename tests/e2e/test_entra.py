@@ -272,10 +272,12 @@ def test_a_provider_killed_after_add_password_converges(box, make_workspace):
 def test_the_audit_flags_expiring_overdue_and_orphaned_passwords(box, make_workspace):
     entra = box.entra
     ws = make_workspace(box.env)
-    ws.write(PROVIDER_HEADER + BLUEPRINT + password("ssm", SSM, valid_for="3d"))
+    short_certificate = certificate("cert", CERT_VAULT).replace('valid_for    = "30d"', 'valid_for    = "3d"')
+    ws.write(PROVIDER_HEADER + BLUEPRINT + password("ssm", SSM, valid_for="3d") + short_certificate)
     ws.init()
     ws.apply()
     state = ws.resources()["tokendrop_entra_blueprint_password.ssm"]
+    cert_state = ws.resources()["tokendrop_entra_blueprint_certificate.cert"]
     blueprint_id = state["blueprint_id"]
     # a password minted for this sink by a run that died before delivering it
     client = EntraClient(Settings.resolve({}, env=box.env).group("entra"))
@@ -298,11 +300,16 @@ def test_the_audit_flags_expiring_overdue_and_orphaned_passwords(box, make_works
     assert row["issuer"] == "entra" and row["token_id"] == state["id"] and row["issuer_status"] == "live"
     assert sorted(f["code"] for f in row["flags"]) == ["expiring", "rotation_overdue"]
     assert row["sink"]["status"] == "delivered"
+    cert_row = rows["tokendrop_entra_blueprint_certificate.cert"]
+    assert cert_row["issuer"] == "entra_certificate" and cert_row["token_id"] == cert_state["id"]
+    assert [f["code"] for f in cert_row["flags"]] == ["expiring"] and cert_row["sink"]["status"] == "delivered"
     orphans = {row["token_id"]: row for row in document["tokens"] if row["address"] is None}
     assert set(orphans) == {orphan.token.id}
     assert orphans[orphan.token.id]["belongs_to"] == "tokendrop_entra_blueprint_password.ssm"
-    values = [m["value"] for m in entra.minted()]
+    private_key = box.vault_value("agents/support/certificate")[0]["private_key"]  # unknown to the emulator
+    values = [m["value"] for m in entra.minted()] + [private_key]
     assert scan(values, [("audit", result.stdout + result.stderr)]) == []
+    assert scan([private_key], ws.artifacts()) == []
     assert blueprints(entra)[0]["id"] == blueprint_id
 
 

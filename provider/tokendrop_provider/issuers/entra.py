@@ -348,7 +348,7 @@ class EntraClient(TokenIssuer):
 
     def delete_blueprint(self, object_id: str) -> bool:
         try:
-            self._call("DELETE", f"/applications/{object_id}", f"delete blueprint {object_id}",
+            self._call("DELETE", f"/applications/{object_id}/{BLUEPRINT_TYPE}", f"delete blueprint {object_id}",
                        ("AgentIdentityBlueprint.ReadWrite.All",))
         except IssuerNotFound:
             return False

@@ -409,6 +409,7 @@ class EntraEmulator(Emulator):
         r("GET", f"{GRAPH}/applications/{{id}}", self._get_app)
         r("PATCH", f"{GRAPH}/applications/{{id}}/microsoft.graph.agentIdentityBlueprint", self._patch_app)
         r("DELETE", f"{GRAPH}/applications/{{id}}", self._delete_app)
+        r("DELETE", f"{GRAPH}/applications/{{id}}/microsoft.graph.agentIdentityBlueprint", self._delete_app)
         r("POST", f"{GRAPH}/applications/{{id}}/microsoft.graph.agentIdentityBlueprint/addPassword", self._add_password)
         r("POST", f"{GRAPH}/applications/{{id}}/microsoft.graph.agentIdentityBlueprint/removePassword",
           self._remove_password)

@@ -51,6 +51,8 @@ KIND_LABELS = {
     "tokendrop_tfe_agent_pool": "pool",
     "tokendrop_buildkite_cluster": "cluster",
     "tokendrop_tokenvault_agent": "agent",
+    "tokendrop_entra_agent_blueprint": "Entra agent identity blueprint",
+    "tokendrop_entra_agent_identity": "Entra agent identity",
 }
 CDKTF_TIMEOUT = 900  # seconds per cdktf command; a hung deploy must not hang CI forever
 TAIL_LINES = 40
@@ -288,9 +290,9 @@ class Stores:
             except client.exceptions.ParameterNotFound:
                 return None
             value: Any = str(p["Value"])
-            with contextlib.suppress(ValueError):  # AppRole delivers {"role_id": …, "secret_id": …}
+            with contextlib.suppress(ValueError):  # AppRole and Entra deliver JSON objects (SECRET_KEYS)
                 decoded = json.loads(value)
-                if isinstance(decoded, dict) and "secret_id" in decoded:
+                if isinstance(decoded, dict) and any(key in decoded for key in SECRET_KEYS):
                     value = decoded
             return _secret_in(value, sink.field), int(p["Version"])
         # KV v2 read (docs/wire.md, "Vault"): 404 when never written or the current version is deleted.
@@ -303,11 +305,17 @@ class Stores:
         return _secret_in(held["data"], sink.field), int(held["metadata"]["version"])
 
 
+# The secret of a delivery that is an object: an AppRole secret id (beside its role id), an Entra blueprint's
+# client secret or certificate key (beside client_id, tenant_id, token_endpoint, certificate: no secrets).
+SECRET_KEYS = ("secret_id", "client_secret", "private_key")
+
+
 def _secret_in(held: Any, field: str) -> str:
     """The secret in what a sink holds: the value itself, the configured field of a KV secret, or the
-    `secret_id` of an AppRole delivery (whose role id is no secret)."""
+    secret of an object delivery (SECRET_KEYS)."""
     if isinstance(held, dict):
-        return str(held.get("secret_id", held.get(field, "")))
+        key = next((k for k in SECRET_KEYS if k in held), field)
+        return str(held.get(key, ""))
     return str(held)
 
 

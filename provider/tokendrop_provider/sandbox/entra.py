@@ -255,7 +255,10 @@ class EntraEmulator(Emulator):
         body = {"iat": now, "nbf": now, "exp": now + lifetime, "jti": str(uuid.uuid4()), "tid": self.tenant_id,
                 **claims}
         token = jwt.encode(body, self._pki.signing_key, algorithm="RS256", headers={"kid": self._pki.kid})
+        # In the minted registry as a canary for leak scans. An access token cannot be revoked (it expires
+        # within the hour), so it is listed as revoked: "live" stays what tokendrop manages.
         self.record_minted(f"jwt-{body['jti']}", token, str(claims.get("aud")))
+        self.mark_revoked(f"jwt-{body['jti']}")
         return token
 
     def _verify_own(self, token: str, audience: str | None) -> dict[str, Any] | None:

@@ -491,3 +491,20 @@ def test_sponsors_and_names_change_in_place(box, make_workspace):
     ws.write(changed)
     ws.destroy()
     assert blueprints(entra) == []
+
+
+def test_an_apply_waits_out_replication_lag(box, make_workspace):
+    entra = box.entra
+    entra.consistency_reads = 2  # every new object answers 404 to its first two reads
+    ws = make_workspace(box.env)
+    ws.write(PROVIDER_HEADER + BLUEPRINT + password("ssm", SSM) + identities("triage"))
+    ws.init()
+    ws.apply()
+    (blueprint,) = blueprints(entra)
+    reads = [r["status"] for r in entra.requests("GET", f"/applications/{blueprint['id']}$")]
+    assert reads[:3] == [404, 404, 200]  # the password's read of the blueprint it was created with
+    entra.settle()
+    entra.consistency_reads = 0
+    assert ws.plan_exitcode().returncode == 0, ws.results[-1]
+    ws.destroy()
+    assert blueprints(entra) == []

@@ -232,6 +232,11 @@ class EntraEmulator(Emulator):
         self._fresh[obj["id"]] = self.consistency_reads
         return obj
 
+    def settle(self) -> None:
+        """Replication is done: every object answers reads from now on."""
+        with self.lock:
+            self._fresh.clear()
+
     def app_by_app_id(self, app_id: str) -> dict[str, Any] | None:
         return next((a for a in self.apps.values() if a["appId"] == app_id), None)
 

@@ -508,3 +508,23 @@ def test_an_apply_waits_out_replication_lag(box, make_workspace):
     assert ws.plan_exitcode().returncode == 0, ws.results[-1]
     ws.destroy()
     assert blueprints(entra) == []
+
+
+def test_a_password_delivered_to_secrets_manager_is_one_json_secret(box, make_workspace):
+    import boto3
+
+    entra = box.entra
+    ws = make_workspace(box.env)
+    sink = '{ secrets_manager = { name = "agents/support/blueprint", recovery_window_in_days = 0 } }'
+    ws.write(PROVIDER_HEADER + BLUEPRINT + password("sm", sink) + identities("triage"))
+    ws.init()
+    ws.apply()
+    client = boto3.client("secretsmanager", endpoint_url=box.moto.url, region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+    held = json.loads(client.get_secret_value(SecretId="agents/support/blueprint",
+                                              VersionStage="AWSCURRENT")["SecretString"])
+    assert set(held) == {"client_id", "client_secret", "tenant_id", "token_endpoint"}
+    triage = ws.resources()["tokendrop_entra_agent_identity.triage"]["app_id"]
+    assert "access_token" in agent_token(entra, held, triage)
+    ws.destroy()
+    assert blueprints(entra) == []

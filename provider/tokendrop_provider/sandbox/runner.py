@@ -21,7 +21,7 @@ signals a pid whose identity changed since it was recorded (the pid was reused).
 Adding an emulator is one `EmulatorSpec` in `EMULATORS`. Its module must run with
 `python -m <module> --port 0 --ready-file PATH` (see `emulator.run_cli`), write the ready file once
 listening (JSON with `url`, `pid` and an `env` object holding every variable named in `exports`), and
-answer `GET /_sandbox/health`.
+answer `GET /_sandbox/health`. An emulator on https (Entra's) exports its CA bundle as `CA_ENV`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,8 @@ KIND_LABELS = {
     "tokendrop_tfe_agent_pool": "pool",
     "tokendrop_buildkite_cluster": "cluster",
     "tokendrop_tokenvault_agent": "agent",
+    "tokendrop_entra_agent_blueprint": "Entra agent identity blueprint",
+    "tokendrop_entra_agent_identity": "Entra agent identity",
 }
 CDKTF_TIMEOUT = 900  # seconds per cdktf command; a hung deploy must not hang CI forever
 TAIL_LINES = 40
@@ -111,10 +114,12 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
     return "\n".join("    " + line for line in text[max(0, start):][:lines])
 
 
-def http_json(url: str, timeout: float = 10.0) -> Any:
-    if not url.startswith("http://127.0.0.1:"):
+def http_json(url: str, timeout: float = 10.0, cafile: str | None = None) -> Any:
+    if not url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
         raise DemoError(f"refusing to call {url}: the sandbox lives on 127.0.0.1 only")
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback only
+    # The Entra emulator serves https with the sandbox's own CA (msal refuses http).
+    context = ssl.create_default_context(cafile=cafile) if url.startswith("https:") else None
+    with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310 - loopback only
         return json.loads(response.read())
 
 
@@ -285,9 +290,9 @@ class Stores:
             except client.exceptions.ParameterNotFound:
                 return None
             value: Any = str(p["Value"])
-            with contextlib.suppress(ValueError):  # AppRole delivers {"role_id": …, "secret_id": …}
+            with contextlib.suppress(ValueError):  # AppRole and Entra deliver JSON objects (SECRET_KEYS)
                 decoded = json.loads(value)
-                if isinstance(decoded, dict) and "secret_id" in decoded:
+                if isinstance(decoded, dict) and any(key in decoded for key in SECRET_KEYS):
                     value = decoded
             return _secret_in(value, sink.field), int(p["Version"])
         # KV v2 read (docs/wire.md, "Vault"): 404 when never written or the current version is deleted.
@@ -300,11 +305,17 @@ class Stores:
         return _secret_in(held["data"], sink.field), int(held["metadata"]["version"])
 
 
+# The secret of a delivery that is an object: an AppRole secret id (beside its role id), an Entra blueprint's
+# client secret or certificate key (beside client_id, tenant_id, token_endpoint, certificate: no secrets).
+SECRET_KEYS = ("secret_id", "client_secret", "private_key")
+
+
 def _secret_in(held: Any, field: str) -> str:
     """The secret in what a sink holds: the value itself, the configured field of a KV secret, or the
-    `secret_id` of an AppRole delivery (whose role id is no secret)."""
+    secret of an object delivery (SECRET_KEYS)."""
     if isinstance(held, dict):
-        return str(held.get("secret_id", held.get(field, "")))
+        key = next((k for k in SECRET_KEYS if k in held), field)
+        return str(held.get(key, ""))
     return str(held)
 
 
@@ -392,7 +403,8 @@ class Demo:
         """Every token any emulator ever minted, by id (the admin API, not part of the emulated APIs)."""
         out: dict[str, Minted] = {}
         for emulator in self.emulators():
-            for m in http_json(f"{emulator['url']}/_sandbox/minted")["minted"]:
+            ca = (emulator.get("env") or {}).get("TOKENDROP_ENTRA_CA_CERT")
+            for m in http_json(f"{emulator['url']}/_sandbox/minted", cafile=ca)["minted"]:
                 out[m["id"]] = Minted(m["id"], m["value"], bool(m["revoked"]), emulator["name"],
                                       str(m.get("scope") or ""), float(m.get("created_at") or 0))
         return out

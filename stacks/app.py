@@ -14,10 +14,10 @@ from types import ModuleType
 if __package__ in (None, ""):  # run as `python stacks/app.py`: make the `stacks` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stacks import agents, buildkite, ci_agents
+from stacks import agents, buildkite, ci_agents, entra_agents
 
 # One module per stack (NAME + define(stack)).
-STACKS: tuple[ModuleType, ...] = (ci_agents, buildkite, agents)
+STACKS: tuple[ModuleType, ...] = (ci_agents, buildkite, agents, entra_agents)
 
 
 def build(core_name: str | None = None, **app_options: object) -> object:

@@ -30,6 +30,14 @@ from __future__ import annotations
 from ._base import TokendropResource, TokenResource
 from .buildkite import BuildkiteCluster, BuildkiteClusterToken
 from .core import core_of
+from .entra import (
+    EntraAgentBlueprint,
+    EntraAgentIdentity,
+    EntraBlueprintCertificate,
+    EntraBlueprintFederatedCredential,
+    EntraBlueprintPassword,
+    Federated,
+)
 from .errors import CoreMismatchError, Problem, TokendropValidationError
 from .provider import TokendropProvider
 from .sinks import SecretsManagerSecret, Sink, SsmParameter, TokenVaultWebhook, VaultSecret
@@ -46,6 +54,12 @@ __all__ = [
     "BuildkiteCluster",
     "BuildkiteClusterToken",
     "CoreMismatchError",
+    "EntraAgentBlueprint",
+    "EntraAgentIdentity",
+    "EntraBlueprintCertificate",
+    "EntraBlueprintFederatedCredential",
+    "EntraBlueprintPassword",
+    "Federated",
     "Problem",
     "SecretsManagerSecret",
     "Sink",

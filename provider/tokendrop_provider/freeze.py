@@ -46,7 +46,8 @@ EXCLUDED_MODULES = ("tokendrop_provider.sandbox", "tkinter", "grpc_tools", "setu
 # Distributions whose installed version goes into the cache digest (what PyInstaller copies in).
 BUNDLED_DISTRIBUTIONS = ("grpcio", "protobuf", "msgpack", "cryptography", "cffi", "requests", "urllib3", "idna",
                          "charset-normalizer", "certifi", "boto3", "botocore", "s3transfer", "jmespath",
-                         "python-dateutil", "six", "pyinstaller", "pyinstaller-hooks-contrib", "altgraph")
+                         "python-dateutil", "six", "pyinstaller", "pyinstaller-hooks-contrib", "altgraph",
+                         "msal", "PyJWT")
 # Left to the runner's system, like the manylinux wheels they come from do: the machine's own libstdc++
 # needs GLIBC_2.36 here, while grpcio's extension needs only GLIBCXX_3.4.19 (GCC 4.8), which every glibc
 # distribution ships. Bundling it would raise the glibc floor above libpython's.

@@ -288,7 +288,7 @@ PYTHONS = @PYTHONS@
 LIB = os.path.dirname(os.path.realpath(__file__))
 # What --self-test imports and checks: the provider and every library it loads at run time.
 MODULES = ("tokendrop_provider.main", "grpc", "google.protobuf", "msgpack", "cryptography.hazmat.bindings._rust",
-           "requests", "certifi", "boto3", "botocore")
+           "requests", "certifi", "boto3", "botocore", "msal", "jwt")
 
 
 def fail(message):

@@ -7,6 +7,7 @@ reference docs are generated from it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -819,8 +820,194 @@ VAULT_APPROLE_SECRET_ID = ResourceSchema(
     "or the role id, never a hash of them.",
 )
 
+
+# --- Microsoft Entra Agent ID (Graph) -------------------------------------------------------------
+
+ENTRA_GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+ENTRA_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+ENTRA_FIC_NAME_MAX = 120  # Graph: at most 120 characters, URL friendly, immutable
+_ENTRA_ID = pattern(ENTRA_GUID, "is not an object id (a GUID)", "a GUID")
+
+
+def _sponsor(value: object) -> str | None:
+    if not re.fullmatch(rf"(users|groups)/{ENTRA_GUID}", str(value)):
+        return f"{value!r} is not users/<object id> or groups/<object id>"
+    return None
+
+
+def _sponsor_groups(value: object) -> str | None:
+    groups = [v for v in value if str(v).startswith("groups/")]  # type: ignore[attr-defined]
+    return "may name at most 5 groups" if len(groups) > 5 else None
+
+
+_SPONSORS = (length(1, 100), each(Rule(_sponsor, "`users/<object id>` or `groups/<object id>`")),
+             Rule(_sponsor_groups, "at most 5 groups"))
+_SPONSORS_DOC = ("Sponsors: users or groups accountable for it, as `users/<object id>` or `groups/<object id>` "
+                 "(1 to 100, at most 5 groups). Graph requires at least one. Updated in place (new ones are added "
+                 "before old ones are removed), which needs the Graph permission Application.ReadWrite.All.")
+_DISPLAY_NAME = (length(1, 256),)
+
+ENTRA_AGENT_BLUEPRINT = ResourceSchema(
+    type_name="tokendrop_entra_agent_blueprint",
+    description="A Microsoft Entra agent identity blueprint (an application) and its blueprint principal (a service "
+    "principal), created together. Agent identities are created from it; its credentials are federated "
+    "identity credentials (recommended), certificates or passwords.",
+    attributes=(
+        Attr("id", STRING, "Object id of the blueprint.", computed=True),
+        Attr("display_name", STRING, "Display name. Updated in place.", required=True, rules=_DISPLAY_NAME),
+        Attr("sponsors", SetOf(STRING), _SPONSORS_DOC, required=True, rules=_SPONSORS),
+        Attr("owners", SetOf(STRING), "Owners besides the provider's app (which Graph makes owner), as "
+             "`users/<object id>` or `servicePrincipals/<object id>`. Changing them replaces the blueprint.",
+             optional=True, on_change="replace",
+             rules=(each(pattern(rf"(users|servicePrincipals)/{ENTRA_GUID}",
+                                 "is not users/<id> or servicePrincipals/<id>",
+                                 "`users/<object id>` or `servicePrincipals/<object id>`")),)),
+        Attr("app_id", STRING, "Client (application) id of the blueprint: the `client_id` of its token requests.",
+             computed=True),
+        Attr("principal_id", STRING, "Object id of the blueprint principal.", computed=True),
+    ),
+    import_id="The blueprint's object id, e.g. `03ef14b0-ca33-4840-8f4f-d6e91916010e` (the principal's id is then "
+    "left unset: destroy deletes the blueprint only).",
+    import_examples=("03ef14b0-ca33-4840-8f4f-d6e91916010e",),
+    in_state="the object ids, the app id and the display name: no credential.",
+)
+
+ENTRA_AGENT_IDENTITY = ResourceSchema(
+    type_name="tokendrop_entra_agent_identity",
+    description="A Microsoft Entra agent identity (a service principal) created from a blueprint; the blueprint "
+    "obtains tokens for it with the `fmi_path` exchange. It holds no credential of its own.",
+    attributes=(
+        Attr("id", STRING, "Object id of the agent identity.", computed=True),
+        Attr("blueprint_app_id", STRING, "App id of the blueprint (`tokendrop_entra_agent_blueprint.app_id`).",
+             required=True, on_change="replace", rules=(_ENTRA_ID,)),
+        Attr("display_name", STRING, "Display name. Updated in place.", required=True, rules=_DISPLAY_NAME),
+        Attr("sponsors", SetOf(STRING), _SPONSORS_DOC, required=True, rules=_SPONSORS),
+        Attr("app_id", STRING, "Client id of the agent identity: the `fmi_path` of the blueprint's token request "
+             "and the `client_id` of the agent's own.", computed=True),
+    ),
+    import_id="The agent identity's object id, e.g. `59e617e5-e447-4adc-8b88-00af644d7c92`.",
+    import_examples=("59e617e5-e447-4adc-8b88-00af644d7c92",),
+    in_state="the object id, app id, blueprint app id and display name: no credential.",
+)
+
+
+def _fic_name(value: object) -> str | None:
+    text = str(value)
+    if len(text) > ENTRA_FIC_NAME_MAX:
+        return f"is {len(text)} characters long; Graph allows at most {ENTRA_FIC_NAME_MAX}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.~-]*", text):
+        return "must be URL friendly: letters, digits and `- _ . ~`, starting with a letter or digit"
+    return None
+
+
+ENTRA_BLUEPRINT_FEDERATED_CREDENTIAL = ResourceSchema(
+    type_name="tokendrop_entra_blueprint_federated_credential",
+    description="A federated identity credential on an agent identity blueprint: tokens of an external issuer "
+    "(a managed identity, GitHub Actions, Buildkite, HCP Terraform) with this issuer and subject may act as the "
+    "blueprint. The production path: no secret exists anywhere.",
+    attributes=(
+        Attr("id", STRING, "Id of the federated identity credential.", computed=True),
+        Attr("blueprint_id", STRING, "Object id of the blueprint (`tokendrop_entra_agent_blueprint.id`).",
+             required=True, on_change="replace", rules=(_ENTRA_ID,)),
+        Attr("name", STRING, f"Name, unique on the blueprint: at most {ENTRA_FIC_NAME_MAX} URL-friendly characters. "
+             "Graph cannot rename it: changing it replaces the credential.", required=True, on_change="replace",
+             rules=(Rule(_fic_name, f"at most {ENTRA_FIC_NAME_MAX} URL-friendly characters"),)),
+        Attr("issuer", STRING, "Issuer URL of the external tokens (their `iss`). Issuer and subject together are "
+             "unique on the blueprint.", required=True, on_change="replace",
+             rules=(length(1, 600), pattern(r"https://\S+", "must be an https URL", "an https URL"))),
+        Attr("subject", STRING, "Subject of the external tokens (their `sub`).", required=True, on_change="replace",
+             rules=(length(1, 600),)),
+        Attr("audiences", ListOf(STRING), f"The audience the external tokens carry; Graph takes exactly one. "
+             f"Default `{ENTRA_EXCHANGE_AUDIENCE}`.", optional=True, computed=True,
+             default=[ENTRA_EXCHANGE_AUDIENCE], on_change="replace",
+             rules=(length(1, 1), each(Rule(lambda v: None if 0 < len(str(v)) <= 600 else "must be 1-600 "
+                                            "characters", "1–600 characters")))),
+        Attr("description", STRING, "Description.", optional=True, on_change="replace", rules=(length(0, 600),)),
+    ),
+    import_id="`<blueprint object id>/<credential id or name>`, e.g. "
+    "`03ef14b0-ca33-4840-8f4f-d6e91916010e/github-main`.",
+    import_examples=("03ef14b0-ca33-4840-8f4f-d6e91916010e/github-main",),
+    in_state="the ids, name, issuer, subject and audiences: nothing secret exists.",
+)
+
+ENTRA_BLUEPRINT_PASSWORD = ResourceSchema(
+    type_name="tokendrop_entra_blueprint_password",
+    description="A client secret of an agent identity blueprint (Graph `addPassword`), delivered to a sink with what "
+    "an agent needs beside it (`client_id`, `tenant_id`, `token_endpoint`, `client_secret`). Graph returns the "
+    "secret once; it never reaches Terraform. Microsoft recommends federated identity credentials or "
+    "certificates for production; the plan says so.",
+    attributes=(
+        Attr("blueprint_id", STRING, "Object id of the blueprint (`tokendrop_entra_agent_blueprint.id`). Changing "
+             "it replaces the password.", required=True, on_change="replace", rules=(_ENTRA_ID,)),
+        Attr("description", STRING, "The password's display name. tokendrop appends a short marker naming the "
+             "sink. Graph cannot edit it, so changing it rotates the password.", optional=True, on_change="rotate",
+             rules=(length(0, 200),)),
+        Attr("valid_for", STRING, "Lifetime of each password, e.g. `90d`; Graph's default is two years. Changing "
+             "it rotates the password.", optional=True, on_change="rotate",
+             rules=(duration(minimum=timedelta(hours=1)),)),
+        ROTATE_BEFORE_EXPIRY,
+        DELIVER_TO,
+        *without_last_use(LIFECYCLE_ARGUMENTS, "Graph v1.0 reports no last use of a password "
+                                                "credential"),
+        *DELIVERY_STATE,
+        Attr("hint", STRING, "The first characters of the live password, as Graph shows them.", computed=True),
+    ),
+    checks=(DELIVER_TO_CHECK,),
+    import_id="`<blueprint object id>/<sink address>` or `<blueprint object id>/<key id>/<sink address>` (e.g. "
+    "`03ef14b0-ca33-4840-8f4f-d6e91916010e/f0b0b335-1d71-4883-8f98-567911bfdca6/ssm:/agents/bp`); the sink comes "
+    "from the configuration.",
+    import_examples=("03ef14b0-ca33-4840-8f4f-d6e91916010e/f0b0b335-1d71-4883-8f98-567911bfdca6/ssm:/agents/bp",),
+    secret_delivered="the client secret, with the blueprint's client id, the tenant id and the token endpoint "
+    "(`client_id`, `client_secret`, `tenant_id`, `token_endpoint`)",
+    in_state="the key id, hint, dates, sink address and version: never the secret, never a hash of it.",
+)
+
+def _rsa_bits(value: object) -> str | None:
+    return None if value in (2048, 3072, 4096) else "must be 2048, 3072 or 4096"
+
+
+ENTRA_BLUEPRINT_CERTIFICATE = ResourceSchema(
+    type_name="tokendrop_entra_blueprint_certificate",
+    description="A certificate credential of an agent identity blueprint: tokendrop makes an RSA key pair and a "
+    "self-signed certificate, adds the public certificate to the blueprint's `keyCredentials`, and delivers the "
+    "private key and the certificate (PEM, `private_key` + `certificate`) with `client_id`, `tenant_id` and "
+    "`token_endpoint`. The private key never reaches Terraform or disk. Rotation adds the new certificate "
+    "before the old one goes; `keep_previous_for` keeps the old one valid for an overlap.",
+    attributes=(
+        Attr("blueprint_id", STRING, "Object id of the blueprint (`tokendrop_entra_agent_blueprint.id`). Changing "
+             "it replaces the certificate.", required=True, on_change="replace", rules=(_ENTRA_ID,)),
+        Attr("description", STRING, "The key credential's display name (and the certificate's common name). "
+             "tokendrop appends a short marker naming the sink. Changing it rotates the certificate.",
+             optional=True, on_change="rotate", rules=(length(0, 200),)),
+        Attr("valid_for", STRING, "Validity of each certificate, e.g. `90d`. Changing it rotates the certificate.",
+             optional=True, computed=True, default="365d", on_change="rotate",
+             rules=(duration(minimum=timedelta(hours=1)),)),
+        Attr("rsa_bits", NUMBER, "RSA key size: 2048, 3072 or 4096 (msal signs client assertions with RSA). An "
+             "SSM Standard parameter (4 KB) holds a 2048-bit key with its certificate; larger keys need the "
+             "Advanced tier or Vault. Changing it rotates the certificate.", optional=True, computed=True,
+             default=2048, on_change="rotate", rules=(Rule(_rsa_bits, "2048, 3072 or 4096"),)),
+        ROTATE_BEFORE_EXPIRY,
+        DELIVER_TO,
+        *without_last_use(LIFECYCLE_ARGUMENTS, "Graph v1.0 reports no last use of a certificate "
+                                                "credential"),
+        *DELIVERY_STATE,
+        Attr("thumbprint", STRING, "SHA-1 thumbprint of the live certificate, as Graph shows it.", computed=True),
+    ),
+    checks=(DELIVER_TO_CHECK,),
+    import_id="`<blueprint object id>/<sink address>` or `<blueprint object id>/<key id>/<sink address>` (e.g. "
+    "`03ef14b0-ca33-4840-8f4f-d6e91916010e/6c0d9e3f-2b1a-4c5d-8e7f-9a0b1c2d3e4f/vault_kv:secret/agents/bp#token`); "
+    "the sink comes from the configuration.",
+    import_examples=("03ef14b0-ca33-4840-8f4f-d6e91916010e/6c0d9e3f-2b1a-4c5d-8e7f-9a0b1c2d3e4f/"
+                     "vault_kv:secret/agents/bp#token",),
+    secret_delivered="the private key and its certificate (PEM), with the blueprint's client id, the tenant id and "
+    "the token endpoint (`private_key`, `certificate`, `client_id`, `tenant_id`, `token_endpoint`)",
+    in_state="the key id, thumbprint, dates, sink address and version: never the private key.",
+)
+
 RESOURCES: dict[str, ResourceSchema] = {
     s.type_name: s for s in (TFE_AGENT_POOL, TFE_AGENT_TOKEN, BUILDKITE_CLUSTER, BUILDKITE_CLUSTER_TOKEN,
                              TOKENVAULT_AGENT, TOKENVAULT_AGENT_GRANT, TOKENVAULT_KEY,
-                             TOKENVAULT_KEY_GRANT, VAULT_APPROLE_SECRET_ID)
+                             TOKENVAULT_KEY_GRANT, VAULT_APPROLE_SECRET_ID, ENTRA_AGENT_BLUEPRINT,
+                             ENTRA_AGENT_IDENTITY, ENTRA_BLUEPRINT_FEDERATED_CREDENTIAL, ENTRA_BLUEPRINT_PASSWORD,
+                             ENTRA_BLUEPRINT_CERTIFICATE)
 }

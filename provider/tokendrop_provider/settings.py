@@ -76,6 +76,22 @@ class VaultSettings:
 
 
 @dataclass(frozen=True)
+class EntraSettings:
+    """Microsoft Entra (Graph) app-only credentials: a client secret, a certificate, or a federated
+    token file, tried in that order (the azuread provider's names, docs/wire.md)."""
+
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    client_certificate_path: str | None = None
+    client_certificate_password: Secret | None = None
+    oidc_token_file_path: str | None = None
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    authority_host: str = "https://login.microsoftonline.com"
+    ca_cert: str | None = None
+
+
+@dataclass(frozen=True)
 class Setting:
     """One provider-block attribute and the environment variables it falls back to (first set wins).
     Declared once, in the registry module of the issuer or sink that needs it; the provider schema,

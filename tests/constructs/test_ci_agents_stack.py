@@ -85,5 +85,6 @@ def test_the_app_defines_every_stack(core_name, tmp_path):
     app = stacks_app.build(core_name, outdir=str(tmp_path))
     app.synth()
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert set(manifest["stacks"]) == {m.NAME for m in stacks_app.STACKS} == {"ci-agents", "buildkite", "agents"}
+    assert set(manifest["stacks"]) == {m.NAME for m in stacks_app.STACKS} == {"ci-agents", "buildkite", "agents",
+                                                                                   "entra-agents"}
     assert (tmp_path / "stacks" / "ci-agents" / "terraform.d" / "plugins").is_dir()

@@ -25,7 +25,7 @@ ALLOWED_PROVIDER_MODULES = {
     "tokendrop_provider.settings", "tokendrop_provider.lazy",
     *(f"tokendrop_provider.registry{m}" for m in ("", ".base", ".issuers", ".sinks", ".tfe", ".buildkite",
                                                    ".tokenvault", ".vault_approle", ".ssm", ".vault_kv",
-                                                   ".secrets_manager", ".tokenvault_webhook")),
+                                                   ".secrets_manager", ".tokenvault_webhook", ".entra")),
 }
 HEAVY = ("grpc", "boto3", "botocore", "hvac", "requests", "urllib3", "google.protobuf", "msgpack", "cryptography")
 

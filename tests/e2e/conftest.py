@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tokendrop_provider.sandbox.buildkite import BuildkiteEmulator
+from tokendrop_provider.sandbox.entra import EntraEmulator
 from tokendrop_provider.sandbox.servers import MotoServer, OpenBaoServer
 from tokendrop_provider.sandbox.tfe import TfeEmulator
 from tokendrop_provider.sandbox.tokenvault import TokenVaultEmulator
@@ -24,12 +25,14 @@ class Sandbox:
     baseline: frozenset[str] = frozenset()  # token ids minted before this test (the emulator is shared)
     buildkite: BuildkiteEmulator | None = None  # set by tests that use Buildkite (tests/e2e/test_buildkite.py)
     tokenvault: TokenVaultEmulator | None = None  # set by tests that use Token Vault (tests/e2e/test_tokenvault.py)
+    entra: EntraEmulator | None = None  # set by tests that use Microsoft Entra (tests/e2e/test_entra.py)
 
     @property
     def env(self) -> dict[str, str]:
         buildkite = {} if self.buildkite is None else self.buildkite.ready_info()["env"]
         tokenvault = {} if self.tokenvault is None else self.tokenvault.ready_info()["env"]
-        return {"TFE_ADDRESS": self.tfe.url, "TFE_TOKEN": self.tfe.sandbox_token, **buildkite, **tokenvault,
+        entra = {} if self.entra is None else self.entra.ready_info()["env"]
+        return {"TFE_ADDRESS": self.tfe.url, "TFE_TOKEN": self.tfe.sandbox_token, **buildkite, **tokenvault, **entra,
                 **self.moto.env(), **self.bao.env()}
 
     def ssm(self):  # type: ignore[no-untyped-def]

@@ -14,12 +14,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tokendrop_provider import schema
+from tokendrop_provider.issuers.entra import EntraClient
 from tokendrop_provider.plugin import codec
 from tokendrop_provider.plugin.gen import tfplugin6_pb2 as pb
 from tokendrop_provider.plugin.service import ProviderService
 from tokendrop_provider.provider import ProviderCore
 from tokendrop_provider.registry import provider_schema
 from tokendrop_provider.sandbox.approle import setup_sample_approle
+from tokendrop_provider.settings import Settings
 
 SSM = {"ssm": {"name": "/ci/t", "kms_key_id": None, "tier": None, "description": None, "tags": None},
        "vault_kv": None}
@@ -31,6 +33,10 @@ SOON = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
 POOL_ID = "{pool}"
 AGENT_ID = "{agent}"
 KEY_ID = "{key}"
+BLUEPRINT_ID = "{blueprint}"
+BLUEPRINT_APP_ID = "{blueprint app}"
+SPONSOR = "users/e64405d7-f156-4ce1-b1f5-b0d801c367f3"
+NO_BLUEPRINT = "00000000-0000-4000-8000-000000000000"
 
 
 def ssm(**changes):
@@ -67,6 +73,14 @@ BASE = {
     "tokendrop_tokenvault_key": {"name": "reader", "scopes": ["agents:read"], "deliver_to": SSM},
     "tokendrop_tokenvault_key_grant": {"key_id": KEY_ID, "service": "github", "expires_in": "7d"},
     "tokendrop_vault_approle_secret_id": {"role_name": "ci", "mount": "approle", "deliver_to": SSM},
+    "tokendrop_entra_agent_blueprint": {"display_name": "support", "sponsors": [SPONSOR]},
+    "tokendrop_entra_agent_identity": {"blueprint_app_id": BLUEPRINT_APP_ID, "display_name": "triage",
+                                       "sponsors": [SPONSOR]},
+    "tokendrop_entra_blueprint_federated_credential": {"blueprint_id": BLUEPRINT_ID, "name": "gh",
+                                                       "issuer": "https://token.actions.githubusercontent.com",
+                                                       "subject": "repo:acme/a:ref:refs/heads/main"},
+    "tokendrop_entra_blueprint_password": {"blueprint_id": BLUEPRINT_ID, "deliver_to": SSM},
+    "tokendrop_entra_blueprint_certificate": {"blueprint_id": BLUEPRINT_ID, "deliver_to": VAULT},
 }
 
 # (resource, changes, the attribute the error must name)
@@ -173,6 +187,22 @@ CASES: list[tuple[str, dict, str]] = [
     ("tokendrop_vault_approle_secret_id", {"token_bound_cidrs": ["10.0.0.300/8"]}, "token_bound_cidrs"),
     ("tokendrop_vault_approle_secret_id", {"role_name": ""}, "role_name"),
     ("tokendrop_vault_approle_secret_id", {"role_name": "no-such-role"}, "role_name"),
+    ("tokendrop_entra_agent_blueprint", {"sponsors": []}, "sponsors"),  # Graph requires a sponsor
+    ("tokendrop_entra_agent_blueprint", {"sponsors": None}, "sponsors"),
+    ("tokendrop_entra_agent_blueprint", {"sponsors": ["servicePrincipals/" + NO_BLUEPRINT]}, "sponsors"),
+    ("tokendrop_entra_agent_blueprint", {"display_name": ""}, "display_name"),
+    ("tokendrop_entra_agent_identity", {"sponsors": []}, "sponsors"),
+    ("tokendrop_entra_agent_identity", {"blueprint_app_id": "support"}, "blueprint_app_id"),
+    ("tokendrop_entra_blueprint_federated_credential", {"name": "n" * 121}, "name"),  # Graph: at most 120
+    ("tokendrop_entra_blueprint_federated_credential", {"name": "has space"}, "name"),
+    ("tokendrop_entra_blueprint_federated_credential", {"issuer": "http://issuer.example.com"}, "issuer"),
+    ("tokendrop_entra_blueprint_federated_credential", {"audiences": ["a", "b"]}, "audiences"),
+    ("tokendrop_entra_blueprint_federated_credential", {"blueprint_id": NO_BLUEPRINT}, "blueprint_id"),
+    ("tokendrop_entra_blueprint_password", {"valid_for": "10m"}, "valid_for"),
+    ("tokendrop_entra_blueprint_password", {"blueprint_id": NO_BLUEPRINT}, "blueprint_id"),
+    ("tokendrop_entra_blueprint_certificate", {"rsa_bits": 1024}, "rsa_bits"),
+    ("tokendrop_entra_blueprint_certificate", {"valid_for": "forever"}, "valid_for"),
+    ("tokendrop_entra_blueprint_certificate", {"blueprint_id": NO_BLUEPRINT}, "blueprint_id"),
 ]
 
 
@@ -187,8 +217,8 @@ def dynamic(type_name: str, value: dict | None) -> pb.DynamicValue:
 
 
 class World:
-    def __init__(self, tfe, buildkite, tokenvault, moto, bao) -> None:
-        self.emulators = (tfe, buildkite, tokenvault)
+    def __init__(self, tfe, buildkite, tokenvault, moto, bao, entra) -> None:
+        self.emulators = (tfe, buildkite, tokenvault, entra)
         self.pool = tfe.create_agent_pool("acme", "existing")
         self.cluster = buildkite.create_cluster("acme", "existing")
         self.agent = tokenvault.create_agent("existing")[0]
@@ -198,7 +228,10 @@ class World:
         self.env = {**moto.env(), **bao.env(), "TFE_ADDRESS": tfe.url, "TFE_TOKEN": tfe.sandbox_token,
                     "BUILDKITE_REST_URL": buildkite.url, "BUILDKITE_API_TOKEN": buildkite.sandbox_token,
                     "BUILDKITE_ORGANIZATION_SLUG": "acme", "TOKENVAULT_API_URL": tokenvault.url,
-                    "TOKENVAULT_API_KEY": tokenvault.admin_key}
+                    "TOKENVAULT_API_KEY": tokenvault.admin_key, **entra.ready_info()["env"]}
+        graph = EntraClient(Settings.resolve({}, env=self.env).group("entra"))
+        self.blueprint = graph.create_blueprint("existing", [SPONSOR])
+        graph.create_blueprint_principal(self.blueprint.app_id)
         for emulator in self.emulators:
             emulator.clear_requests()
 
@@ -213,18 +246,24 @@ class World:
                 values[key] = self.agent
             elif value == KEY_ID:
                 values[key] = self.key
+            elif value == BLUEPRINT_ID:
+                values[key] = self.blueprint.id
+            elif value == BLUEPRINT_APP_ID:
+                values[key] = self.blueprint.app_id
         return full(type_name, values)
 
     def writes(self) -> list[str]:
+        # A token request (Entra's OAuth endpoint) signs in; it changes nothing.
         return [f"{r['method']} {r['path']}" for e in self.emulators for r in e.requests()
-                if r["method"] in ("POST", "PUT", "PATCH", "DELETE")]
+                if r["method"] in ("POST", "PUT", "PATCH", "DELETE") and not r["path"].endswith("/oauth2/v2.0/token")]
 
 
 @pytest.fixture
 def world(fresh_tfe_emulator, fresh_buildkite_emulator, fresh_tokenvault_emulator, clean_moto, openbao_server,
-          monkeypatch):
+          fresh_entra_emulator, monkeypatch):
     setup_sample_approle(openbao_server)
-    w = World(fresh_tfe_emulator, fresh_buildkite_emulator, fresh_tokenvault_emulator, clean_moto, openbao_server)
+    w = World(fresh_tfe_emulator, fresh_buildkite_emulator, fresh_tokenvault_emulator, clean_moto, openbao_server,
+              fresh_entra_emulator)
     for key, value in w.env.items():
         monkeypatch.setenv(key, value)
     return w
@@ -287,6 +326,8 @@ MISSING = [
     ("tokendrop_tokenvault_key_grant", "TOKENVAULT_API_KEY", "tokenvault_api_key"),
     ("tokendrop_vault_approle_secret_id", "VAULT_TOKEN", "vault_token"),
     ("tokendrop_tfe_agent_token", "AWS_REGION", "aws_region"),
+    ("tokendrop_entra_agent_blueprint", "ARM_TENANT_ID", "entra_tenant_id"),
+    ("tokendrop_entra_blueprint_password", "ARM_CLIENT_SECRET", "entra_client_secret"),
 ]
 
 
@@ -326,7 +367,7 @@ def test_malformed_json_from_an_api_is_a_clear_error(world, type_name, which, pa
 
 
 # Cases that need the issuer to be asked (unknown organization, pool, cluster or role) are plan-time only.
-PLAN_TIME_ONLY = {"apool-doesnotexist", "nope", "agt_doesnotexist", "key_doesnotexist", "no-such-role",
+PLAN_TIME_ONLY = {"apool-doesnotexist", "nope", "agt_doesnotexist", "key_doesnotexist", "no-such-role", NO_BLUEPRINT,
                   "0f5f8b3e-3c6a-4f2b-9d53-3f1c1a2b4c5d", "2020-01-01T00:00:00Z", SOON}
 SYNTH_CASES = [c for c in CASES if not (set(map(str, c[1].values())) & PLAN_TIME_ONLY)]
 
@@ -340,7 +381,8 @@ def test_the_constructs_refuse_the_same_input_at_synth(type_name, changes, attri
     resource = schema.RESOURCES[type_name]
     arguments = {k: v for k, v in {**BASE[type_name], **changes}.items() if v is not None}
     arguments = {k: ("apool-abc" if v == POOL_ID else "0f5f8b3e-0000-4f2b-9d53-3f1c1a2b4c5d" if v == CLUSTER_UUID
-                     else "agt_abc" if v == AGENT_ID else "key_abc" if v == KEY_ID else v)
+                     else "agt_abc" if v == AGENT_ID else "key_abc" if v == KEY_ID
+                     else NO_BLUEPRINT if v in (BLUEPRINT_ID, BLUEPRINT_APP_ID) else v)
                  for k, v in arguments.items()}
     with pytest.raises(TokendropValidationError) as raised:
         configure("stack/thing", resource.attributes, resource.checks, arguments, type_name)

@@ -120,7 +120,7 @@ def test_the_checkouts_pins_cover_the_provider_and_not_the_cdk() -> None:
     assert source.endswith("requirements/runtime.txt")
     names = {package.normalize(r.split(";")[0].split("[")[0].split(">")[0].split("<")[0].split("=")[0].strip())
              for r in package.provider_requirements()}
-    assert names == {"grpcio", "protobuf", "msgpack", "cryptography", "requests", "boto3"}
+    assert names == {"grpcio", "protobuf", "msgpack", "cryptography", "requests", "boto3", "msal"}
     assert names <= set(pins)
     assert not names & package.NEVER_BUNDLED
 

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Every credential set: clients can be built (nothing listens at these addresses; no call is made).
 FULL_ENV = {"TFE_TOKEN": "t" * 30, "BUILDKITE_API_TOKEN": "b" * 30, "BUILDKITE_ORGANIZATION_SLUG": "acme",
             "TOKENVAULT_API_KEY": "tvkey_" + "k" * 30, "VAULT_ADDR": "http://127.0.0.1:1", "VAULT_TOKEN": "v" * 30,
-            "AWS_REGION": "us-east-1"}
+            "AWS_REGION": "us-east-1", "ARM_TENANT_ID": "t", "ARM_CLIENT_ID": "c", "ARM_CLIENT_SECRET": "s" * 30}
 
 
 @pytest.mark.parametrize("issuer", ISSUERS, ids=lambda i: i.name)

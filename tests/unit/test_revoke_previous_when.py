@@ -126,7 +126,8 @@ def test_unused_is_accepted_exactly_where_the_issuer_reports_last_use():
             else:
                 assert errors and "cannot tell when the previous token is idle" in errors[0], resource.schema.type_name
     assert seen == {"tokendrop_tfe_agent_token", "tokendrop_buildkite_cluster_token", "tokendrop_tokenvault_agent",
-                    "tokendrop_tokenvault_key", "tokendrop_vault_approle_secret_id"}
+                    "tokendrop_tokenvault_key", "tokendrop_vault_approle_secret_id",
+                    "tokendrop_entra_blueprint_password", "tokendrop_entra_blueprint_certificate"}
 
 
 # -- the plan, through the gRPC service, against the TFE emulator -----------------------------------

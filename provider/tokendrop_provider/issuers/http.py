@@ -229,7 +229,8 @@ class HttpSession:
                  secret_patterns: Sequence[re.Pattern[str]] = (),
                  cancel: threading.Event | None = None,
                  sleep: Sleeper | None = None,
-                 pool_maxsize: int = 16) -> None:
+                 pool_maxsize: int = 16,
+                 verify: str | bool = True) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"base URL must be an absolute http(s) URL, got {base_url!r}")
@@ -254,6 +255,8 @@ class HttpSession:
         self._secret_patterns = tuple(secret_patterns)
         self._cancel = cancel
         self._sleep: Sleeper = sleep or cancellable_sleep
+        # A CA bundle path (Entra's sandbox); passed per request, where it wins over REQUESTS_CA_BUNDLE.
+        self._verify = verify
         self._session = requests.Session()
         # APIs need no cookies, and a shared cookie jar is the one part of Session that is not
         # safe across threads.
@@ -337,7 +340,7 @@ class HttpSession:
             started = time.monotonic()
             try:
                 raw = self._session.request(method, url, data=data, headers=headers, auth=self._auth,
-                                            timeout=self._timeout, allow_redirects=False)
+                                            timeout=self._timeout, allow_redirects=False, verify=self._verify)
                 content = raw.content
             except requests.RequestException as exc:
                 elapsed = time.monotonic() - started

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import buildkite, tfe, tokenvault, vault_approle
+from . import buildkite, entra, tfe, tokenvault, vault_approle
 from .base import Issuer
 
 if TYPE_CHECKING:
@@ -16,6 +16,8 @@ ISSUERS: list[Issuer[Any]] = [
     tokenvault.ISSUER,
     tokenvault.KEYS,
     vault_approle.ISSUER,
+    entra.ISSUER,
+    entra.CERTIFICATES,
 ]
 
 

@@ -21,7 +21,7 @@ signals a pid whose identity changed since it was recorded (the pid was reused).
 Adding an emulator is one `EmulatorSpec` in `EMULATORS`. Its module must run with
 `python -m <module> --port 0 --ready-file PATH` (see `emulator.run_cli`), write the ready file once
 listening (JSON with `url`, `pid` and an `env` object holding every variable named in `exports`), and
-answer `GET /_sandbox/health`.
+answer `GET /_sandbox/health`. An emulator on https (Entra's) exports its CA bundle as `CA_ENV`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import re
 import select
 import shlex
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -88,7 +89,13 @@ EMULATORS: list[EmulatorSpec] = [
                  "Token Vault API (agents, grants; services github, linear, slack, …) in Webhook Mode, with the "
                  "reference webhook", ("TOKENVAULT_API_URL", "TOKENVAULT_API_KEY", "TOKENVAULT_WEBHOOK_URL"),
                  ("--webhook",)),
+    EmulatorSpec("entra", "tokendrop_provider.sandbox.entra",
+                 "Microsoft Graph agent identities + Entra token endpoint (https, own CA)",
+                 ("ARM_TENANT_ID", "ARM_CLIENT_ID", "ARM_CLIENT_SECRET", "AZURE_AUTHORITY_HOST",
+                  "TOKENDROP_ENTRA_GRAPH_URL", "TOKENDROP_ENTRA_CA_CERT")),
 ]
+# An emulator serving https (Entra: msal refuses http) exports the CA its certificate chains to here.
+CA_ENV = "TOKENDROP_ENTRA_CA_CERT"
 
 # boto3 and aws-cli v1 read AWS_DEFAULT_REGION only; the provider and aws-cli v2 read AWS_REGION.
 AWS_ENV = {**TEST_AWS_ENV, "AWS_DEFAULT_REGION": TEST_AWS_ENV["AWS_REGION"]}
@@ -215,7 +222,7 @@ class ProcessRecord:
         return process_state(self.pid, self.start_time, self.cmdline)
 
     def healthy(self, timeout: float = 2.0) -> bool:
-        return http_ok(self.health_url, timeout)
+        return http_ok(self.health_url, timeout, self.env.get(CA_ENV))
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> str:
         return stop_pid(self.pid, self.start_time, self.cmdline, timeout)
@@ -320,11 +327,12 @@ def prepare_dir(state_dir: Path) -> None:
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    if not url.startswith(f"http://{LOOPBACK}:"):
+def http_ok(url: str, timeout: float = 2.0, cafile: str | None = None) -> bool:
+    if not url.startswith((f"http://{LOOPBACK}:", f"https://{LOOPBACK}:")):
         return False  # never probe anything but the loopback servers we started
+    context = ssl.create_default_context(cafile=cafile) if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310 - loopback
             return 200 <= response.status < 300
     except (OSError, urllib.error.URLError, ValueError):
         return False
@@ -457,7 +465,8 @@ class Sandbox:
             raw_env = info.get("env")
             exported: dict[str, Any] = raw_env if isinstance(raw_env, dict) else {}
             missing = [k for k in spec.exports if k not in exported]
-            if not url.startswith(f"http://{LOOPBACK}:") or missing or info.get("pid") != process.pid:
+            if not url.startswith((f"http://{LOOPBACK}:", f"https://{LOOPBACK}:")) or missing \
+                    or info.get("pid") != process.pid:
                 raise StartFailed(spec.name, f"its ready file {ready} is not what the sandbox expects "
                                   f"(url {url!r}, pid {info.get('pid')}, missing env {missing})", str(log_path))
             found = identity(process.pid)

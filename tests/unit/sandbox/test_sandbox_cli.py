@@ -153,7 +153,7 @@ def test_detached_round_trip(state_dir: Path, tmp_path: Path):
     assert up.returncode == 0, up.stderr
     assert "Removed a stale state file" in up.stderr
     for name in SERVERS:
-        assert re.search(rf"^  {name} +http://127\.0\.0\.1:\d+ +pid \d+", up.stdout, re.M), up.stdout
+        assert re.search(rf"^  {name} +https?://127\.0\.0\.1:\d+ +pid \d+", up.stdout, re.M), up.stdout
     assert "export TFE_ADDRESS=http://127.0.0.1:" in up.stdout
     assert "tokendrop sandbox down" in up.stdout
 

@@ -284,6 +284,10 @@ def _token(inst: _Instance, source: str, issuer: str, scope: str | None) -> Mana
     if token_id is None or scope is None:
         return None
     deliver_to = attrs.get("deliver_to")
+    if isinstance(deliver_to, dict) and set(deliver_to) == {"value", "type"}:
+        deliver_to = deliver_to["value"]  # a dynamic attribute in state JSON (schema version 1)
+    if isinstance(deliver_to, list):
+        deliver_to = deliver_to[0] if deliver_to else None  # several sinks: the first, as sink_address
     return ManagedToken(
         source=source,
         address=inst.address,

@@ -9,6 +9,8 @@ registries (`registry/issuers.py`, `registry/sinks.py`); nothing else lists issu
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..attributes import Attr
 from ..errors import ConfigError
-from ..settings import Setting, Settings, SettingsGroup
+from ..settings import AwsSettings, Setting, Settings, SettingsGroup
 
 if TYPE_CHECKING:
     from ..issuers.base import IssuedToken
@@ -125,6 +127,28 @@ class SinkKind:
 
     def with_defaults(self, location: Mapping[str, Any]) -> dict[str, Any]:
         return {**self.defaults(), **{k: v for k, v in location.items() if v is not None}}
+
+
+_REGIONAL = re.compile(r"([a-z]{2}(?:-[a-z]+)+-\d{1,2}):(.+)")
+
+
+def regional_address(location: Mapping[str, Any]) -> str:
+    """The address part of an AWS location: its name, after `<region>:` when the sink names its own
+    region (two regions can hold the same name; neither SSM nor Secrets Manager names contain `:`)."""
+    region = location.get("region")
+    return f"{region}:{location['name']}" if region else str(location["name"])
+
+
+def parse_regional(rest: str) -> tuple[str | None, str]:
+    """(region or None, name): the inverse of `regional_address`."""
+    found = _REGIONAL.fullmatch(rest)
+    return (found.group(1), found.group(2)) if found else (None, rest)
+
+
+def with_region(aws: AwsSettings, location: Mapping[str, Any]) -> AwsSettings:
+    """The AWS settings of one location: the provider's, in the location's own region if it names one."""
+    region = location.get("region")
+    return dataclasses.replace(aws, region=str(region)) if region else aws
 
 
 def text(value: object) -> str | None:

@@ -62,7 +62,9 @@ class Clients:
 
     # --- sinks --------------------------------------------------------------------------------------
 
-    def check_sink(self, deliver_to: Mapping[str, object]) -> None:
+    def check_sink(self, deliver_to: Mapping[str, object], index: int | None = None) -> None:
+        """The sink's settings are set and its location is valid with them; `index`: its place in a
+        list of sinks (named in the error's attribute path)."""
         found = chosen(deliver_to)
         if found is not None:
             kind, block = found
@@ -70,6 +72,8 @@ class Clients:
             if error is None and kind.check_location is not None:
                 error = kind.check_location(kind.with_defaults(block), self.settings)
             if error is not None:
+                if index is not None and error.attribute[:1] == ("deliver_to",):
+                    error.attribute = ("deliver_to", index, *error.attribute[1:])
                 raise error
 
     def sink(self, deliver_to: Mapping[str, object]) -> Sink:

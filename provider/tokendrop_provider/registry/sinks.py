@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..attributes import one_or_list
 from ..errors import ConfigError
 from ..types import UNKNOWN, Unknown
 from . import secrets_manager, ssm, vault_kv
@@ -37,8 +38,31 @@ def chosen(deliver_to: Mapping[str, object]) -> tuple[SinkKind, Mapping[str, Any
     return None
 
 
+def blocks(deliver_to: object) -> list[Mapping[str, Any]] | Unknown:
+    """The sinks of a `deliver_to` value, one `{kind: block}` object each (one object, or a list of
+    them: see schema.DELIVER_TO), or Unknown while the list itself is not known."""
+    if isinstance(deliver_to, Unknown):
+        return UNKNOWN
+    return [element for element in one_or_list(deliver_to) if isinstance(element, Mapping)]
+
+
+def addresses_of(deliver_to: object) -> list[object] | Unknown:
+    """The address of every sink of `deliver_to` (each Unknown until its values are known)."""
+    found = blocks(deliver_to)
+    return found if isinstance(found, Unknown) else [address_of(element) for element in found]
+
+
+def with_defaults(element: Mapping[str, Any]) -> dict[str, Any]:
+    """One `{kind: block}` object with the block's defaults filled in and null attributes left out."""
+    found = chosen(element)
+    if found is None:
+        return {}
+    kind, block = found
+    return {kind.name: kind.with_defaults(block)}
+
+
 def address_of(deliver_to: object) -> object:
-    """The sink address a `deliver_to` configuration names, or Unknown until its values are known."""
+    """The sink address one `deliver_to` object names, or Unknown until its values are known."""
     if not isinstance(deliver_to, Mapping) or any(isinstance(deliver_to.get(e.name), Unknown) for e in SINKS):
         return UNKNOWN
     found = chosen(deliver_to)

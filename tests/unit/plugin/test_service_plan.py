@@ -45,7 +45,8 @@ def plan(svc, prior, config, proposed=None, resource_schema=TOKEN):
         config=dv(config, resource_schema),
     )
     response = svc.PlanResourceChange(request, None)
-    planned = codec.decode(response.planned_state.msgpack) if response.planned_state.msgpack else None
+    planned = (codec.attach_dynamic(codec.decode(response.planned_state.msgpack), resource_schema.cty_type)
+               if response.planned_state.msgpack else None)
     return planned, response
 
 
@@ -68,8 +69,10 @@ def test_schema_is_built_once_and_describes_every_resource(service):
     assert first.server_capabilities.plan_destroy
     token_attrs = {a.name: a for a in first.resource_schemas["tokendrop_tfe_agent_token"].block.attributes}
     deliver_to = token_attrs["deliver_to"]
-    assert deliver_to.required and deliver_to.nested_type.nesting == pb.Schema.Object.NestingMode.SINGLE
-    assert {a.name for a in deliver_to.nested_type.attributes} == {"ssm", "vault_kv", "secrets_manager"}
+    # One object or a list of them: Terraform has no nesting mode for both, so it is a dynamic attribute
+    # (docs/lifecycle.md, "One token, many sinks"); its blocks are checked by the provider.
+    assert deliver_to.required and deliver_to.type == b'"dynamic"' and not deliver_to.HasField("nested_type")
+    assert {a.name for a in schema.DELIVER_TO.nested or ()} == {"ssm", "vault_kv", "secrets_manager"}
     assert not any(a.sensitive for a in token_attrs.values()), "no token attribute holds a secret"
     provider_attrs = {a.name: a for a in first.provider.block.attributes}
     assert provider_attrs["tfe_token"].sensitive and provider_attrs["vault_token"].sensitive
@@ -80,8 +83,10 @@ def test_create_plan_knows_what_it_can(service):
     planned, response = plan(service, None, config)
     assert not response.diagnostics and not response.requires_replace
     assert isinstance(planned["id"], Unknown) and isinstance(planned["sink_version"], Unknown)
-    assert planned["deliver_to"]["vault_kv"] == {"mount": "secret", "path": "ci/token", "field": "token"}
+    # deliver_to is planned exactly as configured (a dynamic value); its defaults show in the address
+    assert planned["deliver_to"]["vault_kv"] == {"mount": None, "path": "ci/token", "field": None}
     assert planned["sink_address"] == "vault_kv:secret/ci/token#token"
+    assert planned["sinks"][0]["address"] == "vault_kv:secret/ci/token#token"
     assert planned["sink_status"] == "delivered" and planned["adopt_existing"] is False
     assert planned["expires_at"] is None and planned["previous_token_id"] is None
 
@@ -131,11 +136,15 @@ def test_pool_change_forces_replacement(service, fresh_tfe_emulator):
 
 def test_moving_to_another_sink_forces_replacement(service):
     prior = prior_state(service)
+    # the whole attribute: a path into a dynamic value differs between its object and list forms
     _, response = plan(service, prior, dict(prior, deliver_to=ssm(name="/ci/elsewhere")))
-    assert paths(response) == [["deliver_to", "ssm", "name"]]
+    assert paths(response) == [["deliver_to"]]
     _, response = plan(service, prior, dict(prior, deliver_to=vault()))
-    assert ["deliver_to", "ssm", "name"] in paths(response)
-    assert ["deliver_to", "vault_kv", "path"] in paths(response)
+    assert paths(response) == [["deliver_to"]]
+    _, response = plan(service, prior, dict(prior, deliver_to=[ssm(), vault()]))
+    assert paths(response) == [["deliver_to"]], "adding a sink replaces the resource"
+    _, response = plan(service, prior, dict(prior, deliver_to=[ssm()]))
+    assert paths(response) == [], "one object or a list of it: the same sink"
 
 
 def test_rotation_due_is_planned_with_its_reason(service):

@@ -1,0 +1,175 @@
+"""One token, many sinks (issue 13, part 1), through real terraform, moto and OpenBao: one TFE agent token
+delivered to SSM in two regions, a Secrets Manager secret and a Vault KV secret; drift in one region
+healed by writing that sink only; a rotation that one sink refuses (Vault policy taken away during the
+apply) fails naming it, keeps both tokens live, and the next apply writes the rest; destroy cleans every
+sink. `make_workspace` scans every artifact for token values at teardown; the tests scan explicitly too."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from fixtures.terraform import PROVIDER_HEADER, scan
+from tokendrop_provider.sandbox.servers import create_policy_token
+
+pytestmark = pytest.mark.e2e
+
+HEADER = PROVIDER_HEADER + """resource "tokendrop_tfe_agent_pool" "ci" {
+  organization = "acme"
+  name         = "ci"
+}
+"""
+ADDRESS = "tokendrop_tfe_agent_token.t"
+FOUR_SINKS = """[
+    { ssm = { name = "/ci/token", region = "eu-west-1" } },
+    { ssm = { name = "/ci/token", region = "us-east-1" } },
+    { secrets_manager = { name = "ci/token", recovery_window_in_days = 0 } },
+    { vault_kv = { path = "ci/token" } },
+  ]"""
+SINK_ADDRESSES = ["ssm:eu-west-1:/ci/token", "ssm:us-east-1:/ci/token", "secrets_manager:ci/token",
+                  "vault_kv:secret/ci/token#token"]
+TWO_SINKS = '[{ ssm = { name = "/ci/token" } }, { vault_kv = { path = "ci/token" } }]'
+WRITER = 'path "secret/*" { capabilities = ["create", "read", "update", "delete", "list"] }'
+READ_ONLY = 'path "secret/*" { capabilities = ["read", "list"] }'
+
+
+def token(deliver_to: str, extra: str = "") -> str:
+    return (f'resource "tokendrop_tfe_agent_token" "t" {{\n  agent_pool_id = tokendrop_tfe_agent_pool.ci.id\n'
+            f"  deliver_to = {deliver_to}\n{extra}}}\n")
+
+
+def aws(sandbox, service: str, region: str):  # type: ignore[no-untyped-def]
+    return boto3.client(service, endpoint_url=sandbox.moto.url, region_name=region,
+                        aws_access_key_id="test", aws_secret_access_key="test")
+
+
+def ssm_in(sandbox, region: str) -> tuple[str, int] | None:
+    client = aws(sandbox, "ssm", region)
+    try:
+        found = client.get_parameter(Name="/ci/token", WithDecryption=True)["Parameter"]
+    except client.exceptions.ParameterNotFound:
+        return None
+    return found["Value"], found["Version"]
+
+
+def secret_value(sandbox) -> str | None:
+    client = aws(sandbox, "secretsmanager", "us-east-1")
+    try:
+        return client.get_secret_value(SecretId="ci/token", VersionStage="AWSCURRENT")["SecretString"]
+    except client.exceptions.ResourceNotFoundException:
+        return None
+
+
+def held_everywhere(sandbox) -> set[str | None]:
+    """The values the four sinks hold (one element when they agree)."""
+    vault = sandbox.vault_value("ci/token")
+    return {(ssm_in(sandbox, "eu-west-1") or (None,))[0], (ssm_in(sandbox, "us-east-1") or (None,))[0],
+            secret_value(sandbox), vault[0]["token"] if vault else None}
+
+
+def test_one_token_in_two_regions_secrets_manager_and_vault(sandbox, make_workspace):
+    ws = make_workspace(sandbox.env)
+    ws.write(HEADER + token(FOUR_SINKS, '  rotate_on = { epoch = "1" }\n'))
+    ws.init()
+    plan = ws.plan()
+    for address in SINK_ADDRESSES:  # the plan names every sink
+        assert address in plan.stdout
+    ws.apply()
+    first = ws.resources()[ADDRESS]
+    assert [s["address"] for s in first["sinks"]] == SINK_ADDRESSES
+    assert {s["status"] for s in first["sinks"]} == {"delivered"}
+    assert first["sink_address"] == SINK_ADDRESSES[0]
+    value = sandbox.token_value(first["id"])
+    assert held_everywhere(sandbox) == {value}, "every sink holds the one token"
+    pool = ws.resources()["tokendrop_tfe_agent_pool.ci"]["id"]
+    assert sandbox.live_tokens(pool) == [first["id"]], "one token minted for four sinks"
+    assert ws.plan_exitcode().returncode == 0
+
+    # One region's parameter deleted out of band: only that sink is written again, with the same token.
+    aws(sandbox, "ssm", "eu-west-1").delete_parameter(Name="/ci/token")
+    plan = ws.plan()
+    text = " ".join(plan.output.split())
+    assert "1 of 4 sinks will be written" in text and "ssm:eu-west-1:/ci/token (missing)" in text
+    assert "will be updated in-place" in plan.stdout
+    ws.apply()
+    healed = ws.resources()[ADDRESS]
+    assert healed["id"] == first["id"] and sandbox.live_tokens(pool) == [first["id"]]
+    assert ssm_in(sandbox, "eu-west-1") == (value, 1)
+    assert ssm_in(sandbox, "us-east-1") == (value, 1), "the other region was not written again"
+    assert sandbox.vault_value("ci/token") == ({"token": value}, 1)
+    assert [s["version"] for s in healed["sinks"]] == [s["version"] for s in first["sinks"]]
+    assert ws.plan_exitcode().returncode == 0
+
+    # A rotation writes the new token to every sink, then revokes the old one.
+    ws.write(HEADER + token(FOUR_SINKS, '  rotate_on = { epoch = "2" }\n'))
+    ws.apply()
+    second = ws.resources()[ADDRESS]
+    assert second["id"] != first["id"] and sandbox.live_tokens(pool) == [second["id"]]
+    assert held_everywhere(sandbox) == {sandbox.token_value(second["id"])}
+    assert ssm_in(sandbox, "eu-west-1")[1] == 2 and sandbox.vault_value("ci/token")[1] == 2
+    assert ws.plan_exitcode().returncode == 0
+
+    ws.destroy()
+    assert held_everywhere(sandbox) == {None}, "destroy cleans every sink"
+    assert sandbox.live_tokens(pool) == [] if pool in sandbox.tfe.pools else True
+    assert scan(sandbox.minted_values(), ws.artifacts()) == []
+
+
+def test_single_object_form_keeps_working_beside_the_list(sandbox, make_workspace):
+    """`deliver_to = { ssm = {...} }` (the form every configuration used) and a list of one are the same
+    token resource; switching between them changes nothing."""
+    ws = make_workspace(sandbox.env)
+    ws.write(HEADER + token('{ ssm = { name = "/ci/token" } }'))
+    ws.init()
+    ws.apply()
+    state = ws.resources()[ADDRESS]
+    assert state["sinks"] == [{"address": "ssm:/ci/token", "version": 1, "status": "delivered"}]
+    ws.write(HEADER + token('[{ ssm = { name = "/ci/token" } }]'))
+    plan = ws.plan()
+    assert "must be replaced" not in plan.stdout and "will rotate" not in plan.output
+    ws.apply()
+    assert ws.resources()[ADDRESS]["id"] == state["id"]
+    assert ws.plan_exitcode().returncode == 0
+    assert scan(sandbox.minted_values(), ws.artifacts()) == []
+
+
+def test_a_sink_refusing_a_rotation_keeps_both_tokens_and_the_next_apply_writes_it(sandbox, make_workspace):
+    vault_token = create_policy_token(sandbox.bao, policy_name="fanout-writer", policy=WRITER)
+    ws = make_workspace({**sandbox.env, "VAULT_TOKEN": vault_token})
+    ws.write(HEADER + token(TWO_SINKS, '  rotate_on = { epoch = "1" }\n'))
+    ws.init()
+    ws.apply()
+    first = ws.resources()[ADDRESS]
+    pool = ws.resources()["tokendrop_tfe_agent_pool.ci"]["id"]
+
+    # The policy is taken away once the new token is minted (the plan checked it): Vault refuses.
+    sandbox.tfe.on_event_call("token.created", lambda _event: sandbox.bao.api(
+        "PUT", "sys/policies/acl/fanout-writer", {"policy": READ_ONLY}))
+    ws.write(HEADER + token(TWO_SINKS, '  rotate_on = { epoch = "2" }\n'))
+    result = ws.apply(check=False)
+    assert result.returncode == 1
+    text = " ".join(result.stderr.split())
+    assert "was not delivered to vault_kv:secret/ci/token#token" in text
+    assert "ssm:/ci/token holds it, so it is not revoked" in text
+    failed = ws.resources()[ADDRESS]
+    new_id = failed["id"]
+    assert new_id != first["id"] and failed["previous_token_id"] == first["id"]
+    assert [s["status"] for s in failed["sinks"]] == ["delivered", "pending"]
+    assert sorted(sandbox.live_tokens(pool)) == sorted([first["id"], new_id]), "each sink's token stays live"
+    assert sandbox.ssm_value("/ci/token") == (sandbox.token_value(new_id), 2)
+    assert sandbox.vault_value("ci/token") == ({"token": sandbox.token_value(first["id"])}, 1)
+
+    # Fixed: the next apply writes the new token to Vault only, then revokes the previous one.
+    sandbox.bao.api("PUT", "sys/policies/acl/fanout-writer", {"policy": WRITER})
+    plan = ws.plan()
+    text = " ".join(plan.output.split())
+    assert "1 of 2 sinks will be written" in text and "vault_kv:secret/ci/token#token (pending)" in text
+    ws.apply()
+    done = ws.resources()[ADDRESS]
+    assert done["id"] == new_id and done["previous_token_id"] is None
+    assert [s["status"] for s in done["sinks"]] == ["delivered", "delivered"]
+    assert sandbox.vault_value("ci/token") == ({"token": sandbox.token_value(new_id)}, 2)
+    assert sandbox.ssm_value("/ci/token") == (sandbox.token_value(new_id), 2), "SSM was not written again"
+    assert sandbox.live_tokens(pool) == [new_id]
+    assert ws.plan_exitcode().returncode == 0
+    assert scan(sandbox.minted_values(), ws.artifacts()) == []

@@ -170,7 +170,7 @@ def _sinks_check(config: Mapping[str, object]) -> list[tuple[tuple[str | int, ..
     value = config.get("deliver_to")
     names = [a.name for a in DELIVER_TO.nested or ()]
     if not isinstance(value, list | tuple):
-        return exactly_one_of(("deliver_to",), names).fn(config)
+        return exactly_one_of(("deliver_to",), names).fn(config) + _own_region_replica(value, ("deliver_to",))
     if not value:
         return [(("deliver_to",), "must name at least one sink (an empty list delivers the token nowhere)")]
     problems: list[tuple[tuple[str | int, ...], str]] = []
@@ -178,6 +178,7 @@ def _sinks_check(config: Mapping[str, object]) -> list[tuple[tuple[str | int, ..
     for i, element in enumerate(value):
         found = exactly_one_of(("deliver_to",), names).fn({"deliver_to": element})
         problems += [(("deliver_to", i, *path[1:]), message) for path, message in found]
+        problems += _own_region_replica(element, ("deliver_to", i))
         address = address_of(element) if not found else None
         if isinstance(address, str):
             if address in seen:
@@ -185,6 +186,19 @@ def _sinks_check(config: Mapping[str, object]) -> list[tuple[tuple[str | int, ..
                                  "each sink of one token is a different location"))
             seen.setdefault(address, i)
     return problems
+
+
+def _own_region_replica(element: object, at: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+    """A Secrets Manager sink naming its own region cannot replicate to it (known at synth time; with the
+    provider's region, the plan checks it)."""
+    block = element.get(SECRETS_MANAGER_SINK.name) if isinstance(element, Mapping) else None
+    if not isinstance(block, Mapping) or not isinstance(block.get("region"), str):
+        return []
+    regions = block.get("replica_regions")
+    if isinstance(regions, list | tuple) and block["region"] in regions:
+        return [((*at, SECRETS_MANAGER_SINK.name, "replica_regions"),
+                 f"replica_regions must not include the secret's own region {block['region']}")]
+    return []
 
 
 DELIVER_TO_CHECK = Check(_sinks_check, "each element of deliver_to sets exactly one sink block; a list names "

@@ -38,7 +38,7 @@ def ssm(**changes):
 
 
 SECRETS_MANAGER = {"name": "ci/t", "kms_key_id": None, "tags": None, "replica_regions": None, "field": None,
-                   "recovery_window_in_days": None}
+                   "recovery_window_in_days": None, "region": None}
 
 
 def secrets_manager(**changes):
@@ -108,6 +108,17 @@ CASES: list[tuple[str, dict, str]] = [
      "deliver_to.secrets_manager.recovery_window_in_days"),
     ("tokendrop_tfe_agent_token", {"deliver_to": secrets_manager(recovery_window_in_days=31)},
      "deliver_to.secrets_manager.recovery_window_in_days"),
+    # one token, many sinks: a list of sink objects
+    ("tokendrop_tfe_agent_token", {"deliver_to": []}, "deliver_to"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, VAULT, SSM]}, "deliver_to[2]"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, ssm(region="us-east-1"), ssm(region="us-east-1")]},
+     "deliver_to[2]"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [ssm(region="Europe")]}, "deliver_to[0].ssm.region"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, vault(path="ci/../x")]}, "deliver_to[1].vault_kv.path"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, {"ssm": None, "vault_kv": None}]}, "deliver_to[1]"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, secrets_manager(region="eu-west-1",
+                                                                        replica_regions=["eu-west-1"])]},
+     "deliver_to[1].secrets_manager.replica_regions"),
     ("tokendrop_tfe_agent_token", {"rotate_every": "monthly"}, "rotate_every"),
     ("tokendrop_tfe_agent_token", {"rotate_every": "10m"}, "rotate_every"),
     ("tokendrop_tfe_agent_token", {"keep_previous_for": "soon"}, "keep_previous_for"),
@@ -232,9 +243,11 @@ def errors_for(svc: ProviderService, type_name: str, config: dict) -> list[pb.Di
 
 
 def names_attribute(diagnostic: pb.Diagnostic, attribute: str) -> bool:
-    path = ".".join(s.attribute_name or s.element_key_string or str(s.element_key_int)
-                    for s in diagnostic.attribute.steps)
+    path = "".join(f"[{s.element_key_int}]" if s.WhichOneof("selector") == "element_key_int" else
+                   f".{s.attribute_name or s.element_key_string}" for s in diagnostic.attribute.steps).lstrip(".")
     text = f"{diagnostic.summary} {diagnostic.detail}"
+    if attribute.startswith("deliver_to["):  # a sink of a list: the path names its index
+        return path.startswith(attribute)
     return path.startswith(attribute.split("[")[0]) or attribute in text
 
 

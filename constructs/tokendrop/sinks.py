@@ -51,6 +51,8 @@ class SsmParameter(Sink):
     tags: Mapping[str, str] | None = field(default=None, hash=False)
     # Its own AWS region (the provider's `aws_region` when None): one token, a parameter per region.
     region: str | None = None
+    # A role in another account, assumed by the provider to write there (cross-account delivery).
+    assume_role_arn: str | None = None
 
     kind: ClassVar[str] = schema.SSM_SINK.name
 
@@ -58,12 +60,13 @@ class SsmParameter(Sink):
         return {self.kind: _drop_none({
             "name": self.name, "kms_key_id": self.kms_key_id, "tier": self.tier,
             "description": self.description, "tags": dict(self.tags) if self.tags is not None else None,
-            "region": self.region,
+            "region": self.region, "assume_role_arn": self.assume_role_arn,
         })}
 
     @property
     def address(self) -> str:
-        return format_address(self.kind, {"name": self.name, "region": self.region})
+        return format_address(self.kind, {"name": self.name, "region": self.region,
+                                          "assume_role_arn": self.assume_role_arn})
 
     def arn(self, region: str | None = None, account: str = "*", partition: str = "aws") -> str:
         """The parameter's ARN (wildcards by default, its own region if it names one), e.g. for an ECS
@@ -166,6 +169,7 @@ class SecretsManagerSecret(Sink):
     field: str | None = None
     recovery_window_in_days: int | None = None
     region: str | None = None  # its own primary region (the provider's `aws_region` when None)
+    assume_role_arn: str | None = None  # a role in another account, assumed by the provider to write there
 
     kind: ClassVar[str] = schema.SECRETS_MANAGER_SINK.name
 
@@ -175,11 +179,13 @@ class SecretsManagerSecret(Sink):
             "tags": dict(self.tags) if self.tags is not None else None,
             "replica_regions": list(self.replica_regions) if self.replica_regions is not None else None,
             "field": self.field, "recovery_window_in_days": self.recovery_window_in_days, "region": self.region,
+            "assume_role_arn": self.assume_role_arn,
         })}
 
     @property
     def address(self) -> str:
-        return format_address(self.kind, {"name": self.name, "region": self.region})
+        return format_address(self.kind, {"name": self.name, "region": self.region,
+                                          "assume_role_arn": self.assume_role_arn})
 
     def arn(self, region: str = "*", account: str = "*", partition: str = "aws") -> str:
         """The secret's ARN pattern: AWS appends "-" and six random characters to the name."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from .attributes import Attr, Check, ResourceSchema, exactly_one_of
 from .markers import APPROLE_MARKER_KEY
-from .sinks import secrets_manager_rules, ssm_rules, vault_rules
+from .sinks import aws_rules, secrets_manager_rules, ssm_rules, vault_rules
 from .types import BOOL, NUMBER, STRING, ListOf, MapOf, ObjectOf, SetOf, Unknown
 from .validation import (
     Rule,
@@ -39,6 +39,15 @@ PROVIDER_NAME = "tokendrop"
 # --- sinks: one `deliver_to` shape for every token resource ---------------------------------------
 
 _REGION_RULE = from_function(secrets_manager_rules.validate_region, "an AWS region, e.g. `eu-west-1`")
+_ROLE_RULE = from_function(aws_rules.validate_role_arn, "an IAM role ARN (`arn:aws:iam::123456789012:role/name`)")
+
+
+def _assume_role(what: str) -> Attr:
+    return Attr("assume_role_arn", STRING, f"An IAM role in the account of this {what}: the provider assumes it "
+                "(STS AssumeRole with its own AWS credentials, session name `tokendrop-<resource type>`, once per "
+                "role and region per run) to reach it. Changing it replaces the resource.", optional=True,
+                on_change="replace", rules=(_ROLE_RULE,))
+
 
 SSM_SINK = Attr(
     "ssm",
@@ -69,6 +78,7 @@ SSM_SINK = Attr(
              "several sinks, one token can be delivered to each region that reads it. Changing it replaces the "
              "resource.", optional=True, on_change="replace",
              rules=(_REGION_RULE,)),
+        _assume_role("parameter"),
     ),
 )
 
@@ -123,6 +133,7 @@ SECRETS_MANAGER_SINK = Attr(
              "unset. With several sinks, one token can be delivered to each region that reads it. Changing it "
              "replaces the resource.", optional=True, on_change="replace",
              rules=(_REGION_RULE,)),
+        _assume_role("secret"),
     ),
 )
 

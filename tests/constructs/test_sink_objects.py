@@ -110,3 +110,15 @@ def test_a_list_of_sinks_synthesizes_as_a_list_in_order(stack, synth):
     assert 'path "secret/data/ci/token"' in policies[3]
     single = pool.add_token("single", deliver_to=SsmParameter("/ci/single"))
     assert single.arguments["deliver_to"] == {"ssm": {"name": "/ci/single"}}, "one sink keeps the object form"
+
+
+def test_a_sink_in_another_account_has_the_account_in_its_address():
+    sink = SsmParameter("/ci/token", region="eu-west-1", assume_role_arn="arn:aws:iam::111111111111:role/writer")
+    assert sink.to_config() == {"ssm": {"name": "/ci/token", "region": "eu-west-1",
+                                        "assume_role_arn": "arn:aws:iam::111111111111:role/writer"}}
+    assert sink.address == "ssm:111111111111:eu-west-1:/ci/token"
+    assert SecretsManagerSecret("ci/t", assume_role_arn="arn:aws:iam::222222222222:role/w").address == (
+        "secrets_manager:222222222222:ci/t")
+    # import ids end with the address: the region is read back, the role comes from the configuration
+    assert deliver_to_from_address(sink.address)["ssm"]["region"] == "eu-west-1"
+    assert deliver_to_from_address(sink.address)["ssm"]["name"] == "/ci/token"

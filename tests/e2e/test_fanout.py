@@ -173,3 +173,34 @@ def test_a_sink_refusing_a_rotation_keeps_both_tokens_and_the_next_apply_writes_
     assert sandbox.live_tokens(pool) == [new_id]
     assert ws.plan_exitcode().returncode == 0
     assert scan(sandbox.minted_values(), ws.artifacts()) == []
+
+
+ROLE = "arn:aws:iam::111111111111:role/tokendrop-writer"
+
+
+def test_a_sink_in_another_account_is_reached_through_an_assumed_role(sandbox, make_workspace):
+    """moto serves STS and keeps each account's parameters apart (the account of assumed-role
+    credentials is the role's), so the second parameter exists only in account 111111111111."""
+    ws = make_workspace({**sandbox.env, "AWS_ENDPOINT_URL_STS": sandbox.moto.url})
+    ws.write(HEADER + token(f'[{{ ssm = {{ name = "/ci/token" }} }}, '
+                            f'{{ ssm = {{ name = "/ci/token", assume_role_arn = "{ROLE}" }} }}]'))
+    ws.init()
+    ws.apply()
+    state = ws.resources()[ADDRESS]
+    assert [s["address"] for s in state["sinks"]] == ["ssm:/ci/token", "ssm:111111111111:/ci/token"]
+    value = sandbox.token_value(state["id"])
+    assert sandbox.ssm_value("/ci/token") == (value, 1)
+    sts = aws(sandbox, "sts", "us-east-1")
+    assumed = sts.assume_role(RoleArn=ROLE, RoleSessionName="reader")["Credentials"]
+    other = boto3.client("ssm", endpoint_url=sandbox.moto.url, region_name="us-east-1",
+                         aws_access_key_id=assumed["AccessKeyId"], aws_secret_access_key=assumed["SecretAccessKey"],
+                         aws_session_token=assumed["SessionToken"])
+    found = other.get_parameter(Name="/ci/token", WithDecryption=True)["Parameter"]
+    assert (found["Value"], found["Version"]) == (value, 1), "written in the role's account"
+    tags = other.list_tags_for_resource(ResourceType="Parameter", ResourceId="/ci/token")["TagList"]
+    assert {"Key": "managed-by", "Value": "tokendrop"} in tags
+    assert ws.plan_exitcode().returncode == 0
+    ws.destroy()
+    assert sandbox.ssm_value("/ci/token") is None
+    assert other.get_parameters(Names=["/ci/token"])["InvalidParameters"] == ["/ci/token"]
+    assert scan(sandbox.minted_values(), ws.artifacts()) == []

@@ -38,7 +38,7 @@ def ssm(**changes):
 
 
 SECRETS_MANAGER = {"name": "ci/t", "kms_key_id": None, "tags": None, "replica_regions": None, "field": None,
-                   "recovery_window_in_days": None, "region": None}
+                   "recovery_window_in_days": None, "region": None, "assume_role_arn": None}
 
 
 def secrets_manager(**changes):
@@ -114,6 +114,12 @@ CASES: list[tuple[str, dict, str]] = [
     ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, ssm(region="us-east-1"), ssm(region="us-east-1")]},
      "deliver_to[2]"),
     ("tokendrop_tfe_agent_token", {"deliver_to": [ssm(region="Europe")]}, "deliver_to[0].ssm.region"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, ssm(name="/ci/u", assume_role_arn="arn:aws:iam::123:role/x")]},
+     "deliver_to[1].ssm.assume_role_arn"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, secrets_manager(assume_role_arn="role/ci")]},
+     "deliver_to[1].secrets_manager.assume_role_arn"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": ssm(assume_role_arn="arn:aws:iam::123456789012:user/ci")},
+     "deliver_to.ssm.assume_role_arn"),
     ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, vault(path="ci/../x")]}, "deliver_to[1].vault_kv.path"),
     ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, {"ssm": None, "vault_kv": None}]}, "deliver_to[1]"),
     ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, secrets_manager(region="eu-west-1",

@@ -129,26 +129,43 @@ class SinkKind:
         return {**self.defaults(), **{k: v for k, v in location.items() if v is not None}}
 
 
-_REGIONAL = re.compile(r"([a-z]{2}(?:-[a-z]+)+-\d{1,2}):(.+)")
+_AWS_LOCATION = re.compile(r"(?:(\d{12}):)?(?:([a-z]{2}(?:-[a-z]+)+-\d{1,2}):)?(.+)")
 
 
 def regional_address(location: Mapping[str, Any]) -> str:
     """The address part of an AWS location: its name, after `<region>:` when the sink names its own
-    region (two regions can hold the same name; neither SSM nor Secrets Manager names contain `:`)."""
-    region = location.get("region")
-    return f"{region}:{location['name']}" if region else str(location["name"])
+    region and `<account>:` when it is reached through a role of another account (the same name can
+    exist in several regions and accounts; neither SSM nor Secrets Manager names contain `:`)."""
+    from ..sinks.aws_rules import role_account, validate_role_arn
+
+    region, role = location.get("region"), location.get("assume_role_arn")
+    account = role_account(role) if isinstance(role, str) and validate_role_arn(role) is None else None
+    return "".join(f"{part}:" for part in (account, region) if part) + str(location["name"])
+
+
+def address_scope(location: Mapping[str, Any]) -> str | None:
+    """What `regional_address` puts before the name ("<account>:<region>", "<region>"), or None."""
+    full, name = regional_address(location), str(location["name"])
+    return full[:-len(name) - 1] if full != name else None
 
 
 def parse_regional(rest: str) -> tuple[str | None, str]:
-    """(region or None, name): the inverse of `regional_address`."""
-    found = _REGIONAL.fullmatch(rest)
-    return (found.group(1), found.group(2)) if found else (None, rest)
+    """(region or None, name): the inverse of `regional_address` (an account in the address is left
+    out: the role comes from the configuration)."""
+    found = _AWS_LOCATION.fullmatch(rest)
+    return (found.group(2), found.group(3)) if found else (None, rest)
 
 
 def with_region(aws: AwsSettings, location: Mapping[str, Any]) -> AwsSettings:
-    """The AWS settings of one location: the provider's, in the location's own region if it names one."""
-    region = location.get("region")
-    return dataclasses.replace(aws, region=str(region)) if region else aws
+    """The AWS settings of one location: the provider's, in the location's own region if it names one,
+    through the location's role if it names one (`role_session_name`: set by `Clients.sink`)."""
+    changes: dict[str, Any] = {}
+    if location.get("region"):
+        changes["region"] = str(location["region"])
+    if location.get("assume_role_arn"):
+        changes["assume_role_arn"] = str(location["assume_role_arn"])
+        changes["role_session_name"] = str(location.get("role_session_name") or "tokendrop")
+    return dataclasses.replace(aws, **changes) if changes else aws
 
 
 def text(value: object) -> str | None:

@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ..lazy import IMPORT_LOCK
 from ..settings import Setting, Settings, SettingsGroup
 from ..sinks.secrets_manager_rules import DEFAULT_RECOVERY_WINDOW, SecretsManagerSettings, validate_replica_regions
-from .base import SinkKind, missing_setting, parse_regional, regional_address, with_region
+from .base import SinkKind, address_scope, missing_setting, parse_regional, regional_address, with_region
 from .ssm import REGION, aws_region
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def _from_config(location: Mapping[str, Any], settings: Settings) -> SecretsMana
     window = location.get("recovery_window_in_days")
     return SecretsManagerSink(
         name=str(location["name"]), settings=with_region(settings.aws, location),
-        address_region=location.get("region"), endpoint=settings.group(SETTINGS.name),
+        address_region=address_scope(location), endpoint=settings.group(SETTINGS.name),
         kms_key_id=location.get("kms_key_id"), tags=dict(location.get("tags") or {}),
         replica_regions=list(location.get("replica_regions") or ()), field=location.get("field"),
         recovery_window_in_days=DEFAULT_RECOVERY_WINDOW if window is None else int(window))

@@ -9,7 +9,7 @@ from .. import schema
 from ..errors import ConfigError
 from ..lazy import IMPORT_LOCK
 from ..settings import AwsSettings, Setting, Settings, SettingsGroup
-from .base import SinkKind, missing_setting, parse_regional, regional_address, with_region
+from .base import SinkKind, address_scope, missing_setting, parse_regional, regional_address, with_region
 
 if TYPE_CHECKING:
     from ..sinks.base import SinkStatus
@@ -60,7 +60,7 @@ def _from_config(location: Mapping[str, Any], settings: Settings) -> SsmSink:
 
     return SsmSink(name=str(location["name"]), kms_key_id=location.get("kms_key_id"), tier=location.get("tier"),
                    description=location.get("description"), tags=dict(location.get("tags") or {}),
-                   settings=with_region(settings.aws, location), address_region=location.get("region"))
+                   settings=with_region(settings.aws, location), address_region=address_scope(location))
 
 
 def _statuses(locations: Sequence[Mapping[str, Any]], settings: Settings) -> list[SinkStatus]:

@@ -74,7 +74,7 @@ class TokenResource(Resource, abc.ABC):
             issuer=self.issuer(ctx),
             scope=self.scope_of(state),
             description=state.get("description"),  # type: ignore[arg-type]
-            sink=ctx.clients.sink(deliver_to),
+            sink=ctx.clients.sink(deliver_to, self.schema.type_name),
             mint_options=self.mint_options(ctx, state),
             adopt_existing=bool(state.get("adopt_existing")),
             description_in_fingerprint="description" not in self.issuer_updatable,
@@ -87,7 +87,7 @@ class TokenResource(Resource, abc.ABC):
         first = self.target(ctx, state)
         found = sink_blocks(state.get("deliver_to"))
         rest = found[1:] if not isinstance(found, Unknown) else []
-        return first, [first.for_sink(ctx.clients.sink(element)) for element in rest]
+        return first, [first.for_sink(ctx.clients.sink(element, self.schema.type_name)) for element in rest]
 
     def token_spec(self, state: Mapping[str, object]) -> dict[str, object]:
         """Configured properties fixed at mint time (see `Target.spec`). Default: none."""

@@ -6,11 +6,14 @@ sink. `make_workspace` scans every artifact for token values at teardown; the te
 
 from __future__ import annotations
 
+import time
+from collections import Counter
+
 import boto3
 import pytest
 
 from fixtures.terraform import PROVIDER_HEADER, scan
-from tokendrop_provider.sandbox.servers import create_policy_token
+from tokendrop_provider.sandbox.servers import FaultProxy, create_policy_token
 
 pytestmark = pytest.mark.e2e
 
@@ -204,3 +207,50 @@ def test_a_sink_in_another_account_is_reached_through_an_assumed_role(sandbox, m
     assert sandbox.ssm_value("/ci/token") is None
     assert other.get_parameters(Names=["/ci/token"])["InvalidParameters"] == ["/ci/token"]
     assert scan(sandbox.minted_values(), ws.artifacts()) == []
+
+
+def test_measure_a_three_sink_rotation(sandbox, make_workspace):
+    """The calls one `terraform apply` of a rotation makes with three sinks (SSM, Secrets Manager, Vault),
+    counted by proxies in front of moto and OpenBao and by the TFE emulator's request log; printed with
+    its wall time (`pytest -s`). Asserts the structure only: one mint, one revoke, one value write per
+    sink, and no value read back (the new token is copied from memory)."""
+    three = ('[{ ssm = { name = "/ci/token", region = "eu-west-1" } }, '
+             '{ secrets_manager = { name = "ci/token", recovery_window_in_days = 0 } }, '
+             '{ vault_kv = { path = "ci/token" } }]')
+    with FaultProxy(sandbox.moto.url) as aws_proxy, FaultProxy(sandbox.bao.url) as vault_proxy:
+        ws = make_workspace({**sandbox.env, "AWS_ENDPOINT_URL_SSM": aws_proxy.url,
+                             "AWS_ENDPOINT_URL_SECRETS_MANAGER": aws_proxy.url, "VAULT_ADDR": vault_proxy.url})
+        ws.write(HEADER + token(three, '  rotate_on = { epoch = "1" }\n'))
+        ws.init()
+        ws.apply()
+        first = ws.resources()[ADDRESS]
+        ws.write(HEADER + token(three, '  rotate_on = { epoch = "2" }\n'))
+        aws_proxy.seen.clear()
+        vault_proxy.seen.clear()
+        sandbox.tfe.clear_requests()
+        started = time.monotonic()
+        ws.apply()
+        elapsed = time.monotonic() - started
+        aws_calls = Counter(target.split(".")[-1] for _, _, target, _ in aws_proxy.seen)
+        vault_calls = Counter(f"{method} {path.split('?')[0].removeprefix('/v1/')}"
+                              for method, path, _, _ in vault_proxy.seen)
+        tfe_calls = Counter(f"{r['method']} {r['path']}" for r in sandbox.tfe.requests())
+    second = ws.resources()[ADDRESS]
+    assert second["id"] != first["id"] and held_everywhere_three(sandbox) == {sandbox.token_value(second["id"])}
+    print(f"\n3-sink rotation (terraform apply: refresh, plan, apply) in {elapsed:.2f}s")
+    for label, calls in (("TFE", tfe_calls), ("AWS (moto)", aws_calls), ("Vault (OpenBao)", vault_calls)):
+        print(f"  {label}: {sum(calls.values())} calls")
+        for what, n in sorted(calls.items()):
+            print(f"    {n:3d}  {what}")
+    mints = sum(n for what, n in tfe_calls.items()
+                if what.startswith("POST") and what.endswith("/authentication-tokens"))
+    revokes = sum(n for what, n in tfe_calls.items() if what.startswith("DELETE"))
+    assert (mints, revokes) == (1, 1)
+    assert aws_calls["PutParameter"] == 1 and aws_calls["PutSecretValue"] == 1
+    assert aws_calls["GetParameter"] == aws_calls["GetSecretValue"] == 0, "the value is never read back"
+    assert sum(n for what, n in vault_calls.items() if what.startswith(("POST secret/data", "PUT secret/data"))) == 1
+
+
+def held_everywhere_three(sandbox) -> set[str | None]:
+    vault = sandbox.vault_value("ci/token")
+    return {(ssm_in(sandbox, "eu-west-1") or (None,))[0], secret_value(sandbox), vault[0]["token"] if vault else None}

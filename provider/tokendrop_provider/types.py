@@ -109,6 +109,21 @@ def type_from_json(raw: object) -> CtyType:
     raise ValueError(f"unsupported cty type {raw!r}")
 
 
+def inferred_type(value: object) -> CtyType:
+    """The type HCL gives a literal of this value: objects, tuples, and `dynamic` for null."""
+    if isinstance(value, bool):
+        return BOOL
+    if isinstance(value, int | float):
+        return NUMBER
+    if isinstance(value, str):
+        return STRING
+    if isinstance(value, Mapping):
+        return ObjectOf(tuple((str(k), inferred_type(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return TupleOf(tuple(inferred_type(v) for v in value))
+    return Dynamic()
+
+
 class TypedDict(dict):  # type: ignore[type-arg]
     """A dynamic attribute's object value with the type Terraform gave it (kept so that the value
     goes back with exactly that type: a plan must repeat the configuration's type)."""

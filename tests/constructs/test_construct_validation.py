@@ -60,7 +60,7 @@ def error_of(action) -> TokendropValidationError:
     (lambda p: p.add_token("negative", deliver_to=SsmParameter("/a"), keep_previous_for=timedelta(seconds=-5)),
      "ci-agents/pool/negative: keep_previous_for: must not be negative (got -5 seconds)"),
     (lambda p: p.add_token("typo", deliver_to={"ssm": {"nmae": "/a"}}),
-     "ci-agents/pool/typo: deliver_to.ssm.nmae: unknown attribute; expected one of description, kms_key_id"),
+     "ci-agents/pool/typo: deliver_to.ssm.nmae: unknown attribute; expected one of assume_role_arn, description"),
     (lambda p: p.add_token("tags", deliver_to=SsmParameter("/a", tags={"managed-by": "me"})),
      "ci-agents/pool/tags: deliver_to.ssm.tags: tag key 'managed-by' is reserved"),
     (lambda p: p.add_token("kms", deliver_to=SsmParameter("/a", kms_key_id="alias/")),

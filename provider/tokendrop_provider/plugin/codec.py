@@ -25,6 +25,7 @@ from ..types import (
     SetOf,
     TupleOf,
     Unknown,
+    inferred_type,
     type_from_json,
     typed,
 )
@@ -216,7 +217,7 @@ def _compile(cty_type: CtyType):  # type: ignore[no-untyped-def]
             if actual is None:
                 actual = (fallback if isinstance(value, Mapping) and fallback is not None else
                           ListOf(fallback) if isinstance(value, list | tuple) and fallback is not None else
-                          _inferred(value))
+                          inferred_type(value))
             return [actual.json_bytes(), _compiled(actual)(value)]
 
         return dynamic
@@ -232,21 +233,6 @@ def _compiled(cty_type: CtyType):  # type: ignore[no-untyped-def]
     if prepare is None:
         prepare = _COMPILED[cty_type] = _compile(cty_type)
     return prepare
-
-
-def _inferred(value: object) -> CtyType:
-    """The type of a plain value inside a dynamic one (as HCL types a literal)."""
-    if isinstance(value, bool):
-        return BOOL
-    if isinstance(value, int | float):
-        return NUMBER
-    if isinstance(value, str):
-        return STRING
-    if isinstance(value, Mapping):
-        return ObjectOf(tuple((str(k), _inferred(v)) for k, v in value.items()))
-    if isinstance(value, list | tuple):
-        return TupleOf(tuple(_inferred(v) for v in value))
-    return Dynamic()
 
 
 def attach_dynamic(value: object, cty_type: ObjectOf) -> object:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..attributes import one_or_list
 from ..errors import ConfigError
-from ..types import UNKNOWN, Unknown
+from ..types import UNKNOWN, Unknown, inferred_type, typed
 from . import secrets_manager, ssm, vault_kv
 from .base import SinkKind
 
@@ -59,6 +59,28 @@ def with_defaults(element: Mapping[str, Any]) -> dict[str, Any]:
         return {}
     kind, block = found
     return {kind.name: kind.with_defaults(block)}
+
+
+def written_form(deliver_to: object) -> object:
+    """`deliver_to` as a configuration most likely writes it: only the block that is set, without null
+    attributes or ones equal to their default, typed as HCL types such a literal. What import and the
+    upgrade of older state record, so that the usual configuration plans no change (a dynamic value
+    compares with its type: docs/lifecycle.md, "One token, many sinks")."""
+    def one(element: Mapping[str, Any]) -> dict[str, Any]:
+        found = chosen(element)
+        if found is None:
+            return {}
+        kind, block = found
+        defaults = kind.defaults()
+        return {kind.name: {k: v for k, v in block.items() if v is not None and defaults.get(k) != v}}
+
+    if isinstance(deliver_to, Mapping):
+        value: object = one(deliver_to)
+    elif isinstance(deliver_to, list):
+        value = [one(e) for e in deliver_to if isinstance(e, Mapping)]
+    else:
+        return deliver_to
+    return typed(value, inferred_type(value))
 
 
 def address_of(deliver_to: object) -> object:

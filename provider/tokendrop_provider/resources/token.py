@@ -24,7 +24,7 @@ from ..delivery import (
 from ..errors import ConfigError, IssuerNotFound
 from ..issuers.base import IssuedToken, TokenIssuer
 from ..registry.sinks import address_of as sink_address_of
-from ..registry.sinks import addresses_of, chosen, deliver_to_from_address
+from ..registry.sinks import addresses_of, chosen, deliver_to_from_address, written_form
 from ..registry.sinks import blocks as sink_blocks
 from ..registry.sinks import prefixes as sink_prefixes
 from ..timestamps import format_rfc3339, parse_rfc3339
@@ -273,11 +273,12 @@ class TokenResource(Resource, abc.ABC):
     def update(self, ctx: Context, prior: State, planned: State) -> State:
         target, others = self.targets(ctx, planned)
         state = dict(planned)
-        healing = isinstance(planned.get("sinks"), list) and any(
+        # A rotation: a new token (unknown id), or a new value for the same id (rotates_in_place); both
+        # plan created_at unknown. A repair of some sinks (`_plan_heal`) plans only their versions unknown.
+        rotating = isinstance(planned.get("id"), Unknown) or isinstance(planned.get("created_at"), Unknown)
+        healing = not rotating and isinstance(planned.get("sinks"), list) and any(
             isinstance(s, Mapping) and isinstance(s.get("version"), Unknown) for s in planned["sinks"])  # type: ignore[union-attr]
-        # A rotation: a new token (unknown id), or a new value for the same id (rotates_in_place).
-        if isinstance(planned.get("id"), Unknown) or (isinstance(planned.get("sink_version"), Unknown)
-                                                      and not healing):
+        if rotating:
             keep = planned.get("keep_previous_for")
             try:
                 delivered = self.delivery(ctx).rotate(
@@ -427,8 +428,17 @@ class TokenResource(Resource, abc.ABC):
         state.update(self.imported_attributes(token))
         state.update(id=token.id, sink_address=target.sink.address, sink_version=status.version,
                      sink_status="delivered", created_at=token.created_at,
-                     expires_at=token.expires_at if self.expiring else None)
+                     expires_at=token.expires_at if self.expiring else None,
+                     sinks=[{"address": target.sink.address, "version": status.version, "status": "delivered"}],
+                     deliver_to=written_form(state["deliver_to"]))
         return state
+
+    def upgrade(self, version: int, raw: dict[str, object]) -> State:
+        """Version 0 held `deliver_to` as an object of every sink kind; version 1 serves it as written
+        (one object or a list, a dynamic attribute)."""
+        if version < 1:
+            raw = dict(raw, deliver_to=written_form(raw.get("deliver_to")))
+        return raw
 
     def imported_attributes(self, token: IssuedToken) -> State:
         return {"description": split_description(token.description)[0]}

@@ -205,3 +205,32 @@ def test_unexpected_errors_become_one_diagnostic_without_traceback(service, monk
     [diag] = response.diagnostics
     assert diag.summary == "Unexpected error in the tokendrop provider"
     assert "RuntimeError: kaput" in diag.detail and "Traceback" not in diag.detail
+
+
+def test_state_of_schema_version_0_is_upgraded_to_deliver_to_as_written(service):
+    """Version 0 stored deliver_to as an object of every sink kind with defaults filled in; version 1
+    serves it as a dynamic value, which compares with its type: the upgrade keeps only what a
+    configuration usually writes, so `deliver_to = { vault_kv = { path = "ci/t" } }` plans no change."""
+    import json
+
+    raw = full(TOKEN, id="at-1", agent_pool_id=service.pool_id, sink_address="vault_kv:secret/ci/t#token",
+               deliver_to={"ssm": None, "vault_kv": {"mount": "secret", "path": "ci/t", "field": "token"},
+                           "secrets_manager": None})
+    answer = service.UpgradeResourceState(pb.UpgradeResourceState.Request(
+        type_name=TOKEN.type_name, version=0, raw_state=pb.RawState(json=json.dumps(raw).encode())), None)
+    assert not answer.diagnostics
+    type_json, value = codec.decode(answer.upgraded_state.msgpack)["deliver_to"]
+    assert value == {"vault_kv": {"path": "ci/t"}}
+    assert json.loads(type_json) == ["object", {"vault_kv": ["object", {"path": "string"}]}]
+    assert schema.TFE_AGENT_TOKEN.version == 1
+
+    # version 1 state JSON holds a dynamic value as {"value", "type"}: read back with that very type
+    listed = [{"ssm": {"name": "/a", "region": "eu-west-1"}}, {"vault_kv": {"path": "ci/t"}}]
+    typed_json = ["tuple", [["object", {"ssm": ["object", {"name": "string", "region": "string"}]}],
+                            ["object", {"vault_kv": ["object", {"path": "string"}]}]]]
+    current = dict(raw, deliver_to={"value": listed, "type": typed_json})
+    answer = service.UpgradeResourceState(pb.UpgradeResourceState.Request(
+        type_name=TOKEN.type_name, version=1, raw_state=pb.RawState(json=json.dumps(current).encode())), None)
+    assert not answer.diagnostics
+    type_json, value = codec.decode(answer.upgraded_state.msgpack)["deliver_to"]
+    assert value == listed and json.loads(type_json) == typed_json

@@ -93,6 +93,7 @@ def test_one_token_in_two_regions_secrets_manager_and_vault(sandbox, make_worksp
     plan = ws.plan()
     text = " ".join(plan.output.split())
     assert "1 of 4 sinks will be written" in text and "ssm:eu-west-1:/ci/token (missing)" in text
+    assert "Sink drift: ssm:eu-west-1:/ci/token" in text and "writes no other sink" in text
     assert "will be updated in-place" in plan.stdout
     ws.apply()
     healed = ws.resources()[ADDRESS]

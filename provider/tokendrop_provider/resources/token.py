@@ -354,10 +354,10 @@ class TokenResource(Resource, abc.ABC):
     # --- read -----------------------------------------------------------------------------------
 
     def read(self, ctx: Context, state: State) -> State | None:
-        new = self._read_first(ctx, state)
+        target, others = self.targets(ctx, state)
+        new = self._read_first(ctx, state, fan_out=bool(others))
         if new is None:
             return None
-        target, others = self.targets(ctx, state)
         first = {"address": target.sink.address, "version": new.get("sink_version"), "status": new.get("sink_status")}
         if not others:
             new["sinks"] = [first]
@@ -366,14 +366,18 @@ class TokenResource(Resource, abc.ABC):
         found = self.delivery(ctx).inspect_all(others, str(new["id"]), recorded[1:],
                                                new.get("previous_token_id"))  # type: ignore[arg-type]
         new["sinks"] = [first, *(s.as_state() for s in found)]
-        for sink in found:
-            if sink.status in ("missing", "overwritten"):
-                ctx.warn(f"Sink drift: {sink.address}",
-                         f"{sink.address} is {sink.status}: it no longer holds {new['id']}. The next apply writes "
-                         "the live token there again, and only there.")
+        held = [str(s["address"]) for s in new["sinks"] if s.get("status") == "delivered"]  # type: ignore[union-attr]
+        for sink in new["sinks"]:  # type: ignore[union-attr]
+            if sink["status"] in ("missing", "overwritten"):
+                then = (f"The next apply copies {new['id']} there from {held[0]}, and writes no other sink."
+                        if held else "No sink holds it any more: the next apply rotates the token.")
+                ctx.warn(f"Sink drift: {sink['address']}",
+                         f"{sink['address']} is {sink['status']}: it no longer holds {new['id']}. {then}")
         return new
 
-    def _read_first(self, ctx: Context, state: State) -> State | None:
+    def _read_first(self, ctx: Context, state: State, fan_out: bool = False) -> State | None:
+        """Refresh of the token and the first sink; `fan_out`: other sinks follow, and drift of this one
+        is reported with theirs (see `read`)."""
         target = self.target(ctx, state)
         try:
             health = self.delivery(ctx).inspect(target, str(state["id"]), _int(state.get("sink_version")))
@@ -390,7 +394,7 @@ class TokenResource(Resource, abc.ABC):
         if health.recovered is not None:
             return self._state_after(state, target.sink.address, health.recovered)
         new["sink_status"] = health.sink_status
-        if health.sink_status != "delivered":
+        if health.sink_status != "delivered" and not fan_out:
             ctx.warn(f"Sink drift: {target.sink.address}", health.detail + " The next apply mints a new "
                      "token, writes it to the sink and revokes " + str(state["id"]) + ".")
         if self.expiring:

@@ -6,6 +6,7 @@ sink. `make_workspace` scans every artifact for token values at teardown; the te
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 
@@ -255,3 +256,68 @@ def test_measure_a_three_sink_rotation(sandbox, make_workspace):
 def held_everywhere_three(sandbox) -> set[str | None]:
     vault = sandbox.vault_value("ci/token")
     return {(ssm_in(sandbox, "eu-west-1") or (None,))[0], secret_value(sandbox), vault[0]["token"] if vault else None}
+
+
+BUILDKITE = """
+resource "tokendrop_buildkite_cluster" "linux" {
+  name = "linux"
+}
+
+resource "tokendrop_buildkite_cluster_token" "elastic" {
+  cluster_id  = tokendrop_buildkite_cluster.linux.id
+  description = "elastic ci stacks"
+  deliver_to = [
+    { ssm = { name = "/buildkite/agent-token", region = "eu-west-1" } },
+    { ssm = { name = "/buildkite/agent-token", region = "us-east-1" } },
+    { secrets_manager = { name = "buildkite/agent-token", field = "BUILDKITE_AGENT_TOKEN",
+                          replica_regions = ["eu-central-1"], recovery_window_in_days = 0 } },
+    { vault_kv = { path = "ci/buildkite" } },
+  ]
+}
+"""
+
+
+def test_one_buildkite_token_for_two_regions_a_replicated_secret_and_vault(sandbox, fresh_buildkite_emulator,
+                                                                           make_workspace):
+    """The Elastic CI Stack case (issue 13): one cluster token in SSM in two regions, a Secrets Manager
+    secret (JSON, replicated) and Vault; one region's parameter deleted out of band is the only sink
+    written again."""
+    sandbox.buildkite = fresh_buildkite_emulator
+    ws = make_workspace(sandbox.env)
+    ws.write(PROVIDER_HEADER + BUILDKITE)
+    ws.init()
+    ws.apply()
+    state = ws.resources()["tokendrop_buildkite_cluster_token.elastic"]
+    value = next(m["value"] for m in fresh_buildkite_emulator.minted() if m["id"] == state["id"])
+    param = "/buildkite/agent-token"
+
+    def parameter(region: str) -> tuple[str, int] | None:
+        client = aws(sandbox, "ssm", region)
+        try:
+            found = client.get_parameter(Name=param, WithDecryption=True)["Parameter"]
+        except client.exceptions.ParameterNotFound:
+            return None
+        return found["Value"], found["Version"]
+
+    def secret(region: str) -> dict:
+        text = aws(sandbox, "secretsmanager", region).get_secret_value(
+            SecretId="buildkite/agent-token", VersionStage="AWSCURRENT")["SecretString"]
+        return json.loads(text)
+
+    assert parameter("eu-west-1") == parameter("us-east-1") == (value, 1)
+    assert secret("us-east-1") == secret("eu-central-1") == {"BUILDKITE_AGENT_TOKEN": value}
+    assert sandbox.vault_value("ci/buildkite") == ({"token": value}, 1)
+    assert fresh_buildkite_emulator.cluster_tokens(state["cluster_id"], include_expired=False) == [state["id"]]
+
+    aws(sandbox, "ssm", "us-east-1").delete_parameter(Name=param)
+    plan = " ".join(ws.plan().output.split())
+    assert "1 of 4 sinks will be written" in plan and f"ssm:us-east-1:{param} (missing)" in plan
+    ws.apply()
+    assert parameter("us-east-1") == (value, 1) and parameter("eu-west-1") == (value, 1)
+    assert sandbox.vault_value("ci/buildkite")[1] == 1
+    assert ws.resources()["tokendrop_buildkite_cluster_token.elastic"]["id"] == state["id"]
+    assert ws.plan_exitcode().returncode == 0
+    ws.destroy()
+    assert parameter("eu-west-1") is None and parameter("us-east-1") is None
+    assert sandbox.vault_value("ci/buildkite") is None
+    assert scan([value], ws.artifacts()) == []

@@ -61,6 +61,15 @@ def with_defaults(element: Mapping[str, Any]) -> dict[str, Any]:
     return {kind.name: kind.with_defaults(block)}
 
 
+def first_in_state(deliver_to: object) -> Mapping[str, Any] | None:
+    """The first sink's `{kind: block}` of `deliver_to` as a state file holds it: a dynamic value is
+    `{"value": …, "type": …}` there (schema version 1), an object in older state."""
+    if isinstance(deliver_to, Mapping) and set(deliver_to) == {"value", "type"}:
+        deliver_to = deliver_to["value"]
+    found = blocks(deliver_to)
+    return found[0] if not isinstance(found, Unknown) and found else None
+
+
 def written_form(deliver_to: object) -> object:
     """`deliver_to` as a configuration most likely writes it: only the block that is set, without null
     attributes or ones equal to their default, typed as HCL types such a literal. What import and the

@@ -321,3 +321,35 @@ def test_one_buildkite_token_for_two_regions_a_replicated_secret_and_vault(sandb
     assert parameter("eu-west-1") is None and parameter("us-east-1") is None
     assert sandbox.vault_value("ci/buildkite") is None
     assert scan([value], ws.artifacts()) == []
+
+
+def test_a_sink_refusing_a_create_fails_naming_it_and_the_next_apply_completes(sandbox, make_workspace):
+    """A create that one sink refuses: the token stays live (the first sink holds it), the apply fails
+    naming the other sink, state records which sinks hold it. Terraform taints a failed create, so the
+    next apply replaces it: the token leaves its sink and is revoked, a new one is written to both."""
+    vault_token = create_policy_token(sandbox.bao, policy_name="fanout-create", policy=WRITER)
+    ws = make_workspace({**sandbox.env, "VAULT_TOKEN": vault_token})
+    ws.write(HEADER + token(TWO_SINKS))
+    ws.init()
+    ws.apply("-target=tokendrop_tfe_agent_pool.ci")
+    sandbox.tfe.on_event_call("token.created", lambda _event: sandbox.bao.api(
+        "PUT", "sys/policies/acl/fanout-create", {"policy": READ_ONLY}))
+    result = ws.apply(check=False)
+    assert result.returncode == 1
+    assert "was not delivered to vault_kv:secret/ci/token#token" in " ".join(result.stderr.split())
+    failed = ws.resources()[ADDRESS]
+    assert [s["status"] for s in failed["sinks"]] == ["delivered", "pending"]
+    pool = ws.resources()["tokendrop_tfe_agent_pool.ci"]["id"]
+    assert sandbox.live_tokens(pool) == [failed["id"]], "not revoked: SSM holds it"
+    assert sandbox.ssm_value("/ci/token") == (sandbox.token_value(failed["id"]), 1)
+    assert sandbox.vault_value("ci/token") is None
+
+    sandbox.bao.api("PUT", "sys/policies/acl/fanout-create", {"policy": WRITER})
+    assert "must be replaced" in ws.plan().stdout  # tainted
+    ws.apply()
+    done = ws.resources()[ADDRESS]
+    value = sandbox.token_value(done["id"])
+    assert done["id"] != failed["id"] and sandbox.live_tokens(pool) == [done["id"]]
+    assert sandbox.ssm_value("/ci/token")[0] == value and sandbox.vault_value("ci/token")[0] == {"token": value}
+    assert ws.plan_exitcode().returncode == 0
+    assert scan(sandbox.minted_values(), ws.artifacts()) == []

@@ -353,3 +353,35 @@ def test_a_sink_refusing_a_create_fails_naming_it_and_the_next_apply_completes(s
     assert sandbox.ssm_value("/ci/token")[0] == value and sandbox.vault_value("ci/token")[0] == {"token": value}
     assert ws.plan_exitcode().returncode == 0
     assert scan(sandbox.minted_values(), ws.artifacts()) == []
+
+
+def test_each_kind_of_sink_can_be_the_one_the_token_is_copied_from(sandbox, make_workspace):
+    """A repair copies the live token from the first sink that holds it: here Secrets Manager (the SSM
+    parameter is gone), then Vault (SSM and Secrets Manager are gone)."""
+    ws = make_workspace(sandbox.env)
+    three = ('[{ ssm = { name = "/ci/token" } }, '
+             '{ secrets_manager = { name = "ci/token", field = "TOKEN", recovery_window_in_days = 0 } }, '
+             '{ vault_kv = { path = "ci/token" } }]')
+    ws.write(HEADER + token(three))
+    ws.init()
+    ws.apply()
+    state = ws.resources()[ADDRESS]
+    value = sandbox.token_value(state["id"])
+    sm = aws(sandbox, "secretsmanager", "us-east-1")
+
+    sandbox.ssm().delete_parameter(Name="/ci/token")
+    text = " ".join(ws.plan().output.split())
+    assert "copies the live token" in text and "from secrets_manager:ci/token" in text
+    ws.apply()
+    assert sandbox.ssm_value("/ci/token") == (value, 1), "copied out of the secret's JSON field"
+
+    sandbox.ssm().delete_parameter(Name="/ci/token")
+    sm.delete_secret(SecretId="ci/token", ForceDeleteWithoutRecovery=True)
+    text = " ".join(ws.plan().output.split())
+    assert "2 of 3 sinks will be written" in text and "from vault_kv:secret/ci/token#token" in text
+    ws.apply()
+    assert sandbox.ssm_value("/ci/token") == (value, 1)
+    assert json.loads(sm.get_secret_value(SecretId="ci/token", VersionStage="AWSCURRENT")["SecretString"]) == {
+        "TOKEN": value}
+    assert ws.resources()[ADDRESS]["id"] == state["id"] and ws.plan_exitcode().returncode == 0
+    assert scan(sandbox.minted_values(), ws.artifacts()) == []

@@ -66,18 +66,14 @@ def _from_config(location: Mapping[str, Any], settings: Settings) -> SsmSink:
 def _statuses(locations: Sequence[Mapping[str, Any]], settings: Settings) -> list[SinkStatus]:
     from ..sinks.ssm import describe_many
 
-    out: list[SinkStatus] = []
+    out: list[SinkStatus | None] = [None] * len(locations)
     for region in dict.fromkeys(location.get("region") for location in locations):  # one batch per region
-        names = [str(location["name"]) for location in locations if location.get("region") == region]
+        indexes = [i for i, location in enumerate(locations) if location.get("region") == region]
+        names = [str(locations[i]["name"]) for i in indexes]
         found = describe_many(names, with_region(settings.aws, {"region": region}))
-        out += [found[name] for name in names]
-    by_key = iter(out)
-    ordered = {}
-    for region in dict.fromkeys(location.get("region") for location in locations):
-        for i, location in enumerate(locations):
-            if location.get("region") == region:
-                ordered[i] = next(by_key)
-    return [ordered[i] for i in range(len(locations))]
+        for i, name in zip(indexes, names, strict=True):
+            out[i] = found[name]
+    return [status for status in out if status is not None]
 
 
 SINK = SinkKind(

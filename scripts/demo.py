@@ -240,9 +240,9 @@ class Sink:
     @classmethod
     def of(cls, attrs: Mapping[str, Any]) -> Sink | None:
         """The sink of a resource's state, defaults applied as the provider applies them."""
-        from tokendrop_provider.registry.sinks import chosen
+        from tokendrop_provider.registry.sinks import chosen, first_in_state
 
-        found = chosen(attrs.get("deliver_to") or {})
+        found = chosen(first_in_state(attrs.get("deliver_to")) or {})
         if found is None:
             return None
         kind, block = found

@@ -66,7 +66,9 @@ def attribute_lines(attrs: Sequence[Attr], arguments: bool, depth: int = 0) -> l
     for attr in attrs:
         if arguments != attr.is_argument and depth == 0:
             continue
-        shape = "object" if attr.nested is not None and getattr(attr, "nesting", "single") == "single" else (
+        nesting = getattr(attr, "nesting", "single")
+        shape = "object" if attr.nested is not None and nesting == "single" else (
+            "object or list of objects" if attr.nested is not None and nesting == "one_or_list" else
             "list of objects" if attr.nested is not None else type_name(attr.type))  # type: ignore[arg-type]
         lines.append(f"{indent}- `{attr.name}` ({kind(attr)}, {shape}) {describe(attr)}")
         if attr.nested is not None:

@@ -76,14 +76,9 @@ def _convert(attr: Attr, value: Any) -> Any:
         if isinstance(value, Sequence) and not isinstance(value, str):
             return [_convert_object(attr, element) for element in value]
         raise TypeError(f"expected a list of {_expected(attr)} (got {type(value).__name__})")
-    if isinstance(value, Sequence) and not isinstance(value, str | Mapping) and all(isinstance(v, Sink) for v in value):
-        # Several sinks: merge them so that the schema's "exactly one" check reports it properly.
-        merged: dict[str, Any] = {}
-        for sink in value:
-            if sink.kind in merged:
-                raise ValueError(f"two `{sink.kind}` sinks given; a token is delivered to exactly one sink")
-            merged.update(sink.to_config())
-        return merged
+    if _nesting(attr) == "one_or_list" and isinstance(value, Sequence) and not isinstance(value, str | Mapping):
+        # Several sinks (fan-out): one token delivered to each, in this order.
+        return [_convert_object(attr, element) for element in value]
     return _convert_object(attr, value)
 
 
@@ -118,7 +113,7 @@ def _shape_problems(attrs: Sequence[Attr], config: Mapping[str, Any],
         message = type_error(attr.cty_type, value)
         if message:
             problems.append(Problem(dotted(path), message))
-        elif attr.nested is not None and _nesting(attr) == "list" and isinstance(value, list):
+        elif attr.nested is not None and _nesting(attr) != "single" and isinstance(value, list):
             for i, element in enumerate(value):
                 if isinstance(element, Mapping):
                     problems += _shape_problems(attr.nested, element, (*path, i))
@@ -154,7 +149,7 @@ def _hcl(attr: Attr, value: Any) -> dict[str, Any]:
         # `name { ... }`: wrong for our schema, whose nested attributes are attributes.
         nested = attr.nested
         rendered: Any = ([hcl_attributes(nested, e) if isinstance(e, Mapping) else e for e in value]
-                         if _nesting(attr) == "list" else hcl_attributes(nested, value))
+                         if isinstance(value, list) else hcl_attributes(nested, value))
         return {"value": rendered, "is_block": False, "type": "list", "storage_class_type": attr.name}
     cty = attr.cty_type
     if isinstance(cty, ListOf | SetOf):
@@ -263,12 +258,25 @@ class TokenResource(TokendropResource):
 
     @property
     def sink(self) -> Sink | None:
-        """The sink object given as `deliver_to` (None when a mapping or a reference was given)."""
+        """The sink object given as `deliver_to` (None when a mapping, a reference or a list was given)."""
         given = self._tokendrop_arguments.get("deliver_to")
         return given if isinstance(given, Sink) else None
 
+    @property
+    def sinks(self) -> list[Sink]:
+        """Every sink object given as `deliver_to`, one or a list, in order (mappings left out)."""
+        given = self._tokendrop_arguments.get("deliver_to")
+        listed = given if isinstance(given, list | tuple) else [given]
+        return [sink for sink in listed if isinstance(sink, Sink)]
+
     def read_policy(self) -> Any:
-        """What a consumer needs to read the token: `sink.read_policy()` (IAM document or Vault HCL)."""
+        """What a consumer needs to read the token: `sink.read_policy()` (IAM document or Vault HCL). With
+        several sinks, each consumer reads one of them: use `read_policies()`."""
         if self.sink is None:
-            raise ValueError(f"{self.node.path}: read_policy() needs deliver_to given as a sink object")
+            raise ValueError(f"{self.node.path}: read_policy() needs deliver_to given as one sink object "
+                             "(with several sinks, read_policies() gives one per sink)")
         return self.sink.read_policy()
+
+    def read_policies(self) -> list[Any]:
+        """`read_policy()` of every sink object of `deliver_to`, in its order."""
+        return [sink.read_policy() for sink in self.sinks]

@@ -19,7 +19,7 @@ from ._values import is_unresolved
 
 
 class Sink:
-    """A `deliver_to` target. Pass one to a token construct; pass a list to get the 'two sinks' error."""
+    """A `deliver_to` target. Pass one to a token construct, or a list of them: one token, every sink."""
 
     kind: ClassVar[str]  # the nested attribute under deliver_to: "ssm" | "vault_kv" | "secrets_manager"
 
@@ -49,6 +49,10 @@ class SsmParameter(Sink):
     tier: str | None = None
     description: str | None = None
     tags: Mapping[str, str] | None = field(default=None, hash=False)
+    # Its own AWS region (the provider's `aws_region` when None): one token, a parameter per region.
+    region: str | None = None
+    # A role in another account, assumed by the provider to write there (cross-account delivery).
+    assume_role_arn: str | None = None
 
     kind: ClassVar[str] = schema.SSM_SINK.name
 
@@ -56,18 +60,22 @@ class SsmParameter(Sink):
         return {self.kind: _drop_none({
             "name": self.name, "kms_key_id": self.kms_key_id, "tier": self.tier,
             "description": self.description, "tags": dict(self.tags) if self.tags is not None else None,
+            "region": self.region, "assume_role_arn": self.assume_role_arn,
         })}
 
     @property
     def address(self) -> str:
-        return format_address(self.kind, {"name": self.name})
+        return format_address(self.kind, {"name": self.name, "region": self.region,
+                                          "assume_role_arn": self.assume_role_arn})
 
-    def arn(self, region: str = "*", account: str = "*", partition: str = "aws") -> str:
-        """The parameter's ARN (wildcards by default), e.g. for an ECS container's `valueFrom`."""
+    def arn(self, region: str | None = None, account: str = "*", partition: str = "aws") -> str:
+        """The parameter's ARN (wildcards by default, its own region if it names one), e.g. for an ECS
+        container's `valueFrom`."""
         # A hierarchical name keeps its leading slash in the name but not in the ARN.
+        region = region or self.region or "*"
         return f"arn:{partition}:ssm:{region}:{account}:parameter/{self.name.removeprefix('/')}"
 
-    def read_policy(self, region: str = "*", account: str = "*", partition: str = "aws") -> dict[str, Any]:
+    def read_policy(self, region: str | None = None, account: str = "*", partition: str = "aws") -> dict[str, Any]:
         """The IAM policy document a consumer needs to read the delivered token: `ssm:GetParameter` on
         this parameter and, when a customer managed KMS key is set, `kms:Decrypt` on that key limited
         to this parameter's encryption context. (The default `alias/aws/ssm` key needs no grant: its
@@ -80,10 +88,11 @@ class SsmParameter(Sink):
             "Resource": parameter_arn,
         }]
         if self.kms_key_id:
-            statements.append(_kms_decrypt_statement(self.kms_key_id, parameter_arn, region, account, partition))
+            statements.append(_kms_decrypt_statement(self.kms_key_id, parameter_arn, region or self.region or "*",
+                                                     account, partition))
         return {"Version": "2012-10-17", "Statement": statements}
 
-    def read_policy_json(self, region: str = "*", account: str = "*", partition: str = "aws") -> str:
+    def read_policy_json(self, region: str | None = None, account: str = "*", partition: str = "aws") -> str:
         return json.dumps(self.read_policy(region, account, partition), indent=2, sort_keys=False)
 
 
@@ -159,6 +168,8 @@ class SecretsManagerSecret(Sink):
     replica_regions: tuple[str, ...] | list[str] | None = field(default=None, hash=False)
     field: str | None = None
     recovery_window_in_days: int | None = None
+    region: str | None = None  # its own primary region (the provider's `aws_region` when None)
+    assume_role_arn: str | None = None  # a role in another account, assumed by the provider to write there
 
     kind: ClassVar[str] = schema.SECRETS_MANAGER_SINK.name
 
@@ -167,12 +178,14 @@ class SecretsManagerSecret(Sink):
             "name": self.name, "kms_key_id": self.kms_key_id,
             "tags": dict(self.tags) if self.tags is not None else None,
             "replica_regions": list(self.replica_regions) if self.replica_regions is not None else None,
-            "field": self.field, "recovery_window_in_days": self.recovery_window_in_days,
+            "field": self.field, "recovery_window_in_days": self.recovery_window_in_days, "region": self.region,
+            "assume_role_arn": self.assume_role_arn,
         })}
 
     @property
     def address(self) -> str:
-        return format_address(self.kind, {"name": self.name})
+        return format_address(self.kind, {"name": self.name, "region": self.region,
+                                          "assume_role_arn": self.assume_role_arn})
 
     def arn(self, region: str = "*", account: str = "*", partition: str = "aws") -> str:
         """The secret's ARN pattern: AWS appends "-" and six random characters to the name."""

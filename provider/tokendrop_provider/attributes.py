@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .errors import ConfigError
-from .types import BOOL, CtyType, ListOf, ObjectOf, Unknown, is_known
+from .types import BOOL, CtyType, Dynamic, ListOf, ObjectOf, Unknown, is_known
 from .validation import Rule
 
 # How a change to an argument is carried out:
@@ -36,8 +36,10 @@ class Attr:
     # nested attributes (protocol 6): one object, or see `nesting`; a sequence that may be read on use
     # (schema.DELIVER_TO's blocks are the registered sinks')
     nested: Sequence[Attr] | None = None
-    # "single": one nested object; "list": a list of them (e.g. a Token Vault agent's grants).
-    nesting: Literal["single", "list"] = "single"
+    # "single": one nested object; "list": a list of them (e.g. a Token Vault agent's grants);
+    # "one_or_list": either, as the configuration writes it (`deliver_to`). Terraform has no nesting
+    # mode for that, so it is served as a dynamic attribute and checked by the provider (docs/lifecycle.md).
+    nesting: Literal["single", "list", "one_or_list"] = "single"
 
     def __post_init__(self) -> None:
         if (self.type is None) == (self.nested is None):
@@ -48,6 +50,8 @@ class Attr:
     @property
     def cty_type(self) -> CtyType:
         if self.nested is not None:
+            if self.nesting == "one_or_list":
+                return Dynamic(fallback=object_type(self.nested))
             return ListOf(object_type(self.nested)) if self.nesting == "list" else object_type(self.nested)
         assert self.type is not None
         return self.type
@@ -149,10 +153,16 @@ def validate_config(attrs: Sequence[Attr], config: Mapping[str, object] | None,
         if not attr.is_argument:
             continue
         if attr.nested is not None:
-            if attr.nesting == "list" and isinstance(value, list | tuple):
+            if attr.nesting == "one_or_list" and not isinstance(value, Mapping | list | tuple):
+                errors.append(ConfigError(f"Invalid {_dotted(path)}", f"{_dotted(path)} must be one object or a "
+                                          "list of objects.", path))
+            elif attr.nesting != "single" and isinstance(value, list | tuple):
                 for i, element in enumerate(value):
                     if isinstance(element, Mapping):
                         errors.extend(validate_config(attr.nested, element, (), (*path, i)))
+                    elif attr.nesting == "one_or_list" and not isinstance(element, Unknown):
+                        errors.append(ConfigError(f"Invalid {_dotted((*path, i))}",
+                                                  f"{_dotted((*path, i))} must be an object.", (*path, i)))
             elif isinstance(value, Mapping):
                 errors.extend(validate_config(attr.nested, value, (), path))
             continue
@@ -168,6 +178,13 @@ def validate_config(attrs: Sequence[Attr], config: Mapping[str, object] | None,
             full = (*prefix, *path)
             errors.append(ConfigError(f"Invalid {_dotted(full)}", f"{message}.", full))
     return errors
+
+
+def one_or_list(value: object) -> list[object]:
+    """The elements of a `one_or_list` value: [value] for one object, the list itself, [] for null."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def _dotted(path: Sequence[str | int]) -> str:

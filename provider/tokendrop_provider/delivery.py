@@ -21,15 +21,16 @@ sink holds a live token and the issuer has exactly one live token per sink carry
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .errors import SinkConflict, SinkWriteUnknown, TokendropError
+from .errors import SinkConflict, SinkError, SinkWriteUnknown, TokendropError
 from .issuers.base import IssuedToken, MintedToken, TokenIssuer
 from .markers import issuer_description as issuer_description  # re-exported (resources, audit)
 from .markers import marker as marker
@@ -67,10 +68,17 @@ class Target:
     # the same owner minted with others is overwritten, never adopted (e.g. the replacement of an
     # expiry under create_before_destroy).
     spec: dict[str, object] = field(default_factory=dict)
+    # With several sinks (fan-out) the one token carries the marker of the first sink's address; each
+    # sink still records its own fingerprint. None: this target's own sink.
+    marker_address: str | None = None
 
     @property
     def marker(self) -> str:
-        return marker(self.issuer.kind, self.scope, self.sink.address)
+        return marker(self.issuer.kind, self.scope, self.marker_address or self.sink.address)
+
+    def for_sink(self, sink: Sink) -> Target:
+        """The same token delivered to another sink of the resource."""
+        return dataclasses.replace(self, sink=sink, marker_address=self.marker_address or self.sink.address)
 
     @property
     def fingerprint(self) -> str:
@@ -105,6 +113,33 @@ class Delivered:
 
     # Things the user should know although the delivery succeeded (e.g. a lost answer, read back).
     notes: list[str] = field(default_factory=list)
+    # The minted value, while this call still has it: copied into the other sinks of a fan-out.
+    minted: MintedToken | None = field(default=None, repr=False)
+    # Every sink of the resource (fan-out), the first one included; empty for a single sink.
+    sinks: list[SinkState] = field(default_factory=list)
+
+
+@dataclass
+class SinkState:
+    """What state records about one sink of a resource: where, which version holds the token, and
+    `delivered`, `pending` (not written yet), `unknown` (a write without a clear answer), `missing` or
+    `overwritten` (found by refresh)."""
+
+    address: str
+    version: int | None
+    status: str
+
+    def as_state(self) -> dict[str, object]:
+        return {"address": self.address, "version": self.version, "status": self.status}
+
+
+class PartialDelivery(TokendropError):
+    """Some sinks of a fan-out hold the token and others do not. The token stays live (a sink holds
+    it); `delivered` is what state records, so that the next apply writes the rest."""
+
+    def __init__(self, summary: str, detail: str, delivered: Delivered) -> None:
+        super().__init__(summary, detail, ("deliver_to",))
+        self.delivered = delivered
 
 
 class UnsettledWrite(SinkWriteUnknown):
@@ -266,18 +301,22 @@ class Delivery:
             raise
         log.info("delivered %s to %s version %s", minted.token.id, target.sink.address, version)
         revoked = self.sweep(target, keep=keep | {minted.token.id})
-        return Delivered(minted.token, version, revoked=revoked, notes=notes)
+        return Delivered(minted.token, version, revoked=revoked, notes=notes, minted=minted)
 
-    def _write(self, target: Target, minted: MintedToken, status: SinkStatus) -> tuple[int, list[str]]:
+    def _write(self, target: Target, minted: MintedToken | IssuedToken, status: SinkStatus,
+               payload: Payload | None = None) -> tuple[int, list[str]]:
         """Write the minted token to the sink: (version written, notes). A definite refusal is raised
         as it is; after any other failure the sink is read back, and the write either counts as
         landed or ends in `UnsettledWrite`."""
         # A deleted/destroyed version that is still current is overwritten, as an existing one.
         expected = 1 if status.version is None else status.version + 1
+        token = minted.token if isinstance(minted, MintedToken) else minted
         try:
-            payload = target.payload(minted)
-            ownership = target.ownership(minted.token.id)
-            target.sink.note_expiry(minted.token.expires_at)
+            if payload is None:
+                assert isinstance(minted, MintedToken)
+                payload = target.payload(minted)
+            ownership = target.ownership(token.id)
+            target.sink.note_expiry(token.expires_at)
             if status.version is not None:
                 return target.sink.replace(payload, ownership, expected_version=status.version), []
             return target.sink.create(payload, ownership), []
@@ -285,7 +324,7 @@ class Delivery:
             if definite_refusal(err):
                 raise
             failure = err
-        return self._read_back(target, minted.token, expected, failure)
+        return self._read_back(target, token, expected, failure)
 
     def _read_back(self, target: Target, token: IssuedToken, expected: int,
                    failure: Exception) -> tuple[int, list[str]]:
@@ -339,16 +378,21 @@ class Delivery:
     # --- rotate ---------------------------------------------------------------------------------
 
     def rotate(self, target: Target, current_id: str, keep_previous_for: datetime.timedelta | None,
-               now: datetime.datetime, older_previous: str | None = None) -> Delivered:
-        """Mint a new token, write it as the next sink version, then revoke the current one (or keep
-        it for `keep_previous_for`). The sink is ours per state, so it is overwritten even if someone
-        else wrote it since."""
+               now: datetime.datetime, older_previous: str | None = None,
+               others: Sequence[Target] = ()) -> Delivered:
+        """Mint a new token, write it as the next sink version (and to each of `others`, the other
+        sinks of a fan-out), then revoke the current one (or keep it for `keep_previous_for`, which
+        starts once every sink holds the new token). The sinks are ours per state, so they are
+        overwritten even if someone else wrote them since."""
         status = target.sink.status()
         if target.issuer.rotates_in_place:
             return self._rekey_and_write(target, current_id, status)
-        keep = {current_id} if keep_previous_for else set()
+        keep = {current_id} if keep_previous_for or others else set()
+        statuses = [other.sink.status() for other in others]
         try:
             delivered = self._mint_and_write(target, status, keep=keep)
+            if others:
+                self._fill(target, others, statuses, delivered)
         except UnsettledWrite as unsettled:
             # The sink holds the current token or the new one: both stay alive. The current one
             # becomes the previous token, revoked once the next apply has settled which one landed.
@@ -357,6 +401,17 @@ class Delivery:
                 self._revoke_quietly(target, older_previous)
             unsettled.delivered.previous_token_id = current_id
             unsettled.delivered.previous_revoke_after = rfc3339(now + (keep_previous_for or datetime.timedelta()))
+            raise
+        except PartialDelivery as partial:
+            # The sinks not written still hold the current token: it stays, as the previous one, until
+            # the next apply has written the new token everywhere (its overlap starts then).
+            pending = {s.address for s in partial.delivered.sinks if s.status != "delivered"}
+            held = {own.token_id for other, st in zip(others, statuses, strict=True)
+                    if other.sink.address in pending and (own := st.ownership) is not None}
+            if older_previous and older_previous not in (current_id, *held):
+                self._revoke_quietly(target, older_previous)
+            partial.delivered.previous_token_id = current_id
+            partial.delivered.previous_revoke_after = rfc3339(now + (keep_previous_for or datetime.timedelta()))
             raise
         if older_previous and older_previous != current_id:
             self._revoke(target, older_previous, delivered)
@@ -414,6 +469,115 @@ class Delivery:
         self.listings.note_revoked(token_id)
         return gone
 
+    # --- fan-out: one token, many sinks ------------------------------------------------------------
+
+    def deliver_all(self, target: Target, others: Sequence[Target]) -> Delivered:
+        """Create with several sinks: every sink is checked before anything is minted; the first
+        receives the token as `deliver` does (adopting one an interrupted run delivered), then the
+        same token is written to the others (`PartialDelivery` when some could not be written)."""
+        statuses = [other.sink.status() for other in others]
+        for other, status in zip(others, statuses, strict=True):
+            self._check_ownership(other, status)
+        delivered = self.deliver(target)
+        return self._fill(target, others, statuses, delivered)
+
+    def _holds(self, target: Target, status: SinkStatus, token_id: str) -> bool:
+        own = status.ownership
+        return (status.exists and status.ownership_current and own is not None and own.token_id == token_id
+                and target.owns(own))
+
+    def _fill(self, source: Target, others: Sequence[Target], statuses: Sequence[SinkStatus],
+              delivered: Delivered) -> Delivered:
+        """Write `delivered`'s token to each of `others` that does not hold it yet, copying the value
+        from this call's mint or, failing that, from `source`'s sink. A sink that refuses or cannot be
+        written does not stop the others; the token is never revoked (a sink holds it)."""
+        token = delivered.token
+        payload: Payload | None = source.payload(delivered.minted) if delivered.minted is not None else None
+        states = [SinkState(source.sink.address, delivered.sink_version, "delivered")]
+        failures: list[str] = []
+        for other, status in zip(others, statuses, strict=True):
+            address = other.sink.address
+            if self._holds(other, status, token.id):
+                states.append(SinkState(address, status.version, "delivered"))
+                continue
+            try:
+                if payload is None:
+                    payload = source.sink.read_payload(delivered.sink_version)
+                version, notes = self._write(other, token, status, payload)
+            except UnsettledWrite as unsettled:
+                states.append(SinkState(address, unsettled.delivered.sink_version, "unknown"))
+                failures.append(f"{address}: {_describe_failure(unsettled)}")
+                continue
+            except Exception as err:  # refused, or the value could not be read: the next apply retries
+                states.append(SinkState(address, status.version, "pending"))
+                failures.append(f"{address}: {_describe_failure(err)}")
+                continue
+            delivered.notes += notes
+            log.info("delivered %s to %s version %s", token.id, address, version)
+            states.append(SinkState(address, version, "delivered"))
+        delivered.sinks = states
+        if failures:
+            held = [s.address for s in states if s.status == "delivered"]
+            unwritten = [s.address for s in states if s.status != "delivered"]
+            raise PartialDelivery(
+                f"{token.id} was not delivered to {', '.join(unwritten)}",
+                "\n".join(failures) + f"\n\nThe token {token.id} stays valid: {', '.join(held)} "
+                f"{'holds' if len(held) == 1 else 'hold'} it, so it is not revoked. State records which sinks "
+                "hold it; fix the cause and apply again: the next apply writes it to the sinks not yet written.",
+                delivered)
+        return delivered
+
+    def heal(self, target: Target, others: Sequence[Target], token_id: str,
+             versions: Sequence[int | None]) -> Delivered:
+        """Write the live token to every sink of the resource that does not hold it (deleted, written
+        by someone else, or not yet written), copying it from a sink that does. The sinks are ours per
+        state, so they are overwritten."""
+        targets = [target, *others]
+        statuses = [t.sink.status() for t in targets]
+        holder = next((i for i, (t, s) in enumerate(zip(targets, statuses, strict=True))
+                       if self._holds(t, s, token_id)), None)
+        token = self.listings.lookup(target.issuer, target.scope, token_id)
+        if holder is None or token is None:
+            raise SinkError("No sink holds the live token",
+                            f"None of {', '.join(t.sink.address for t in targets)} holds {token_id} any more "
+                            "(or it was revoked): apply again, and the plan rotates the token.")
+        source = targets[holder]
+        rest = [(t, s) for i, (t, s) in enumerate(zip(targets, statuses, strict=True)) if i != holder]
+        delivered = Delivered(token, statuses[holder].version or 0)
+        try:
+            self._fill(source, [t for t, _ in rest], [s for _, s in rest], delivered)
+        finally:  # keep the order of the configuration in what state records
+            by_address = {s.address: s for s in delivered.sinks}
+            delivered.sinks = [by_address.get(t.sink.address, SinkState(t.sink.address, v, "pending"))
+                               for t, v in zip(targets, versions, strict=True)]
+            delivered.sink_version = delivered.sinks[0].version or 0
+        return delivered
+
+    def inspect_all(self, others: Sequence[Target], token_id: str, recorded: Sequence[Mapping[str, object]],
+                    previous_token_id: str | None) -> list[SinkState]:
+        """Refresh of the other sinks of a fan-out against the live token `token_id`: `delivered`,
+        `pending` (it holds the previous token, or still nothing after a write that failed), `missing`
+        or `overwritten`. `recorded`: what state said of them."""
+        out: list[SinkState] = []
+        for i, other in enumerate(others):
+            before = recorded[i] if i < len(recorded) else {}
+            status = other.sink.status()
+            own = status.ownership
+            address = other.sink.address
+            if self._holds(other, status, token_id):
+                out.append(SinkState(address, status.version, "delivered"))
+            elif before.get("status") in ("pending", "unknown") and (
+                    not status.exists or (own is not None and status.ownership_current and other.owns(own))):
+                out.append(SinkState(address, status.version, "pending"))
+            elif (own is not None and status.ownership_current and own.token_id == previous_token_id
+                  and other.owns(own)):
+                out.append(SinkState(address, status.version, "pending"))  # a rotation not written here yet
+            elif not status.exists:
+                out.append(SinkState(address, status.version, "missing"))
+            else:
+                out.append(SinkState(address, status.version, "overwritten"))
+        return out
+
     # --- orphans --------------------------------------------------------------------------------
 
     def sweep(self, target: Target, keep: set[str]) -> list[str]:
@@ -434,27 +598,40 @@ class Delivery:
     # --- delete ---------------------------------------------------------------------------------
 
     def retire(self, target: Target, token_id: str, sink_version: int | None,
-               previous_token_id: str | None = None) -> list[str]:
-        """Delete: remove what we wrote from the sink, then revoke the token (and the previous one).
-        A sink that someone else has overwritten is left alone. Returns notes for the user."""
-        notes: list[str] = []
-        status = target.sink.status()
-        own = status.ownership
-        if own is not None and own.token_id == token_id:
-            target.sink.delete(token_id)
-        elif own is None and status.exists and status.version == sink_version:
-            target.sink.delete(None)  # imported sink without our record, still as we left it
-        elif status.exists:
-            notes.append(f"{target.sink.address} no longer holds {token_id} (version {status.version}); "
-                         "it was left as it is.")
+               previous_token_id: str | None = None, others: Sequence[tuple[Target, int | None]] = ()) -> list[str]:
+        """Delete: remove what we wrote from the sink (and from `others`, the other sinks of a fan-out,
+        with the versions state names), then revoke the token (and the previous one). A sink that
+        someone else has overwritten is left alone. Returns notes for the user."""
+        ours = {token_id} | ({previous_token_id} if previous_token_id else set())
+        notes, status = self._remove(target, token_id, sink_version, ours)
+        for other, version in others:
+            notes += self._remove(other, token_id, version, ours)[0]
         for tid in (token_id, previous_token_id):
             if tid:
                 self.revoke(target, tid)
         # Orphans go too, but never the token the sink now holds for someone else (a replacement
         # created before this destroy, under create_before_destroy, delivers to the same sink).
-        keep = {own.token_id} if own is not None and own.token_id != token_id and status.exists else set()
+        own = status.ownership
+        keep = {own.token_id} if own is not None and own.token_id not in ours and status.exists else set()
         self.sweep(target, keep=keep)
         return notes
+
+    @staticmethod
+    def _remove(target: Target, token_id: str, sink_version: int | None,
+                ours: set[str]) -> tuple[list[str], SinkStatus]:
+        """Remove our value from one sink: only if its record names one of `ours` (the token, or the
+        previous one that a sink not yet rewritten by a rotation still holds)."""
+        notes: list[str] = []
+        status = target.sink.status()
+        own = status.ownership
+        if own is not None and own.token_id in ours:
+            target.sink.delete(own.token_id)
+        elif own is None and status.exists and status.version == sink_version:
+            target.sink.delete(None)  # imported sink without our record, still as we left it
+        elif status.exists:
+            notes.append(f"{target.sink.address} no longer holds {token_id} (version {status.version}); "
+                         "it was left as it is.")
+        return notes, status
 
     # --- read -----------------------------------------------------------------------------------
 

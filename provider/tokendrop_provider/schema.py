@@ -15,8 +15,8 @@ from typing import Any
 from . import overlap
 from .attributes import Attr, Check, ResourceSchema, exactly_one_of
 from .markers import APPROLE_MARKER_KEY
-from .sinks import secrets_manager_rules, ssm_rules, vault_rules
-from .types import BOOL, NUMBER, STRING, ListOf, MapOf, SetOf, Unknown
+from .sinks import aws_rules, secrets_manager_rules, ssm_rules, vault_rules
+from .types import BOOL, NUMBER, STRING, ListOf, MapOf, ObjectOf, SetOf, Unknown
 from .validation import (
     Rule,
     cidr,
@@ -39,6 +39,17 @@ PROVIDER_NAME = "tokendrop"
 # The provider block is built from the registered issuers' and sinks' settings: registry/__init__.py.
 
 # --- sinks: one `deliver_to` shape for every token resource ---------------------------------------
+
+_REGION_RULE = from_function(secrets_manager_rules.validate_region, "an AWS region, e.g. `eu-west-1`")
+_ROLE_RULE = from_function(aws_rules.validate_role_arn, "an IAM role ARN (`arn:aws:iam::123456789012:role/name`)")
+
+
+def _assume_role(what: str) -> Attr:
+    return Attr("assume_role_arn", STRING, f"An IAM role in the account of this {what}: the provider assumes it "
+                "(STS AssumeRole with its own AWS credentials, session name `tokendrop-<resource type>`, once per "
+                "role and region per run) to reach it. Changing it replaces the resource.", optional=True,
+                on_change="replace", rules=(_ROLE_RULE,))
+
 
 SSM_SINK = Attr(
     "ssm",
@@ -65,6 +76,11 @@ SSM_SINK = Attr(
              optional=True, on_change="update",
              rules=(from_function(ssm_rules.validate_tags, f"at most {ssm_rules.MAX_USER_TAGS} tags; keys 1–128, "
                                   "values ≤ 256 characters"),)),
+        Attr("region", STRING, "AWS region of this parameter; the provider's `aws_region` when unset. With "
+             "several sinks, one token can be delivered to each region that reads it. Changing it replaces the "
+             "resource.", optional=True, on_change="replace",
+             rules=(_REGION_RULE,)),
+        _assume_role("parameter"),
     ),
 )
 
@@ -115,6 +131,11 @@ SECRETS_MANAGER_SINK = Attr(
              "deletes it at once, without recovery.", optional=True, computed=True,
              default=secrets_manager_rules.DEFAULT_RECOVERY_WINDOW, on_change="update",
              rules=(Rule(secrets_manager_rules.validate_recovery_window, "0, or 7 to 30"),)),
+        Attr("region", STRING, "AWS region of this secret (its primary region); the provider's `aws_region` when "
+             "unset. With several sinks, one token can be delivered to each region that reads it. Changing it "
+             "replaces the resource.", optional=True, on_change="replace",
+             rules=(_REGION_RULE,)),
+        _assume_role("secret"),
     ),
 )
 
@@ -145,19 +166,56 @@ class RegisteredSinkBlocks(Sequence[Attr]):
 
 DELIVER_TO = Attr(
     "deliver_to",
-    description="Where the token value goes: exactly one of the blocks below. Changing the location "
-    "replaces the resource; changing how it is stored (KMS key, field) rotates the token.",
+    description="Where the token value goes: one object setting exactly one of the blocks below, or a list "
+    "of such objects (`[{ ssm = {…} }, { vault_kv = {…} }]`): every sink of the list holds the same live token. "
+    "Changing a location, or the list of sinks, replaces the resource; changing how a value is stored (KMS "
+    "key, field) rotates the token.",
     required=True,
     nested=RegisteredSinkBlocks(),
+    nesting="one_or_list",
 )
 
 
+def _sinks_check(config: Mapping[str, object]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Each element of deliver_to sets exactly one sink; a list names at least one, each location once."""
+    from .registry.sinks import address_of
 
-def _one_sink(config: Mapping[str, object]) -> list[tuple[tuple[str | int, ...], str]]:
-    return exactly_one_of(("deliver_to",), [a.name for a in DELIVER_TO.nested or ()]).fn(config)
+    value = config.get("deliver_to")
+    names = [a.name for a in DELIVER_TO.nested or ()]
+    if not isinstance(value, list | tuple):
+        return exactly_one_of(("deliver_to",), names).fn(config) + _own_region_replica(value, ("deliver_to",))
+    if not value:
+        return [(("deliver_to",), "must name at least one sink (an empty list delivers the token nowhere)")]
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    seen: dict[str, int] = {}
+    for i, element in enumerate(value):
+        found = exactly_one_of(("deliver_to",), names).fn({"deliver_to": element})
+        problems += [(("deliver_to", i, *path[1:]), message) for path, message in found]
+        problems += _own_region_replica(element, ("deliver_to", i))
+        address = address_of(element) if not found else None
+        if isinstance(address, str):
+            if address in seen:
+                problems.append((("deliver_to", i), f"delivers to {address} again (already sink {seen[address]}); "
+                                 "each sink of one token is a different location"))
+            seen.setdefault(address, i)
+    return problems
 
 
-DELIVER_TO_CHECK = Check(_one_sink, "exactly one sink block under deliver_to")
+def _own_region_replica(element: object, at: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str]]:
+    """A Secrets Manager sink naming its own region cannot replicate to it (known at synth time; with the
+    provider's region, the plan checks it)."""
+    block = element.get(SECRETS_MANAGER_SINK.name) if isinstance(element, Mapping) else None
+    if not isinstance(block, Mapping) or not isinstance(block.get("region"), str):
+        return []
+    regions = block.get("replica_regions")
+    if isinstance(regions, list | tuple) and block["region"] in regions:
+        return [((*at, SECRETS_MANAGER_SINK.name, "replica_regions"),
+                 f"replica_regions must not include the secret's own region {block['region']}")]
+    return []
+
+
+DELIVER_TO_CHECK = Check(_sinks_check, "each element of deliver_to sets exactly one sink block; a list names "
+                         "at least one sink and each location once")
 
 # --- lifecycle arguments and state of every token resource ----------------------------------------
 
@@ -245,7 +303,15 @@ DELIVERY_STATE = (
          "keeps it valid.", computed=True),
     Attr("previous_revoke_after", STRING, "When the previous token will be revoked (the first apply after).",
          computed=True),
+    Attr("sinks", ListOf(ObjectOf((("address", STRING), ("status", STRING), ("version", NUMBER)))),
+         "Every sink of `deliver_to`, in its order: `address`, the `version` that holds the live token, and "
+         "`status`: `delivered`, `pending` (not written yet: the next apply writes it), `unknown`, `missing` or "
+         "`overwritten`. `sink_address`, `sink_version` and `sink_status` describe the first one.", computed=True),
 )
+
+# deliver_to became "one object or a list" (a dynamic attribute) in version 1; version 0 state holds the
+# object form, which reads unchanged (resources/base.py `Resource.upgrade`).
+DELIVER_TO_VERSION = 1
 
 TOKEN_IN_STATE = ("ids, the sink address and version, timestamps and the previous token's id: never the "
                   "token value, never a hash of it.")
@@ -309,6 +375,7 @@ TFE_AGENT_TOKEN = ResourceSchema(
         *LIFECYCLE_ARGUMENTS,
         *DELIVERY_STATE,
     ),
+    version=DELIVER_TO_VERSION,
     checks=(DELIVER_TO_CHECK, REVOKE_PREVIOUS_CHECK),
     import_id="`<agent pool id>/<sink address>` or `<agent pool id>/<token id>/<sink address>` (e.g. "
     "`apool-123/at-456/ssm:/ci/tfc-agent/token`) for a token whose sink already holds it; the sink comes from "
@@ -453,6 +520,7 @@ BUILDKITE_CLUSTER_TOKEN = ResourceSchema(
                            "used"),
         *(a for a in DELIVERY_STATE if a.name != "expires_at"),  # expires_at is an argument here
     ),
+    version=DELIVER_TO_VERSION,
     checks=(DELIVER_TO_CHECK, REVOKE_PREVIOUS_CHECK,
             Check(_buildkite_expiry_check, "expires_in and expires_at are mutually exclusive; "
                                     f"rotate_before_expiry needs expires_in and must be shorter than it "
@@ -588,6 +656,7 @@ TOKENVAULT_AGENT = ResourceSchema(
              "(its key is refused until it is resumed).", computed=True),
         *(_AGENT_STATE.get(a.name, a) for a in DELIVERY_STATE if a.name != "id"),
     ),
+    version=DELIVER_TO_VERSION,
     checks=(DELIVER_TO_CHECK, REVOKE_PREVIOUS_CHECK, Check(_unique_services, "each service is granted once"),
             Check(_refresh_not_applied, "no refresh policy on agent grants"),
             Check(_previous_key_needs_successor, "keep_previous_for only with rotation = \"successor\"")),
@@ -677,6 +746,7 @@ TOKENVAULT_KEY = ResourceSchema(
         *LIFECYCLE_ARGUMENTS,
         *(a for a in DELIVERY_STATE if a.name not in ("id", "expires_at")),
     ),
+    version=DELIVER_TO_VERSION,
     checks=(DELIVER_TO_CHECK, REVOKE_PREVIOUS_CHECK),
     import_id="`<key name>/<sink address>` for a key whose sink carries tokendrop's record, or "
     "`<key name>/<key id>/<sink address>` (e.g. `ci-reader/key_123/ssm:/ci/tokenvault/key`).",
@@ -807,6 +877,7 @@ VAULT_APPROLE_SECRET_ID = ResourceSchema(
                            "use-limited (last_updated_time moves as num_uses counts down)"),
         *(a for a in DELIVERY_STATE if a.name != "id"),
     ),
+    version=DELIVER_TO_VERSION,
     checks=(DELIVER_TO_CHECK, REVOKE_PREVIOUS_CHECK,
             Check(_approle_expiry_check, "rotate_before_expiry needs a ttl and must be "
                                     "shorter than it")),
@@ -952,7 +1023,8 @@ ENTRA_BLUEPRINT_PASSWORD = ResourceSchema(
         *DELIVERY_STATE,
         Attr("hint", STRING, "The first characters of the live password, as Graph shows them.", computed=True),
     ),
-    checks=(DELIVER_TO_CHECK,),
+    version=DELIVER_TO_VERSION,
+    checks=(DELIVER_TO_CHECK, REVOKE_PREVIOUS_CHECK),
     import_id="`<blueprint object id>/<sink address>` or `<blueprint object id>/<key id>/<sink address>` (e.g. "
     "`03ef14b0-ca33-4840-8f4f-d6e91916010e/f0b0b335-1d71-4883-8f98-567911bfdca6/ssm:/agents/bp`); the sink comes "
     "from the configuration.",
@@ -993,7 +1065,8 @@ ENTRA_BLUEPRINT_CERTIFICATE = ResourceSchema(
         *DELIVERY_STATE,
         Attr("thumbprint", STRING, "SHA-1 thumbprint of the live certificate, as Graph shows it.", computed=True),
     ),
-    checks=(DELIVER_TO_CHECK,),
+    version=DELIVER_TO_VERSION,
+    checks=(DELIVER_TO_CHECK, REVOKE_PREVIOUS_CHECK),
     import_id="`<blueprint object id>/<sink address>` or `<blueprint object id>/<key id>/<sink address>` (e.g. "
     "`03ef14b0-ca33-4840-8f4f-d6e91916010e/6c0d9e3f-2b1a-4c5d-8e7f-9a0b1c2d3e4f/vault_kv:secret/agents/bp#token`); "
     "the sink comes from the configuration.",

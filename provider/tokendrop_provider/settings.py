@@ -61,6 +61,10 @@ class AwsSettings:
     access_key_id: str | None = None  # None: boto3's default credential chain decides
     secret_access_key: Secret | None = None
     session_token: Secret | None = None
+    # A sink in another account: STS AssumeRole with the credentials above (sinks/aws.py), under this
+    # session name (tokendrop and the resource type).
+    assume_role_arn: str | None = None
+    role_session_name: str = "tokendrop"
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,87 @@ class ObjectOf(CtyType):
         return dict(self.attributes)
 
 
+@dataclass(frozen=True)
+class Dynamic(CtyType):
+    """Any type (cty's DynamicPseudoType): Terraform sends the value with its type. `fallback` is the
+    type of a plain object value the provider makes itself (an import, an upgraded state); a plain
+    list is a list of it."""
+
+    fallback: CtyType | None = None
+
+    def to_json(self) -> object:
+        return "dynamic"
+
+
+@dataclass(frozen=True)
+class TupleOf(CtyType):
+    elements: tuple[CtyType, ...]
+
+    def to_json(self) -> object:
+        return ["tuple", [e.to_json() for e in self.elements]]
+
+
+def type_from_json(raw: object) -> CtyType:
+    """The type a cty type JSON names (the type Terraform sends with a dynamic value)."""
+    if raw == "dynamic":
+        return Dynamic()
+    if isinstance(raw, str):
+        return Primitive(raw)
+    if isinstance(raw, list) and len(raw) == 2:
+        kind, inner = raw
+        if kind == "list":
+            return ListOf(type_from_json(inner))
+        if kind == "set":
+            return SetOf(type_from_json(inner))
+        if kind == "map":
+            return MapOf(type_from_json(inner))
+        if kind == "tuple" and isinstance(inner, list):
+            return TupleOf(tuple(type_from_json(e) for e in inner))
+        if kind == "object" and isinstance(inner, dict):
+            return ObjectOf(tuple((k, type_from_json(v)) for k, v in inner.items()))
+    raise ValueError(f"unsupported cty type {raw!r}")
+
+
+def inferred_type(value: object) -> CtyType:
+    """The type HCL gives a literal of this value: objects, tuples, and `dynamic` for null."""
+    if isinstance(value, bool):
+        return BOOL
+    if isinstance(value, int | float):
+        return NUMBER
+    if isinstance(value, str):
+        return STRING
+    if isinstance(value, Mapping):
+        return ObjectOf(tuple((str(k), inferred_type(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return TupleOf(tuple(inferred_type(v) for v in value))
+    return Dynamic()
+
+
+class TypedDict(dict):  # type: ignore[type-arg]
+    """A dynamic attribute's object value with the type Terraform gave it (kept so that the value
+    goes back with exactly that type: a plan must repeat the configuration's type)."""
+
+    cty: CtyType | None = None
+
+
+class TypedList(list):  # type: ignore[type-arg]
+    """A dynamic attribute's list or tuple value with the type Terraform gave it (see TypedDict)."""
+
+    cty: CtyType | None = None
+
+
+def typed(value: object, cty: CtyType) -> object:
+    """`value` tagged with its type, where a container can carry it."""
+    if isinstance(value, dict):
+        out: TypedDict | TypedList = TypedDict(value)
+    elif isinstance(value, list):
+        out = TypedList(value)
+    else:
+        return value
+    out.cty = cty
+    return out
+
+
 class Unknown:
     """A value Terraform will only know after apply. `refinements` keeps the raw msgpack payload of a
     refined unknown (extension type 12) so that it round-trips unchanged."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokendrop import SsmParameter, VaultSecret
+from tokendrop import SecretsManagerSecret, SsmParameter, TfeAgentPool, VaultSecret
 from tokendrop_provider.registry.sinks import deliver_to_from_address
 from tokendrop_provider.settings import AwsSettings, VaultSettings
 from tokendrop_provider.sinks.ssm import SsmSink
@@ -88,3 +88,37 @@ def test_sinks_are_values():
     assert VaultSecret("a") != VaultSecret("a", field="other")
     with pytest.raises(AttributeError):
         SsmParameter("/a").name = "/b"  # type: ignore[misc]
+
+
+# --- one token, many sinks (issue 13, part 1) ---------------------------------------------------
+
+
+def test_a_list_of_sinks_synthesizes_as_a_list_in_order(stack, synth):
+    pool = TfeAgentPool(stack, "pool", organization="acme", name="ci")
+    sinks = [SsmParameter("/ci/token", region="eu-west-1"), SsmParameter("/ci/token", region="us-east-1"),
+             SecretsManagerSecret("ci/token"), VaultSecret("ci/token")]
+    token = pool.add_token("fanout", deliver_to=sinks)
+    assert token.arguments["deliver_to"] == [
+        {"ssm": {"name": "/ci/token", "region": "eu-west-1"}}, {"ssm": {"name": "/ci/token", "region": "us-east-1"}},
+        {"secrets_manager": {"name": "ci/token"}},
+        {"vault_kv": {"mount": "secret", "path": "ci/token", "field": "token"}}]
+    assert [s.address for s in token.sinks] == ["ssm:eu-west-1:/ci/token", "ssm:us-east-1:/ci/token",
+                                                "secrets_manager:ci/token", "vault_kv:secret/ci/token#token"]
+    policies = token.read_policies()
+    assert policies[0]["Statement"][0]["Resource"] == "arn:aws:ssm:eu-west-1:*:parameter/ci/token"
+    assert policies[1]["Statement"][0]["Resource"] == "arn:aws:ssm:us-east-1:*:parameter/ci/token"
+    assert 'path "secret/data/ci/token"' in policies[3]
+    single = pool.add_token("single", deliver_to=SsmParameter("/ci/single"))
+    assert single.arguments["deliver_to"] == {"ssm": {"name": "/ci/single"}}, "one sink keeps the object form"
+
+
+def test_a_sink_in_another_account_has_the_account_in_its_address():
+    sink = SsmParameter("/ci/token", region="eu-west-1", assume_role_arn="arn:aws:iam::111111111111:role/writer")
+    assert sink.to_config() == {"ssm": {"name": "/ci/token", "region": "eu-west-1",
+                                        "assume_role_arn": "arn:aws:iam::111111111111:role/writer"}}
+    assert sink.address == "ssm:111111111111:eu-west-1:/ci/token"
+    assert SecretsManagerSecret("ci/t", assume_role_arn="arn:aws:iam::222222222222:role/w").address == (
+        "secrets_manager:222222222222:ci/t")
+    # import ids end with the address: the region is read back, the role comes from the configuration
+    assert deliver_to_from_address(sink.address)["ssm"]["region"] == "eu-west-1"
+    assert deliver_to_from_address(sink.address)["ssm"]["name"] == "/ci/token"

@@ -57,7 +57,7 @@ TOKEN_STATE_KEYS = {
     "id", "organization", "cluster_id", "description", "allowed_ip_addresses", "expires_in", "expires_at",
     "rotate_before_expiry", "deliver_to", "rotate_every", "rotate_on", "keep_previous_for", "adopt_existing",
     "sink_address", "sink_version", "sink_status", "created_at", "previous_token_id", "previous_revoke_after",
-    "revoke_previous_when",
+    "revoke_previous_when", "sinks",
 }
 
 

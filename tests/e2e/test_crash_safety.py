@@ -1,5 +1,6 @@
 """Crash safety: SIGKILL the provider (or terraform itself) at each step of a create and of a rotation —
-after the mint, after the sink write, before state is saved — then apply again. After every case:
+after the mint, after the sink write, before state is saved, between the second and third write of a
+token delivered to three sinks — then apply again. After every case:
 exactly one live token for the sink at the issuer, the sink holds that token, no orphan carries our
 marker, state names that token. And Ctrl-C during an apply lets in-flight creates finish and be saved.
 """
@@ -17,6 +18,7 @@ import uuid
 import pytest
 
 from fixtures.terraform import PROVIDER, PROVIDER_HEADER, TERRAFORM, processes_with, scan
+from tokendrop_provider.sandbox.servers import FaultProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -237,3 +239,85 @@ def test_ctrl_c_lets_in_flight_creates_finish_and_be_saved(sandbox, crash_worksp
     assert set(sandbox.live_tokens(pool)) == saved, "every live token is in state: nothing orphaned"
     ws.apply()
     assert_converged(sandbox, ws, "vault", names)
+
+
+# --- one token, many sinks: a crash between the second and the third sink write -----------------
+
+FANOUT = """[
+    { ssm = { name = "/ci/a" } },
+    { ssm = { name = "/ci/b" } },
+    { vault_kv = { path = "ci/c" } },
+  ]"""
+
+
+def fanout_config(epoch: str) -> str:
+    return (HEADER + 'resource "tokendrop_tfe_agent_token" "t" {\n  agent_pool_id = tokendrop_tfe_agent_pool.ci.id\n'
+            f'  deliver_to = {FANOUT}\n  rotate_on = {{ epoch = "{epoch}" }}\n}}\n')
+
+
+class KillingProxy(FaultProxy):
+    """In front of OpenBao: SIGKILLs this test's provider when the data write of `path` arrives, and
+    drops that request. The two SSM sinks come first in `deliver_to`, so the provider dies between the
+    second and the third sink write (after the third sink's ownership record, written first)."""
+
+    def __init__(self, upstream: str, marker: str, path: str) -> None:
+        super().__init__(upstream)
+        self.marker, self.path, self.kills = marker, path, 0
+
+    def _take(self, method: str, path: str, target: str):  # type: ignore[no-untyped-def]
+        if method in ("POST", "PUT") and path.startswith(self.path) and self.kills == 0:
+            self.kills += 1
+            for pid in processes_with(self.marker, PROVIDER):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            return "drop_request"
+        return super()._take(method, path, target)
+
+
+def assert_fanout_converged(box, ws) -> str:
+    state = ws.resources()["tokendrop_tfe_agent_token.t"]
+    value = box.token_value(state["id"])
+    assert box.ssm_value("/ci/a")[0] == value and box.ssm_value("/ci/b")[0] == value
+    assert box.vault_value("ci/c")[0] == {"token": value}
+    assert [s["status"] for s in state["sinks"]] == ["delivered"] * 3
+    pool = ws.resources()["tokendrop_tfe_agent_pool.ci"]["id"]
+    assert box.live_tokens(pool) == [state["id"]], "exactly one live token for the three sinks, no orphan"
+    assert ws.plan_exitcode().returncode == 0, ws.results[-1]
+    return str(state["id"])
+
+
+@pytest.mark.parametrize("operation", ["create", "rotation"])
+def test_killed_between_the_second_and_third_sink_write(operation, sandbox, make_workspace):
+    marker = uuid.uuid4().hex
+    with KillingProxy(sandbox.bao.url, marker, "/v1/secret/data/ci/c") as proxy:
+        ws = make_workspace({**sandbox.env, "TOKENDROP_CRASH_TEST": marker, "VAULT_ADDR": proxy.url})
+        ws.write(fanout_config("1"))
+        ws.init()
+        if operation == "create":
+            ws.apply("-target=tokendrop_tfe_agent_pool.ci")
+        else:
+            proxy.kills = 1  # not yet
+            ws.apply()
+            before = ws.resources()["tokendrop_tfe_agent_token.t"]
+            proxy.kills = 0
+            ws.write(fanout_config("2"))
+        result = ws.apply(check=False)
+        assert result.returncode != 0 and proxy.kills == 1, "the provider was killed at the third write"
+        pool = ws.resources()["tokendrop_tfe_agent_pool.ci"]["id"]
+        live = sandbox.live_tokens(pool)
+        if operation == "create":
+            assert "tokendrop_tfe_agent_token.t" not in ws.resources()
+            [new] = live
+            assert sandbox.vault_value("ci/c") is None
+        else:
+            assert ws.resources()["tokendrop_tfe_agent_token.t"]["id"] == before["id"], "state kept the old token"
+            assert len(live) == 2 and before["id"] in live
+            [new] = [t for t in live if t != before["id"]]
+            assert sandbox.vault_value("ci/c")[0] == {"token": sandbox.token_value(before["id"])}
+        assert sandbox.ssm_value("/ci/a")[0] == sandbox.token_value(new) == sandbox.ssm_value("/ci/b")[0]
+
+        ws.apply()
+        final = assert_fanout_converged(sandbox, ws)
+        if operation == "create":
+            assert final == new, "the token the first two sinks hold was adopted, not minted again"
+        assert scan(sandbox.minted_values(), ws.artifacts()) == []

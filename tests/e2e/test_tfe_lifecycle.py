@@ -53,7 +53,7 @@ output "runners_token_id" {{
 TOKEN_STATE_KEYS = {
     "id", "agent_pool_id", "description", "deliver_to", "rotate_every", "rotate_on", "keep_previous_for",
     "adopt_existing", "sink_address", "sink_version", "sink_status", "created_at", "expires_at",
-    "previous_token_id", "previous_revoke_after", "revoke_previous_when", "previous_unused_for",
+    "previous_token_id", "previous_revoke_after", "revoke_previous_when", "previous_unused_for", "sinks",
 }
 
 

@@ -44,7 +44,7 @@ def ssm(**changes):
 
 
 SECRETS_MANAGER = {"name": "ci/t", "kms_key_id": None, "tags": None, "replica_regions": None, "field": None,
-                   "recovery_window_in_days": None}
+                   "recovery_window_in_days": None, "region": None, "assume_role_arn": None}
 
 
 def secrets_manager(**changes):
@@ -130,6 +130,23 @@ CASES: list[tuple[str, dict, str]] = [
     ("tokendrop_tfe_agent_token", {"deliver_to": webhook(service="ci/agent")}, "deliver_to.tokenvault_webhook.service"),
     ("tokendrop_tfe_agent_token", {"deliver_to": webhook(webhook_url="http://hook.example.com")},
      "deliver_to.tokenvault_webhook.webhook_url"),
+    # one token, many sinks: a list of sink objects
+    ("tokendrop_tfe_agent_token", {"deliver_to": []}, "deliver_to"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, VAULT, SSM]}, "deliver_to[2]"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, ssm(region="us-east-1"), ssm(region="us-east-1")]},
+     "deliver_to[2]"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [ssm(region="Europe")]}, "deliver_to[0].ssm.region"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, ssm(name="/ci/u", assume_role_arn="arn:aws:iam::123:role/x")]},
+     "deliver_to[1].ssm.assume_role_arn"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, secrets_manager(assume_role_arn="role/ci")]},
+     "deliver_to[1].secrets_manager.assume_role_arn"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": ssm(assume_role_arn="arn:aws:iam::123456789012:user/ci")},
+     "deliver_to.ssm.assume_role_arn"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, vault(path="ci/../x")]}, "deliver_to[1].vault_kv.path"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, {"ssm": None, "vault_kv": None}]}, "deliver_to[1]"),
+    ("tokendrop_tfe_agent_token", {"deliver_to": [SSM, secrets_manager(region="eu-west-1",
+                                                                        replica_regions=["eu-west-1"])]},
+     "deliver_to[1].secrets_manager.replica_regions"),
     ("tokendrop_tfe_agent_token", {"rotate_every": "monthly"}, "rotate_every"),
     ("tokendrop_tfe_agent_token", {"rotate_every": "10m"}, "rotate_every"),
     ("tokendrop_tfe_agent_token", {"keep_previous_for": "soon"}, "keep_previous_for"),
@@ -292,9 +309,11 @@ def errors_for(svc: ProviderService, type_name: str, config: dict) -> list[pb.Di
 
 
 def names_attribute(diagnostic: pb.Diagnostic, attribute: str) -> bool:
-    path = ".".join(s.attribute_name or s.element_key_string or str(s.element_key_int)
-                    for s in diagnostic.attribute.steps)
+    path = "".join(f"[{s.element_key_int}]" if s.WhichOneof("selector") == "element_key_int" else
+                   f".{s.attribute_name or s.element_key_string}" for s in diagnostic.attribute.steps).lstrip(".")
     text = f"{diagnostic.summary} {diagnostic.detail}"
+    if attribute.startswith("deliver_to["):  # a sink of a list: the path names its index
+        return path.startswith(attribute)
     return path.startswith(attribute.split("[")[0]) or attribute in text
 
 

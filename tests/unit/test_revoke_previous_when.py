@@ -263,7 +263,7 @@ def test_the_decision_costs_no_call_beyond_the_refresh(tfe, clean_moto):
     read = service.ReadResource(pb.ReadResource.Request(type_name=TOKEN.type_name,
                                                         current_state=dynamic(prior, TOKEN)), None)
     assert not read.diagnostics, read.diagnostics
-    refreshed = codec.decode(read.new_state.msgpack)
+    refreshed = codec.attach_dynamic(codec.decode(read.new_state.msgpack), TOKEN.cty_type)
     assert refreshed["sink_status"] == "delivered"
     refresh_calls = [r["path"] for r in tfe.requests()]
     tfe.clear_requests()

@@ -283,7 +283,9 @@ def _token(inst: _Instance, source: str, issuer: str, scope: str | None) -> Mana
     token_id = _text(attrs.get("id"))
     if token_id is None or scope is None:
         return None
-    deliver_to = attrs.get("deliver_to")
+    from ..registry.sinks import first_in_state
+
+    deliver_to = first_in_state(attrs.get("deliver_to"))  # several sinks: the first, as sink_address
     return ManagedToken(
         source=source,
         address=inst.address,
@@ -295,7 +297,7 @@ def _token(inst: _Instance, source: str, issuer: str, scope: str | None) -> Mana
         sink_address=_text(attrs.get("sink_address")),
         sink_version=_int(attrs.get("sink_version")),
         sink_status=_text(attrs.get("sink_status")),
-        deliver_to=deliver_to if isinstance(deliver_to, dict) else None,
+        deliver_to=dict(deliver_to) if deliver_to is not None else None,
         created_at=_text(attrs.get("created_at")),
         expires_at=_text(attrs.get("expires_at")),
         rotate_every=_text(attrs.get("rotate_every")),

@@ -12,7 +12,23 @@ from collections.abc import Mapping
 
 import msgpack
 
-from ..types import BOOL, NUMBER, STRING, CtyType, ListOf, MapOf, ObjectOf, Primitive, SetOf, Unknown
+from ..types import (
+    BOOL,
+    NUMBER,
+    STRING,
+    CtyType,
+    Dynamic,
+    ListOf,
+    MapOf,
+    ObjectOf,
+    Primitive,
+    SetOf,
+    TupleOf,
+    Unknown,
+    inferred_type,
+    type_from_json,
+    typed,
+)
 
 _UNKNOWN_EXT = 0
 _REFINED_UNKNOWN_EXT = 12
@@ -175,7 +191,73 @@ def _compile(cty_type: CtyType):  # type: ignore[no-untyped-def]
             return out
 
         return obj
+    if isinstance(cty_type, TupleOf):
+        elements = [_compile(t) for t in cty_type.elements]
+
+        def tuple_(value: object) -> object:
+            if value is None:
+                return None
+            if isinstance(value, Unknown):
+                return _unknown(value)
+            if not isinstance(value, list | tuple) or len(value) != len(elements):
+                raise _Mismatch(f"expected a tuple of {len(elements)}, got {type(value).__name__}")
+            return [_step(i, prepare, v) for i, (prepare, v) in enumerate(zip(elements, value, strict=True))]
+
+        return tuple_
+    if isinstance(cty_type, Dynamic):
+        fallback = cty_type.fallback
+
+        def dynamic(value: object) -> object:
+            # cty's msgpack form of a dynamic value: [type JSON, value encoded with that type]
+            if value is None:
+                return None
+            if isinstance(value, Unknown):
+                return _unknown(value)
+            actual = getattr(value, "cty", None)
+            if actual is None:
+                actual = (fallback if isinstance(value, Mapping) and fallback is not None else
+                          ListOf(fallback) if isinstance(value, list | tuple) and fallback is not None else
+                          inferred_type(value))
+            return [actual.json_bytes(), _compiled(actual)(value)]
+
+        return dynamic
     raise CodecError(f"unsupported type {cty_type!r}")
+
+
+_COMPILED: dict[CtyType, object] = {}
+
+
+def _compiled(cty_type: CtyType):  # type: ignore[no-untyped-def]
+    """`_compile`, cached: the types of dynamic values repeat from call to call."""
+    prepare = _COMPILED.get(cty_type)
+    if prepare is None:
+        prepare = _COMPILED[cty_type] = _compile(cty_type)
+    return prepare
+
+
+def attach_dynamic(value: object, cty_type: ObjectOf) -> object:
+    """A decoded object value with its dynamic attributes (top level) turned from cty's [type JSON,
+    value] pair into the value tagged with its type (`types.typed`)."""
+    if not isinstance(value, dict):
+        return value
+    for name, attr_type in cty_type.attributes:
+        item = value.get(name)
+        if isinstance(attr_type, Dynamic) and isinstance(item, list) and len(item) == 2 and isinstance(
+                item[0], bytes | str):
+            value[name] = typed(item[1], type_from_json(json.loads(item[0])))
+    return value
+
+
+def attach_dynamic_json(value: object, cty_type: ObjectOf) -> object:
+    """The same for state in JSON (UpgradeResourceState), where cty writes {"value": ..., "type": ...}."""
+    if not isinstance(value, dict):
+        return value
+    for name, attr_type in cty_type.attributes:
+        item = value.get(name)
+        if isinstance(attr_type, Dynamic) and isinstance(item, dict) and set(item) == {"value", "type"}:
+            value[name] = typed(item["value"], type_from_json(item["type"]))
+    return value
+
 
 
 def _path_text(path: tuple[str | int, ...]) -> str:

@@ -23,7 +23,9 @@ def attribute_pb(attr: Attr) -> pb.Schema.Attribute:
         computed=attr.computed,
         sensitive=attr.sensitive,
     )
-    if attr.nested is not None:
+    if attr.nested is not None and attr.nesting == "one_or_list":
+        message.type = attr.cty_type.json_bytes()  # "dynamic": one object or a list, checked by the provider
+    elif attr.nested is not None:
         message.nested_type.CopyFrom(pb.Schema.Object(
             attributes=[attribute_pb(a) for a in attr.nested],
             nesting=(pb.Schema.Object.NestingMode.LIST if attr.nesting == "list"

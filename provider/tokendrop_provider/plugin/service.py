@@ -35,11 +35,14 @@ Response = TypeVar("Response")
 SERVER_CAPABILITIES = pb.ServerCapabilities(plan_destroy=True, get_provider_schema_optional=True)
 
 
-def _decode(dv: pb.DynamicValue) -> object:
+def _decode(dv: pb.DynamicValue, resource=None) -> object:  # type: ignore[no-untyped-def]
+    """A DynamicValue; with `resource`, its dynamic attributes carry the type Terraform sent them with."""
     if dv.msgpack:
-        return codec.decode(dv.msgpack)
+        value = codec.decode(dv.msgpack)
+        return value if resource is None else codec.attach_dynamic(value, resource.schema.cty_type)
     if dv.json:
-        return codec.decode_json(dv.json)
+        value = codec.decode_json(dv.json)
+        return value if resource is None else codec.attach_dynamic_json(value, resource.schema.cty_type)
     return None
 
 
@@ -139,7 +142,7 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
     def ValidateResourceConfig(self, request, context):
         def body(diags: list) -> pb.ValidateResourceConfig.Response:
             resource = self._resource(request.type_name)
-            errors = resource.validate(_decode(request.config) or {})
+            errors = resource.validate(_decode(request.config, resource) or {})
             diags.extend(convert.diagnostics(errors))
             return pb.ValidateResourceConfig.Response(diagnostics=diags)
 
@@ -160,7 +163,8 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
         def body(diags: list) -> pb.UpgradeResourceState.Response:
             resource = self._resource(request.type_name)
             if request.raw_state.json:
-                raw = json.loads(request.raw_state.json)
+                raw = codec.attach_dynamic_json(json.loads(request.raw_state.json), resource.schema.cty_type) \
+                    if request.version == resource.schema.version else json.loads(request.raw_state.json)
             else:  # legacy flatmap state was never written by this provider
                 raise TokendropError("Unsupported state format",
                                      "This state was not written by the tokendrop provider (flatmap format).")
@@ -176,7 +180,7 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
     def ReadResource(self, request, context):
         def body(diags: list) -> pb.ReadResource.Response:
             resource = self._resource(request.type_name)
-            state = _decode(request.current_state)
+            state = _decode(request.current_state, resource)
             if state is None:
                 return pb.ReadResource.Response(new_state=request.current_state, private=request.private)
             ctx = Context(self.core)
@@ -192,9 +196,9 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
     def PlanResourceChange(self, request, context):
         def body(diags: list) -> pb.PlanResourceChange.Response:
             resource = self._resource(request.type_name)
-            prior = _decode(request.prior_state)
-            proposed = _decode(request.proposed_new_state)
-            config = _decode(request.config)
+            prior = _decode(request.prior_state, resource)
+            proposed = _decode(request.proposed_new_state, resource)
+            config = _decode(request.config, resource)
             ctx = Context(self.core)
             plan = resource.plan(ctx, prior, proposed, config)
             diags.extend(convert.diagnostics(warnings=ctx.warnings))
@@ -211,8 +215,8 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
     def ApplyResourceChange(self, request, context):
         def body(diags: list) -> pb.ApplyResourceChange.Response:
             resource = self._resource(request.type_name)
-            prior = _decode(request.prior_state)
-            planned = _decode(request.planned_state)
+            prior = _decode(request.prior_state, resource)
+            planned = _decode(request.planned_state, resource)
             ctx = Context(self.core)
             self.core.require_configured()
             try:

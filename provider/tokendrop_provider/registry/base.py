@@ -9,6 +9,8 @@ registries (`registry/issuers.py`, `registry/sinks.py`); nothing else lists issu
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..attributes import Attr
 from ..errors import ConfigError
-from ..settings import Setting, Settings, SettingsGroup
+from ..settings import AwsSettings, Setting, Settings, SettingsGroup
 
 if TYPE_CHECKING:
     from ..issuers.base import IssuedToken
@@ -125,6 +127,45 @@ class SinkKind:
 
     def with_defaults(self, location: Mapping[str, Any]) -> dict[str, Any]:
         return {**self.defaults(), **{k: v for k, v in location.items() if v is not None}}
+
+
+_AWS_LOCATION = re.compile(r"(?:(\d{12}):)?(?:([a-z]{2}(?:-[a-z]+)+-\d{1,2}):)?(.+)")
+
+
+def regional_address(location: Mapping[str, Any]) -> str:
+    """The address part of an AWS location: its name, after `<region>:` when the sink names its own
+    region and `<account>:` when it is reached through a role of another account (the same name can
+    exist in several regions and accounts; neither SSM nor Secrets Manager names contain `:`)."""
+    from ..sinks.aws_rules import role_account, validate_role_arn
+
+    region, role = location.get("region"), location.get("assume_role_arn")
+    account = role_account(role) if isinstance(role, str) and validate_role_arn(role) is None else None
+    return "".join(f"{part}:" for part in (account, region) if part) + str(location["name"])
+
+
+def address_scope(location: Mapping[str, Any]) -> str | None:
+    """What `regional_address` puts before the name ("<account>:<region>", "<region>"), or None."""
+    full, name = regional_address(location), str(location["name"])
+    return full[:-len(name) - 1] if full != name else None
+
+
+def parse_regional(rest: str) -> tuple[str | None, str]:
+    """(region or None, name): the inverse of `regional_address` (an account in the address is left
+    out: the role comes from the configuration)."""
+    found = _AWS_LOCATION.fullmatch(rest)
+    return (found.group(2), found.group(3)) if found else (None, rest)
+
+
+def with_region(aws: AwsSettings, location: Mapping[str, Any]) -> AwsSettings:
+    """The AWS settings of one location: the provider's, in the location's own region if it names one,
+    through the location's role if it names one (`role_session_name`: set by `Clients.sink`)."""
+    changes: dict[str, Any] = {}
+    if location.get("region"):
+        changes["region"] = str(location["region"])
+    if location.get("assume_role_arn"):
+        changes["assume_role_arn"] = str(location["assume_role_arn"])
+        changes["role_session_name"] = str(location.get("role_session_name") or "tokendrop")
+    return dataclasses.replace(aws, **changes) if changes else aws
 
 
 def text(value: object) -> str | None:

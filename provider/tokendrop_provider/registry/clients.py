@@ -62,7 +62,9 @@ class Clients:
 
     # --- sinks --------------------------------------------------------------------------------------
 
-    def check_sink(self, deliver_to: Mapping[str, object]) -> None:
+    def check_sink(self, deliver_to: Mapping[str, object], index: int | None = None) -> None:
+        """The sink's settings are set and its location is valid with them; `index`: its place in a
+        list of sinks (named in the error's attribute path)."""
         found = chosen(deliver_to)
         if found is not None:
             kind, block = found
@@ -70,16 +72,22 @@ class Clients:
             if error is None and kind.check_location is not None:
                 error = kind.check_location(kind.with_defaults(block), self.settings)
             if error is not None:
+                if index is not None and error.attribute[:1] == ("deliver_to",):
+                    error.attribute = ("deliver_to", index, *error.attribute[1:])
                 raise error
 
-    def sink(self, deliver_to: Mapping[str, object]) -> Sink:
-        """The sink a `deliver_to` object names (exactly one kind is set; validation saw to it)."""
+    def sink(self, deliver_to: Mapping[str, object], session: str | None = None) -> Sink:
+        """The sink a `deliver_to` object names (exactly one kind is set; validation saw to it).
+        `session`: who asks (a resource type), for the session name of an assumed role."""
         found = chosen(deliver_to)
         if found is None:
             names = " or ".join(f"deliver_to.{s.name}" for s in SINKS)
             raise ConfigError("No sink", f"Set {names}.", ("deliver_to",))
         kind, block = found
-        return kind.from_config(kind.with_defaults(block), self.settings)
+        location = kind.with_defaults(block)
+        if session:
+            location["role_session_name"] = f"tokendrop-{session}"[:64]  # STS allows 64 characters
+        return kind.from_config(location, self.settings)
 
 
 class _Once:

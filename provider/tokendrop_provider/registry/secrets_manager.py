@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ..lazy import IMPORT_LOCK
 from ..settings import Setting, Settings, SettingsGroup
 from ..sinks.secrets_manager_rules import DEFAULT_RECOVERY_WINDOW, SecretsManagerSettings, validate_replica_regions
-from .base import SinkKind, missing_setting
+from .base import SinkKind, address_scope, missing_setting, parse_regional, regional_address, with_region
 from .ssm import REGION, aws_region
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def _check_location(location: Mapping[str, Any], settings: Settings) -> ConfigEr
     regions = location.get("replica_regions")
     if not isinstance(regions, Sequence) or any(isinstance(r, Unknown) for r in regions):
         return None  # unset, or not known until apply
-    error = validate_replica_regions([str(r) for r in regions], aws_region(settings.aws))
+    error = validate_replica_regions([str(r) for r in regions], aws_region(with_region(settings.aws, location)))
     if error:
         return ConfigError("Invalid Secrets Manager setting", error,
                            ("deliver_to", SINK.name, "replica_regions"))
@@ -59,7 +59,8 @@ def _from_config(location: Mapping[str, Any], settings: Settings) -> SecretsMana
 
     window = location.get("recovery_window_in_days")
     return SecretsManagerSink(
-        name=str(location["name"]), settings=settings.aws, endpoint=settings.group(SETTINGS.name),
+        name=str(location["name"]), settings=with_region(settings.aws, location),
+        address_region=address_scope(location), endpoint=settings.group(SETTINGS.name),
         kms_key_id=location.get("kms_key_id"), tags=dict(location.get("tags") or {}),
         replica_regions=list(location.get("replica_regions") or ()), field=location.get("field"),
         recovery_window_in_days=DEFAULT_RECOVERY_WINDOW if window is None else int(window))
@@ -72,11 +73,13 @@ def _statuses(locations: Sequence[Mapping[str, Any]], settings: Settings) -> lis
 
 SINK = SinkKind(
     attribute=schema.SECRETS_MANAGER_SINK, settings=SETTINGS, check=_check, from_config=_from_config,
-    address=lambda location: str(location["name"]),
+    address=regional_address,
     # The recovery window is not stored with the secret: an import takes the default.
-    parse_address=lambda rest: ({"name": rest, "kms_key_id": None, "tags": None, "replica_regions": None,
+    parse_address=lambda rest: ({"name": parse_regional(rest)[1], "region": parse_regional(rest)[0],
+                                 "kms_key_id": None, "tags": None, "replica_regions": None,
                                  "field": None, "recovery_window_in_days": DEFAULT_RECOVERY_WINDOW}
                                 if rest else None),
-    address_format="secrets_manager:<secret name>", address_fields=("name",), statuses=_statuses,
+    address_format="secrets_manager:<secret name> (secrets_manager:<region>:<secret name> with its own region)",
+    address_fields=("name",), statuses=_statuses,
     libraries=("boto3",), check_location=_check_location,
 )

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..attributes import one_or_list
 from ..errors import ConfigError
-from ..types import UNKNOWN, Unknown
+from ..types import UNKNOWN, Unknown, inferred_type, typed
 from . import secrets_manager, ssm, tokenvault_webhook, vault_kv
 from .base import SinkKind
 
@@ -38,8 +39,62 @@ def chosen(deliver_to: Mapping[str, object]) -> tuple[SinkKind, Mapping[str, Any
     return None
 
 
+def blocks(deliver_to: object) -> list[Mapping[str, Any]] | Unknown:
+    """The sinks of a `deliver_to` value, one `{kind: block}` object each (one object, or a list of
+    them: see schema.DELIVER_TO), or Unknown while the list itself is not known."""
+    if isinstance(deliver_to, Unknown):
+        return UNKNOWN
+    return [element for element in one_or_list(deliver_to) if isinstance(element, Mapping)]
+
+
+def addresses_of(deliver_to: object) -> list[object] | Unknown:
+    """The address of every sink of `deliver_to` (each Unknown until its values are known)."""
+    found = blocks(deliver_to)
+    return found if isinstance(found, Unknown) else [address_of(element) for element in found]
+
+
+def with_defaults(element: Mapping[str, Any]) -> dict[str, Any]:
+    """One `{kind: block}` object with the block's defaults filled in and null attributes left out."""
+    found = chosen(element)
+    if found is None:
+        return {}
+    kind, block = found
+    return {kind.name: kind.with_defaults(block)}
+
+
+def first_in_state(deliver_to: object) -> Mapping[str, Any] | None:
+    """The first sink's `{kind: block}` of `deliver_to` as a state file holds it: a dynamic value is
+    `{"value": …, "type": …}` there (schema version 1), an object in older state."""
+    if isinstance(deliver_to, Mapping) and set(deliver_to) == {"value", "type"}:
+        deliver_to = deliver_to["value"]
+    found = blocks(deliver_to)
+    return found[0] if not isinstance(found, Unknown) and found else None
+
+
+def written_form(deliver_to: object) -> object:
+    """`deliver_to` as a configuration most likely writes it: only the block that is set, without null
+    attributes or ones equal to their default, typed as HCL types such a literal. What import and the
+    upgrade of older state record, so that the usual configuration plans no change (a dynamic value
+    compares with its type: docs/lifecycle.md, "One token, many sinks")."""
+    def one(element: Mapping[str, Any]) -> dict[str, Any]:
+        found = chosen(element)
+        if found is None:
+            return {}
+        kind, block = found
+        defaults = kind.defaults()
+        return {kind.name: {k: v for k, v in block.items() if v is not None and defaults.get(k) != v}}
+
+    if isinstance(deliver_to, Mapping):
+        value: object = one(deliver_to)
+    elif isinstance(deliver_to, list):
+        value = [one(e) for e in deliver_to if isinstance(e, Mapping)]
+    else:
+        return deliver_to
+    return typed(value, inferred_type(value))
+
+
 def address_of(deliver_to: object) -> object:
-    """The sink address a `deliver_to` configuration names, or Unknown until its values are known."""
+    """The sink address one `deliver_to` object names, or Unknown until its values are known."""
     if not isinstance(deliver_to, Mapping) or any(isinstance(deliver_to.get(e.name), Unknown) for e in SINKS):
         return UNKNOWN
     found = chosen(deliver_to)

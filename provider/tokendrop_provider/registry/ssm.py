@@ -9,7 +9,7 @@ from .. import schema
 from ..errors import ConfigError
 from ..lazy import IMPORT_LOCK
 from ..settings import AwsSettings, Setting, Settings, SettingsGroup
-from .base import SinkKind, missing_setting
+from .base import SinkKind, address_scope, missing_setting, parse_regional, regional_address, with_region
 
 if TYPE_CHECKING:
     from ..sinks.base import SinkStatus
@@ -60,22 +60,28 @@ def _from_config(location: Mapping[str, Any], settings: Settings) -> SsmSink:
 
     return SsmSink(name=str(location["name"]), kms_key_id=location.get("kms_key_id"), tier=location.get("tier"),
                    description=location.get("description"), tags=dict(location.get("tags") or {}),
-                   settings=settings.aws)
+                   settings=with_region(settings.aws, location), address_region=address_scope(location))
 
 
 def _statuses(locations: Sequence[Mapping[str, Any]], settings: Settings) -> list[SinkStatus]:
     from ..sinks.ssm import describe_many
 
-    names = [str(location["name"]) for location in locations]
-    found = describe_many(names, settings.aws)
-    return [found[name] for name in names]
+    out: list[SinkStatus | None] = [None] * len(locations)
+    for region in dict.fromkeys(location.get("region") for location in locations):  # one batch per region
+        indexes = [i for i, location in enumerate(locations) if location.get("region") == region]
+        names = [str(locations[i]["name"]) for i in indexes]
+        found = describe_many(names, with_region(settings.aws, {"region": region}))
+        for i, name in zip(indexes, names, strict=True):
+            out[i] = found[name]
+    return [status for status in out if status is not None]
 
 
 SINK = SinkKind(
     attribute=schema.SSM_SINK, settings=SETTINGS, check=_check, from_config=_from_config,
-    address=lambda location: str(location["name"]),
-    parse_address=lambda rest: ({"name": rest, "kms_key_id": None, "tier": None, "description": None, "tags": None}
-                                if rest else None),
-    address_format="ssm:<parameter name>", address_fields=("name",), statuses=_statuses, libraries=("boto3",),
+    address=regional_address,
+    parse_address=lambda rest: ({"name": parse_regional(rest)[1], "region": parse_regional(rest)[0], "kms_key_id": None,
+                                 "tier": None, "description": None, "tags": None} if rest else None),
+    address_format="ssm:<parameter name> (ssm:<region>:<parameter name> for a sink with its own region)",
+    address_fields=("name",), statuses=_statuses, libraries=("boto3",),
     batch=50,  # DescribeParameters takes at most 50 names per call
 )

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from ..attributes import Attr, ResourceSchema, validate_config
+from ..attributes import Attr, ResourceSchema, one_or_list, validate_config
 from ..errors import ConfigError, IssuerNotFound, TokendropError
 from ..settings import batching_enabled
 from ..types import UNKNOWN, Unknown
@@ -165,6 +165,8 @@ def apply_defaults(attrs: Sequence[Attr], proposed: Mapping[str, object], config
     for attr in attrs:
         configured = config.get(attr.name) if isinstance(config, Mapping) else None
         value = planned.get(attr.name)
+        if attr.nesting == "one_or_list":
+            continue  # a dynamic value: planned exactly as configured (its defaults apply on use)
         if attr.nested is not None and isinstance(value, Mapping):
             nested_config = configured if isinstance(configured, Mapping) else {}
             planned[attr.name] = apply_defaults(attr.nested, value, nested_config)
@@ -183,6 +185,8 @@ def unknown_computed(attrs: Sequence[Attr], planned: Mapping[str, object], confi
         configured = config.get(attr.name) if isinstance(config, Mapping) else None
         value = out.get(attr.name)
         if attr.nested is not None:
+            if attr.nesting == "one_or_list":
+                continue
             if isinstance(value, Mapping):
                 out[attr.name] = unknown_computed(attr.nested, value,
                                                   configured if isinstance(configured, Mapping) else {})
@@ -193,6 +197,22 @@ def unknown_computed(attrs: Sequence[Attr], planned: Mapping[str, object], confi
         if attr.computed and configured is None and value is None and attr.default is None:
             out[attr.name] = UNKNOWN
     return out
+
+
+def _reports(attrs: Sequence[Attr], on_change: str) -> bool:
+    """Some argument under `attrs` is carried out by `on_change`."""
+    return any(_reports(a.nested, on_change) if a.nested is not None else a.on_change == on_change and a.is_argument
+               for a in attrs)
+
+
+def _with_defaults(value: object) -> Mapping[str, object]:
+    """An element of a one_or_list value with the defaults of its blocks filled in (config leaves
+    them null, a state upgraded from the object form has them)."""
+    if not isinstance(value, Mapping):
+        return {}
+    from ..registry.sinks import with_defaults
+
+    return with_defaults(value)
 
 
 def _element(config: object, index: int) -> Mapping[str, object]:
@@ -225,6 +245,22 @@ def changed_paths(attrs: Sequence[Attr], prior: Mapping[str, object], planned: M
     found: list[Path] = []
     for attr in attrs:
         path = (*prefix, attr.name)
+        if attr.nested is not None and attr.nesting == "one_or_list":
+            # One object or a list: compared element by element (unset values as the defaults), and
+            # reported as the whole attribute, since a path into it differs between the two forms.
+            before_all, after_all = (_lookup(v, path)[1] for v in (prior, planned))
+            if isinstance(after_all, Unknown) and before_all is not None:
+                if _reports(attr.nested, on_change):
+                    found.append(path)
+                continue
+            before, after = (one_or_list(v) if not isinstance(v, Unknown) else [] for v in (before_all, after_all))
+            for i in range(max(len(before), len(after))):
+                b = _with_defaults(before[i]) if i < len(before) else {}
+                a = _with_defaults(after[i]) if i < len(after) else {}
+                if changed_paths(attr.nested, b, a, on_change):
+                    found.append(path)
+                    break
+            continue
         if attr.nested is not None and attr.nesting == "list":
             # Element by element; while the planned list is unknown, any prior element may change.
             lengths = [len(v) for v in (_lookup(prior, path)[1], _lookup(planned, path)[1]) if isinstance(v, list)]

@@ -7,17 +7,19 @@ botocore is imported only inside the functions that run after a client exists.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..endpoints import checked_endpoint
-from ..errors import ConfigError, SinkError
+from ..errors import ConfigError, SinkAccessDenied, SinkError
 from ..lazy import IMPORT_LOCK
-from ..secret import Secret, register
+from ..secret import Secret, register, scrub
 from ..settings import AwsSettings
 from .base import Payload
 
@@ -97,6 +99,9 @@ def new_client(aws: AwsSettings, *, service: str, name: str, endpoint_url: str |
             profile_name=aws.profile, region_name=aws.region, aws_access_key_id=aws.access_key_id,
             aws_secret_access_key=aws.secret_access_key.reveal() if aws.secret_access_key else None,
             aws_session_token=aws.session_token.reveal() if aws.session_token else None)
+        if aws.assume_role_arn:
+            register_found_credentials(session)
+            session = _assumed_session(boto3, Config, session, aws)
         client = session.client(
             service, endpoint_url=endpoint_url,
             config=Config(retries={"mode": retry.botocore_mode, "total_max_attempts": retry.botocore_max_attempts},
@@ -115,6 +120,41 @@ def new_client(aws: AwsSettings, *, service: str, name: str, endpoint_url: str |
         raise ConfigError(f"Cannot configure the AWS {name} client", str(exc)) from None
     register_found_credentials(session)
     return client
+
+
+_ASSUMED: dict[tuple[str, str, str | None, AwsSettings], dict[str, Any]] = {}
+_ASSUMED_LOCK = threading.Lock()
+
+
+def _assumed_session(boto3: Any, config: Any, base: Session, aws: AwsSettings) -> Session:
+    """A session with the credentials of `aws.assume_role_arn`, got with STS AssumeRole from the base
+    session's (the provider's) credentials, once per role, session name and region in this process:
+    the SSM and Secrets Manager clients of one location share them. See docs/wire.md ("STS")."""
+    base_settings = dataclasses.replace(aws, assume_role_arn=None)
+    key = (str(aws.assume_role_arn), aws.role_session_name, aws.region, base_settings)
+    with _ASSUMED_LOCK:
+        credentials = _ASSUMED.get(key)
+        if credentials is None:
+            sts = base.client("sts", config=config(user_agent_extra="tokendrop", connect_timeout=10,
+                                                    read_timeout=30))
+            checked_endpoint(sts.meta.endpoint_url, label="STS endpoint", setting="AWS_ENDPOINT_URL_STS",
+                             named=f"the STS endpoint botocore resolved ({sts.meta.endpoint_url})",
+                             carries="the credentials of the assumed role")
+            try:
+                answer = sts.assume_role(RoleArn=aws.assume_role_arn, RoleSessionName=aws.role_session_name)
+            except Exception as exc:  # botocore's ClientError and friends: the message names the role
+                code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+                raise SinkAccessDenied(f"Cannot assume {aws.assume_role_arn}",
+                                       f"STS AssumeRole answered {code} ({scrub(str(exc))}). The provider's AWS "
+                                       "credentials need sts:AssumeRole on it, and its trust policy must allow "
+                                       "them.") from None
+            credentials = answer["Credentials"]
+            register(credentials["SecretAccessKey"])
+            register(credentials["SessionToken"])
+            _ASSUMED[key] = credentials
+    return boto3.session.Session(region_name=aws.region, aws_access_key_id=credentials["AccessKeyId"],
+                                 aws_secret_access_key=credentials["SecretAccessKey"],
+                                 aws_session_token=credentials["SessionToken"])
 
 
 # --- calls, retries and error mapping -----------------------------------------------------------

@@ -113,3 +113,18 @@ def validate_kms_key_id(key_id: str, *, service: str, max_length: int, default_k
     elif key_id == "alias/":
         return "kms_key_id 'alias/' needs an alias name after the slash"
     return None
+
+
+_ROLE_ARN = re.compile(r"arn:aws(?:-cn|-us-gov)?:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+
+
+def validate_role_arn(arn: str) -> str | None:
+    """An IAM role ARN, as STS AssumeRole takes it: arn:<partition>:iam::<12-digit account>:role/<name>."""
+    if not isinstance(arn, str) or not _ROLE_ARN.fullmatch(arn):
+        return f"{arn!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"
+    return None
+
+
+def role_account(arn: str) -> str:
+    """The 12-digit account of a valid role ARN."""
+    return arn.split(":")[4]

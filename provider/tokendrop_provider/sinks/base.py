@@ -8,9 +8,11 @@ there. Sinks read that record, never the payload, when they answer `status()`.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..errors import SinkError
 from ..secret import Secret
 
 # A payload is one secret (written under the sink's own field/value) or several named fields
@@ -82,6 +84,13 @@ class Sink(abc.ABC):
         sink removes only its own versions, or nothing where the store cannot do that, and says so in
         `warnings`. Returns False if nothing was removed."""
 
+    def read_payload(self, version: int) -> Payload:
+        """The payload stored at `version` (the current one), read only to copy a delivered token into
+        a sibling sink of the same resource (docs/lifecycle.md, "One token, many sinks"). Raises
+        `SinkError` when the sink cannot be read or is at another version."""
+        raise SinkError(f"Cannot read {self.address} back", f"the {self.kind} sink cannot be read to copy its "
+                        "token into another sink")
+
     def abandon(self, ownership: Ownership) -> None:  # noqa: B027 - optional hook
         """A write for `ownership` got no clear answer (SinkWriteUnknown), and reading the sink back
         showed that it had not landed: take back whatever was recorded for it ahead of the value, so
@@ -108,3 +117,25 @@ class Sink(abc.ABC):
     def reconcile_settings(self) -> None:  # noqa: B027 - optional hook
         """Bring non-payload settings (tags, description, tier) in line with the configuration
         without writing a new version. Default: nothing to do."""
+
+
+def stored_payload(text: str, field: str | None = None) -> Payload:
+    """The payload a stored text holds (the inverse of rendering it): the token itself, the token under
+    `field` of a JSON object, or a multi-field JSON object (the AppRole grant's)."""
+    if field is None and not text.startswith("{"):
+        return Secret(text)
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        if field is None:
+            return Secret(text)
+        raise SinkError("The stored value is not a JSON object", f"expected the token under {field!r}") from None
+    if not isinstance(parsed, dict) or not all(isinstance(v, str) and v for v in parsed.values()):
+        if field is None:
+            return Secret(text)
+        raise SinkError("The stored value is not a JSON object of strings", f"expected the token under {field!r}")
+    if field is not None:
+        if field not in parsed:
+            raise SinkError("The stored value does not hold the token", f"no key {field!r}")
+        return Secret(parsed[field])
+    return {k: Secret(v) for k, v in parsed.items()}

@@ -44,7 +44,7 @@ from .aws import (
     write_outcome_unknown,
 )
 from .aws_rules import desired_tags, tag_changes, tag_map, user_tags
-from .base import Ownership, Payload, Sink, SinkStatus
+from .base import Ownership, Payload, Sink, SinkStatus, stored_payload
 from .secrets_manager_rules import (
     DEFAULT_RECOVERY_WINDOW,
     MAX_DESCRIPTION_LENGTH,
@@ -160,7 +160,7 @@ class SecretsManagerSink(Sink):
                  kms_key_id: str | None = None, tags: Mapping[str, str] | None = None,
                  replica_regions: Sequence[str] = (), field: str | None = None,
                  recovery_window_in_days: int = DEFAULT_RECOVERY_WINDOW,
-                 retry: SsmRetryPolicy = DEFAULT_RETRY) -> None:
+                 retry: SsmRetryPolicy = DEFAULT_RETRY, address_region: str | None = None) -> None:
         tags = dict(tags or {})
         replica_regions = list(replica_regions)
         checks: list[tuple[str, str | None]] = [
@@ -183,6 +183,7 @@ class SecretsManagerSink(Sink):
         self.field = field
         self.recovery_window_in_days = int(recovery_window_in_days)
         self.retry = retry
+        self.address_region = address_region  # the region the configuration names (part of the address)
         self.warnings: list[str] = []
         # The Description before a record was written ahead of a write that got no clear answer.
         self._unanswered: tuple[str, Ownership] | None = None
@@ -192,6 +193,8 @@ class SecretsManagerSink(Sink):
 
     @property
     def address(self) -> str:
+        if self.address_region:
+            return f"secrets_manager:{self.address_region}:{self.name}"
         return f"secrets_manager:{self.name}"
 
     # -- internals
@@ -423,6 +426,16 @@ class SecretsManagerSink(Sink):
                        AddReplicaRegions=[{"Region": r} for r in missing], ForceOverwriteReplicaSecret=False)
         if extra:
             self._call("RemoveRegionsFromReplication", SecretId=self.name, RemoveReplicaRegions=extra)
+
+    def read_payload(self, version: int) -> Payload:
+        meta = self._metadata()
+        if meta is None or _status(meta).version != version:
+            raise SinkError(f"Cannot read {self.address} back", f"it is no longer at version {version}")
+        reply = self._call("GetSecretValue", SecretId=self.name, VersionId=_current_id(meta))
+        text = reply.get("SecretString")
+        if not isinstance(text, str) or not text:
+            raise SinkError(f"Cannot read {self.address} back", "the current version holds no string")
+        return stored_payload(text, self.field)
 
     def reconcile_settings(self) -> None:
         """Tags and replica regions, without a new version."""

@@ -14,7 +14,8 @@ Wire facts this module relies on (docs/wire.md, section "SSM"):
 - Description, Tier, KeyId and Policies can only change through PutParameter, which needs the value
   and creates a version. `reconcile_settings()` therefore only reconciles tags (and refuses a tier
   downgrade); `pending_changes()` lists what the next `replace()` will change.
-- Status is read with DescribeParameters, which never returns the value (GetParameter is never used).
+- Status is read with DescribeParameters, which never returns the value. GetParameter is used only by
+  `read_payload`, to copy a delivered token into a sibling sink of the same resource (fan-out).
 - Labels: after each write the new version is labelled `current` and, on a rotation, the version it
   follows `previous` (LabelParameterVersion moves a label off the version that had it), so a consumer can
   fall back to `<name>:previous` during `keep_previous_for`. A label failure is a warning, never undoes
@@ -46,7 +47,7 @@ from .aws import (
     write_outcome_unknown,
 )
 from .aws_rules import desired_tags, tag_changes, tag_map, user_tags
-from .base import Ownership, Payload, Sink, SinkStatus
+from .base import Ownership, Payload, Sink, SinkStatus, stored_payload
 from .ssm_rules import (
     MAX_DESCRIPTION_LENGTH,
     POLICY_TIERS,
@@ -301,7 +302,7 @@ class SsmSink(Sink):
     def __init__(self, name: str, *, settings: AwsSettings, kms_key_id: str | None = None,
                  tier: str | None = None, description: str | None = None,
                  tags: Mapping[str, str] | None = None, expires_at: str | None = None,
-                 retry: SsmRetryPolicy = DEFAULT_RETRY) -> None:
+                 retry: SsmRetryPolicy = DEFAULT_RETRY, address_region: str | None = None) -> None:
         tags = dict(tags or {})
         checks: list[tuple[str, str | None]] = [("name", validate_parameter_name(name, settings.region))]
         if kms_key_id is not None:
@@ -324,6 +325,8 @@ class SsmSink(Sink):
         self.tags = tags
         self.expires_at = expires_at
         self.retry = retry
+        # The region the configuration names for this parameter (it is then part of the address).
+        self.address_region = address_region
         # Non-fatal problems of the last call (e.g. tags that could not be updated after a rotation):
         # the value was written, so these are reported as warnings, not raised.
         self.warnings: list[str] = []
@@ -333,7 +336,7 @@ class SsmSink(Sink):
 
     @property
     def address(self) -> str:
-        return f"ssm:{self.name}"
+        return f"ssm:{self.address_region}:{self.name}" if self.address_region else f"ssm:{self.name}"
 
     @property
     def expiration_ignored_reason(self) -> str | None:
@@ -567,6 +570,13 @@ class SsmSink(Sink):
             token = page.get("NextToken")
             if not token:
                 return sorted(foreign)
+
+    def read_payload(self, version: int) -> Payload:
+        reply = self._call("GetParameter", Name=f"{self.name}:{version}", WithDecryption=True)
+        text = (reply.get("Parameter") or {}).get("Value")
+        if not isinstance(text, str) or not text:
+            raise SinkError(f"Cannot read {self.address} back", f"version {version} holds no value")
+        return stored_payload(text)
 
     def reconcile_settings(self) -> None:
         """Tags only (no new version); refuses a tier downgrade. See `pending_changes()`."""

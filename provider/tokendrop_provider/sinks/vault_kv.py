@@ -452,6 +452,18 @@ class VaultKvSink(Sink):
             self._undo_record(True, previous, ownership, connection)
             raise
 
+    def read_payload(self, version: int) -> Payload:
+        body = self._request("GET", "data", "read")
+        data = (body or {}).get("data") or {}
+        if (data.get("metadata") or {}).get("version") != version:
+            raise SinkError(f"Cannot read {self.address} back", f"it is no longer at version {version}")
+        values = data.get("data") or {}
+        if self.field in values and isinstance(values[self.field], str) and values[self.field]:
+            return Secret(values[self.field])
+        if values and all(isinstance(v, str) and v for v in values.values()):
+            return {k: Secret(v) for k, v in values.items()}  # a multi-field payload (the AppRole grant's)
+        raise SinkError(f"Cannot read {self.address} back", f"version {version} holds no {self.field!r}")
+
     def abandon(self, ownership: Ownership) -> None:
         """Take back the record of an unanswered write that a read-back showed had not landed."""
         if self._unanswered is None or self._unanswered[2] != ownership:

@@ -45,7 +45,8 @@ def plan(svc, prior, config, proposed=None, resource_schema=TOKEN):
         config=dv(config, resource_schema),
     )
     response = svc.PlanResourceChange(request, None)
-    planned = codec.decode(response.planned_state.msgpack) if response.planned_state.msgpack else None
+    planned = (codec.attach_dynamic(codec.decode(response.planned_state.msgpack), resource_schema.cty_type)
+               if response.planned_state.msgpack else None)
     return planned, response
 
 
@@ -68,9 +69,11 @@ def test_schema_is_built_once_and_describes_every_resource(service):
     assert first.server_capabilities.plan_destroy
     token_attrs = {a.name: a for a in first.resource_schemas["tokendrop_tfe_agent_token"].block.attributes}
     deliver_to = token_attrs["deliver_to"]
-    assert deliver_to.required and deliver_to.nested_type.nesting == pb.Schema.Object.NestingMode.SINGLE
-    assert {a.name for a in deliver_to.nested_type.attributes} == {"ssm", "vault_kv", "secrets_manager",
-                                                                   "tokenvault_webhook"}
+    # One object or a list of them: Terraform has no nesting mode for both, so it is a dynamic attribute
+    # (docs/lifecycle.md, "One token, many sinks"); its blocks are checked by the provider.
+    assert deliver_to.required and deliver_to.type == b'"dynamic"' and not deliver_to.HasField("nested_type")
+    assert {a.name for a in schema.DELIVER_TO.nested or ()} == {"ssm", "vault_kv", "secrets_manager",
+                                                                 "tokenvault_webhook"}
     assert not any(a.sensitive for a in token_attrs.values()), "no token attribute holds a secret"
     provider_attrs = {a.name: a for a in first.provider.block.attributes}
     assert provider_attrs["tfe_token"].sensitive and provider_attrs["vault_token"].sensitive
@@ -81,8 +84,10 @@ def test_create_plan_knows_what_it_can(service):
     planned, response = plan(service, None, config)
     assert not response.diagnostics and not response.requires_replace
     assert isinstance(planned["id"], Unknown) and isinstance(planned["sink_version"], Unknown)
-    assert planned["deliver_to"]["vault_kv"] == {"mount": "secret", "path": "ci/token", "field": "token"}
+    # deliver_to is planned exactly as configured (a dynamic value); its defaults show in the address
+    assert planned["deliver_to"]["vault_kv"] == {"mount": None, "path": "ci/token", "field": None}
     assert planned["sink_address"] == "vault_kv:secret/ci/token#token"
+    assert planned["sinks"][0]["address"] == "vault_kv:secret/ci/token#token"
     assert planned["sink_status"] == "delivered" and planned["adopt_existing"] is False
     assert planned["expires_at"] is None and planned["previous_token_id"] is None
 
@@ -132,11 +137,15 @@ def test_pool_change_forces_replacement(service, fresh_tfe_emulator):
 
 def test_moving_to_another_sink_forces_replacement(service):
     prior = prior_state(service)
+    # the whole attribute: a path into a dynamic value differs between its object and list forms
     _, response = plan(service, prior, dict(prior, deliver_to=ssm(name="/ci/elsewhere")))
-    assert paths(response) == [["deliver_to", "ssm", "name"]]
+    assert paths(response) == [["deliver_to"]]
     _, response = plan(service, prior, dict(prior, deliver_to=vault()))
-    assert ["deliver_to", "ssm", "name"] in paths(response)
-    assert ["deliver_to", "vault_kv", "path"] in paths(response)
+    assert paths(response) == [["deliver_to"]]
+    _, response = plan(service, prior, dict(prior, deliver_to=[ssm(), vault()]))
+    assert paths(response) == [["deliver_to"]], "adding a sink replaces the resource"
+    _, response = plan(service, prior, dict(prior, deliver_to=[ssm()]))
+    assert paths(response) == [], "one object or a list of it: the same sink"
 
 
 def test_rotation_due_is_planned_with_its_reason(service):
@@ -197,3 +206,32 @@ def test_unexpected_errors_become_one_diagnostic_without_traceback(service, monk
     [diag] = response.diagnostics
     assert diag.summary == "Unexpected error in the tokendrop provider"
     assert "RuntimeError: kaput" in diag.detail and "Traceback" not in diag.detail
+
+
+def test_state_of_schema_version_0_is_upgraded_to_deliver_to_as_written(service):
+    """Version 0 stored deliver_to as an object of every sink kind with defaults filled in; version 1
+    serves it as a dynamic value, which compares with its type: the upgrade keeps only what a
+    configuration usually writes, so `deliver_to = { vault_kv = { path = "ci/t" } }` plans no change."""
+    import json
+
+    raw = full(TOKEN, id="at-1", agent_pool_id=service.pool_id, sink_address="vault_kv:secret/ci/t#token",
+               deliver_to={"ssm": None, "vault_kv": {"mount": "secret", "path": "ci/t", "field": "token"},
+                           "secrets_manager": None})
+    answer = service.UpgradeResourceState(pb.UpgradeResourceState.Request(
+        type_name=TOKEN.type_name, version=0, raw_state=pb.RawState(json=json.dumps(raw).encode())), None)
+    assert not answer.diagnostics
+    type_json, value = codec.decode(answer.upgraded_state.msgpack)["deliver_to"]
+    assert value == {"vault_kv": {"path": "ci/t"}}
+    assert json.loads(type_json) == ["object", {"vault_kv": ["object", {"path": "string"}]}]
+    assert schema.TFE_AGENT_TOKEN.version == 1
+
+    # version 1 state JSON holds a dynamic value as {"value", "type"}: read back with that very type
+    listed = [{"ssm": {"name": "/a", "region": "eu-west-1"}}, {"vault_kv": {"path": "ci/t"}}]
+    typed_json = ["tuple", [["object", {"ssm": ["object", {"name": "string", "region": "string"}]}],
+                            ["object", {"vault_kv": ["object", {"path": "string"}]}]]]
+    current = dict(raw, deliver_to={"value": listed, "type": typed_json})
+    answer = service.UpgradeResourceState(pb.UpgradeResourceState.Request(
+        type_name=TOKEN.type_name, version=1, raw_state=pb.RawState(json=json.dumps(current).encode())), None)
+    assert not answer.diagnostics
+    type_json, value = codec.decode(answer.upgraded_state.msgpack)["deliver_to"]
+    assert value == listed and json.loads(type_json) == typed_json

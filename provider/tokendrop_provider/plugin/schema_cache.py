@@ -34,13 +34,14 @@ def fingerprint(package_dir: str = PACKAGE_DIR) -> bytes | None:
     return digest.hexdigest().encode() + b"\n" if found else None
 
 
-def load(path: str = CACHE_PATH, package_dir: str = PACKAGE_DIR) -> bytes | None:
-    """The stored answer if it was stored for exactly these sources, else None."""
+def load(path: str | None = None, package_dir: str = PACKAGE_DIR) -> bytes | None:
+    """The stored answer (at `path`, by default CACHE_PATH) if it was stored for exactly these sources,
+    else None."""
     expected = fingerprint(package_dir)
     if expected is None:
         return None
     try:
-        with open(path, "rb") as cache:
+        with open(path or CACHE_PATH, "rb") as cache:
             data = cache.read()
     except OSError:
         return None
@@ -48,12 +49,13 @@ def load(path: str = CACHE_PATH, package_dir: str = PACKAGE_DIR) -> bytes | None
     return data[len(header):] if data.startswith(header) and len(data) > len(header) else None
 
 
-def store(answer: bytes, path: str = CACHE_PATH, package_dir: str = PACKAGE_DIR) -> bool:
+def store(answer: bytes, path: str | None = None, package_dir: str = PACKAGE_DIR) -> bool:
     """Write the answer for the current sources (atomically: a launch never reads half a file). False where
     the package is read-only or not a source directory; the launches then build the schema themselves."""
     current = fingerprint(package_dir)
     if current is None or not answer:
         return False
+    path = path or CACHE_PATH
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         partial = f"{path}.{os.getpid()}.partial"

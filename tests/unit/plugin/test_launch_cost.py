@@ -8,12 +8,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import grpc
 
 from tokendrop_provider import schema
 from tokendrop_provider.install import store_schema_answer
-from tokendrop_provider.plugin import codec
+from tokendrop_provider.plugin import codec, schema_cache
 from tokendrop_provider.plugin.gen import (
     go_plugin_pb2,
     go_plugin_pb2_grpc,
@@ -39,10 +40,15 @@ def test_schema_and_metadata_let_terraform_reuse_the_schema_it_cached():
     assert {r.type_name for r in metadata.resources} == set(schema.resource_schemas)
 
 
-# Runs the provider and, as it exits, writes the names of every module it holds loaded.
+# Runs the provider and, as it exits, writes the names of every module it holds loaded. A second
+# argument is the stored schema answer to use instead of the one install keeps in the package.
 PROBE = """
 import json, os, sys
 from tokendrop_provider.main import main
+from tokendrop_provider.plugin import schema_cache
+
+if len(sys.argv) > 2:
+    schema_cache.CACHE_PATH = sys.argv[2]
 
 exit_now = os._exit
 
@@ -80,10 +86,10 @@ def _launch(command: list[str], calls, env: dict[str, str] | None = None) -> Non
     assert proc.returncode == 0, err[-2000:]
 
 
-def _launch_imports(calls, tmp_path) -> set[str]:  # type: ignore[no-untyped-def]
+def _launch_imports(calls, tmp_path, schema_answer: str | None = None) -> set[str]:  # type: ignore[no-untyped-def]
     """Every module a provider launch had loaded when it exited after `calls` and a Shutdown."""
     record = tmp_path / "modules.json"
-    _launch([sys.executable, "-c", PROBE, str(record)], calls)
+    _launch([sys.executable, "-c", PROBE, str(record), *([schema_answer] if schema_answer else [])], calls)
     return set(json.loads(record.read_text()))
 
 
@@ -128,13 +134,15 @@ NOT_FOR_THE_SCHEMA = ("google.protobuf", "msgpack", "asyncio", "ssl", "grpc.aio"
 def test_a_schema_launch_answers_from_the_stored_schema_and_loads_no_provider_code(tmp_path):
     """With the answer `tokendrop provider install` stores, the launch that only asks for the schema gets
     the same schema as a launch that builds it, and loads none of protobuf, the provider core or asyncio."""
-    assert store_schema_answer()
+    assert store_schema_answer()  # what install does; the launch reads a copy no other test can touch
+    stored = tmp_path / "schema.cache"
+    stored.write_bytes(Path(schema_cache.CACHE_PATH).read_bytes())
     answers: list[pb.GetProviderSchema.Response] = []
 
     def ask(provider: tfplugin6_pb2_grpc.ProviderStub) -> None:
         answers.append(provider.GetProviderSchema(pb.GetProviderSchema.Request(), timeout=30))
 
-    imported = _launch_imports(ask, tmp_path)
+    imported = _launch_imports(ask, tmp_path, str(stored))
     assert "tokendrop_provider.plugin.routes" in imported and "grpc" in imported  # the log is complete
     assert sorted(m for m in imported if any(m == n or m.startswith(n + ".") for n in NOT_FOR_THE_SCHEMA)) == []
     built = ProviderService(ProviderCore()).GetProviderSchema(pb.GetProviderSchema.Request(), None)
@@ -175,15 +183,10 @@ def test_go_plugin_calls_and_unknown_methods_are_answered_without_loading_the_pr
 def test_a_stale_stored_schema_is_not_served(tmp_path):
     """A stored answer for other sources (here: a made-up one under the wrong fingerprint) is ignored:
     the launch builds the schema itself and Terraform gets the real one."""
-    from tokendrop_provider.plugin import schema_cache
-
-    with open(schema_cache.CACHE_PATH, "wb") as cache:
-        cache.write(b"tokendrop-schema-cache 1\n" + b"0" * 40 + b"\n" + b"not a schema")
+    stale = tmp_path / "schema.cache"
+    stale.write_bytes(b"tokendrop-schema-cache 1\n" + b"0" * 40 + b"\n" + b"not a schema")
     answers: list[pb.GetProviderSchema.Response] = []
-    try:
-        imported = _launch_imports(lambda p: answers.append(p.GetProviderSchema(pb.GetProviderSchema.Request(),
-                                                                                 timeout=30)), tmp_path)
-    finally:
-        assert store_schema_answer()
+    imported = _launch_imports(lambda p: answers.append(p.GetProviderSchema(pb.GetProviderSchema.Request(),
+                                                                             timeout=30)), tmp_path, str(stale))
     assert "tokendrop_provider.plugin.service" in imported
     assert answers[0] == ProviderService(ProviderCore()).GetProviderSchema(pb.GetProviderSchema.Request(), None)

@@ -124,16 +124,23 @@ def compile_bytecode() -> None:
         compileall.compile_dir(package, quiet=2, workers=1)
 
 
-def store_schema_answer() -> bool:
-    """Store the serialized GetProviderSchema answer beside the bytecode, for the launches that only ask
-    for the schema (plugin/schema_cache.py). False where it cannot be stored (read-only install)."""
-    from .plugin import schema_cache
+def schema_answer() -> bytes:
+    """The serialized GetProviderSchema answer of these sources (map entries in key order, so the bytes
+    are the same from run to run)."""
     from .plugin.gen import tfplugin6_pb2
     from .plugin.service import ProviderService
     from .provider import ProviderCore
 
     answer = ProviderService(ProviderCore()).GetProviderSchema(tfplugin6_pb2.GetProviderSchema.Request(), None)
-    return schema_cache.store(answer.SerializeToString())
+    return answer.SerializeToString(deterministic=True)
+
+
+def store_schema_answer() -> bool:
+    """Store the serialized GetProviderSchema answer beside the bytecode, for the launches that only ask
+    for the schema (plugin/schema_cache.py). False where it cannot be stored (read-only install)."""
+    from .plugin import schema_cache
+
+    return schema_cache.store(schema_answer())
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,20 @@ never imports protobuf, the generated tfplugin6 module or the provider core (see
 
 The file starts with a fingerprint of the package's source files (path, size, modification time),
 so an edit after install, another version, or a missing, partial or unreadable file means no cache:
-the launch builds the schema as it always did. Nothing here imports more than the standard library.
+the launch builds the schema as it always did. The frozen build has no sources to fingerprint: its
+answer is written into the bundle when it is built from these sources (freeze.py) and, the bundle
+being immutable, is served as it is. Nothing here imports more than the standard library.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE_PATH = os.path.join(PACKAGE_DIR, "plugin", "__pycache__", "schema.cache")
+FROZEN_NAME = "tokendrop-schema.answer"  # in the frozen bundle's data directory (sys._MEIPASS)
 _FORMAT = b"tokendrop-schema-cache 1\n"
 
 
@@ -36,7 +40,13 @@ def fingerprint(package_dir: str = PACKAGE_DIR) -> bytes | None:
 
 def load(path: str | None = None, package_dir: str = PACKAGE_DIR) -> bytes | None:
     """The stored answer (at `path`, by default CACHE_PATH) if it was stored for exactly these sources,
-    else None."""
+    else None. In the frozen build: the answer built into it, if any."""
+    if path is None and getattr(sys, "frozen", False):
+        try:
+            with open(os.path.join(getattr(sys, "_MEIPASS", ""), FROZEN_NAME), "rb") as bundled:
+                return bundled.read() or None
+        except OSError:
+            return None
     expected = fingerprint(package_dir)
     if expected is None:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from tokendrop_provider.plugin import schema_cache
 
@@ -59,3 +60,13 @@ def test_a_read_only_place_is_not_an_error(tmp_path):
     package = _package(tmp_path)
     (tmp_path / "a-file").write_text("")
     assert not schema_cache.store(b"answer", str(tmp_path / "a-file" / "cache"), str(package))
+
+
+def test_a_frozen_build_serves_the_answer_built_into_it(tmp_path, monkeypatch):
+    """The frozen bundle has no sources to fingerprint: the answer freeze.py wrote into it is served, and
+    a bundle without one builds the schema itself."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    assert schema_cache.load() is None
+    (tmp_path / schema_cache.FROZEN_NAME).write_bytes(b"answer")
+    assert schema_cache.load() == b"answer"

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -129,6 +130,47 @@ def time_launch(calls: Callable[[tfplugin6_pb2_grpc.ProviderStub], None],
         if proc.returncode is None:
             proc.kill()
             proc.wait()
+
+
+def rpc_cpu(command: Sequence[str] | None = None,
+            validate: tfplugin6_pb2.ValidateResourceConfig.Request | None = None, calls: int = 1000,
+            parallel: int = 10) -> float:
+    """Provider CPU seconds per ValidateResourceConfig: a launch answering `calls + 1` of them, `parallel`
+    at a time (Terraform's default parallelism), less a launch answering one. The handler's own work is
+    a small part of it (see `handler_cpu`); the rest is grpc's per-call machinery."""
+    request = validate or token_validate_request()
+
+    def one(provider: tfplugin6_pb2_grpc.ProviderStub) -> None:
+        response = provider.ValidateResourceConfig(request, timeout=30)
+        if response.diagnostics:
+            raise RuntimeError(f"validation failed: {response.diagnostics}")
+
+    def many(provider: tfplugin6_pb2_grpc.ProviderStub) -> None:
+        one(provider)
+        with ThreadPoolExecutor(parallel) as pool:
+            list(pool.map(lambda _: provider.ValidateResourceConfig(request, timeout=30), range(calls)))
+
+    _, base = time_launch(one, command)
+    _, loaded = time_launch(many, command)
+    return max(0.0, loaded - base) / calls
+
+
+def handler_cpu(calls: int = 2000) -> float:
+    """CPU seconds of tokendrop's ValidateResourceConfig handler alone, in this process, per call
+    (protobuf parse and serialization included): what the provider does per call besides grpc."""
+    from tokendrop_provider.plugin.service import ProviderService
+    from tokendrop_provider.provider import ProviderCore
+
+    service = ProviderService(ProviderCore())
+    wire = token_validate_request().SerializeToString()
+    request_type = tfplugin6_pb2.ValidateResourceConfig.Request
+    answer = service.ValidateResourceConfig(request_type.FromString(wire), None)
+    if answer.diagnostics:
+        raise RuntimeError(f"validation failed: {answer.diagnostics}")
+    started = time.process_time()
+    for _ in range(calls):
+        service.ValidateResourceConfig(request_type.FromString(wire), None).SerializeToString()
+    return (time.process_time() - started) / calls
 
 
 def measure_launches(runs: int = 20, command: Sequence[str] | None = None,

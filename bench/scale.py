@@ -166,10 +166,12 @@ def run(n: int, pools: int, latency: float, synth_repeat: int = 3, issuer: str =
 
 
 def print_launches(launches: dict[str, dict[str, list[float]]]) -> None:
-    """Median milliseconds of each launch measurement (bench/handshake.py), one line per provider."""
+    """Median milliseconds of each launch measurement (bench/handshake.py), one line per provider; the
+    per-RPC CPU (samples named "... per RPC") in microseconds."""
     for who, samples in launches.items():
-        runs = len(next(iter(samples.values())))
-        parts = [f"{name} {statistics.median(values) * 1000:.0f} ms" for name, values in samples.items()]
+        runs = len(samples["handshake"])
+        parts = [f"{name} {statistics.median(values) * 1e6:.0f} us" if name.endswith("per RPC")
+                 else f"{name} {statistics.median(values) * 1000:.0f} ms" for name, values in samples.items()]
         print(f"{who} launches from exec, median of {runs}: " + ", ".join(parts))
 
 
@@ -206,11 +208,16 @@ def main() -> int:
     args = parser.parse_args()
     launches: dict[str, dict[str, list[float]]] = {}
     if not args.no_handshake:
-        from handshake import measure_launches
+        from handshake import handler_cpu, measure_launches, rpc_cpu
 
         launches["tokendrop"] = measure_launches(20)
+        # Provider CPU per ValidateResourceConfig over gRPC (1,000 calls, 10 at a time), and the handler's share.
+        launches["tokendrop"]["CPU per RPC"] = [rpc_cpu() for _ in range(3)]
+        launches["tokendrop"]["handler CPU per RPC"] = [handler_cpu()]
         if peer.available():
             launches["peer (tf framework)"] = measure_launches(20, peer.command(), peer.validate_request())
+            launches["peer (tf framework)"]["CPU per RPC"] = [rpc_cpu(peer.command(), peer.validate_request())
+                                                             for _ in range(3)]
     rows = []
     for n in args.sizes:
         started = time.monotonic()

@@ -34,7 +34,8 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import TokendropError
-from .install import PROVIDER_TYPE, provider_version, terraform_platform
+from .install import PROVIDER_TYPE, provider_version, schema_answer, terraform_platform
+from .plugin import schema_cache
 
 SOURCE_DIR = Path(__file__).resolve().parent
 CHECKOUT = SOURCE_DIR.parents[1]
@@ -190,6 +191,8 @@ def build_frozen(cache_dir: Path | None = None, *, log: Log = lambda message: No
             for library in SYSTEM_LIBRARIES:
                 (built / "_internal" / library).unlink(missing_ok=True)
             trim_botocore_models(built / "_internal" / "botocore" / "data")
+            # The schema answer of the sources just frozen, for the launches that only ask for the schema.
+            (built / "_internal" / schema_cache.FROZEN_NAME).write_bytes(schema_answer())
             check_handshake(built / executable_name(version))
             os.replace(built, final)
         # Older builds of other inputs (and their zips) are dead weight: keep only this one.

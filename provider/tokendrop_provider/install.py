@@ -10,7 +10,8 @@ way when it can: the console script's interpreter run directly with `-I -S` and 
 the provider imports from named up front, instead of `site` processing every `.pth` file of the
 environment. Install also compiles the provider's bytecode, so that no launch compiles it (an
 environment with PYTHONDONTWRITEBYTECODE set, as in many CI images, would otherwise compile every
-module at every launch).
+module at every launch), and stores the serialized schema answer, so that the launch which only asks
+for the schema loads neither protobuf nor the provider core (plugin/schema_cache.py).
 """
 
 from __future__ import annotations
@@ -89,9 +90,11 @@ _BOOT = """\
 import sys
 sys.path.extend({roots})
 try:
+    from importlib.util import find_spec
     from tokendrop_provider import lazy
     lazy.import_grpc_core()
-    import google.protobuf, msgpack
+    if find_spec("google.protobuf") is None or find_spec("msgpack") is None:
+        raise ImportError("google.protobuf or msgpack")
     from tokendrop_provider.main import main
 except ImportError:
     import os
@@ -119,6 +122,25 @@ def compile_bytecode() -> None:
     package = Path(__file__).resolve().parent
     if os.access(package, os.W_OK):
         compileall.compile_dir(package, quiet=2, workers=1)
+
+
+def schema_answer() -> bytes:
+    """The serialized GetProviderSchema answer of these sources (map entries in key order, so the bytes
+    are the same from run to run)."""
+    from .plugin.gen import tfplugin6_pb2
+    from .plugin.service import ProviderService
+    from .provider import ProviderCore
+
+    answer = ProviderService(ProviderCore()).GetProviderSchema(tfplugin6_pb2.GetProviderSchema.Request(), None)
+    return answer.SerializeToString(deterministic=True)
+
+
+def store_schema_answer() -> bool:
+    """Store the serialized GetProviderSchema answer beside the bytecode, for the launches that only ask
+    for the schema (plugin/schema_cache.py). False where it cannot be stored (read-only install)."""
+    from .plugin import schema_cache
+
+    return schema_cache.store(schema_answer())
 
 
 @dataclass(frozen=True)
@@ -161,6 +183,7 @@ def install(mirror: Path | None = None, executable: Path | None = None, version:
     path = directory / f"terraform-provider-{PROVIDER_TYPE}_v{version}"
     content = launcher_script(executable)
     compile_bytecode()
+    store_schema_answer()
     directory.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != content:
         tmp = path.with_suffix(".tmp")

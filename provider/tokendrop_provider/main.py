@@ -8,8 +8,8 @@ import sys
 
 
 def main() -> int:
-    # Keep this path lean: start-up to handshake is import time. boto3, requests and the issuer
-    # clients load on first use.
+    # Keep this path lean: start-up to handshake is import time. The provider core loads with the
+    # first RPC that needs it; boto3, requests and the issuer clients on first use.
     from . import lazy, logs
     from .secret import register_environment
 
@@ -19,11 +19,11 @@ def main() -> int:
     logs.install_guards()
     logs.configure()
     lazy.import_grpc_core()
-    from .plugin import service
+    from .plugin import routes
     from .plugin.server import PluginServer
-    from .provider import ProviderCore
 
-    code = PluginServer(service.register(ProviderCore())).serve()
+    # The provider core and protobuf load with the first call that needs them (plugin/routes.py).
+    code = PluginServer(routes.register).serve()
     exit_without_teardown(code)
     return code  # not reached
 

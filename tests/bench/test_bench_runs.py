@@ -60,3 +60,23 @@ def test_refresh_cpu_benchmark_splits_the_cpu_between_terraform_and_each_provide
     providers = [float(p) for p in cells["provider processes CPU s"].split("+")]
     assert cells["N"] == "3" and len(providers) >= 2 and all(p > 0 for p in providers)
     assert float(cells["plan CPU s"]) > sum(providers), "terraform's own CPU is the remainder, and is positive"
+
+
+def test_rpc_cost_measures_the_provider_and_its_handler():
+    """Provider CPU per ValidateResourceConfig over gRPC, and the handler's share, are measured (the scale
+    table prints both above it); the requests they send validate cleanly (they raise otherwise)."""
+    script = ("import handshake\n"
+              "print(handshake.rpc_cpu(calls=50) > 0, handshake.handler_cpu(calls=50) > 0)\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=BENCH, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True"]
+
+
+def test_before_after_compares_the_launches_of_two_commits():
+    proc = subprocess.run([sys.executable, "before_after.py", "HEAD", "launch", "1"], cwd=BENCH, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split(":")[0].strip() for line in lines[:2]] == ["before", "after"]
+    assert all("handshake" in line and "schema launch CPU" in line for line in lines[:2])

@@ -3,6 +3,7 @@ binutils' readelf, and the cached build starts and answers the plugin handshake 
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
@@ -10,9 +11,14 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import grpc
 import pytest
 
 from tokendrop_provider import freeze
+from tokendrop_provider.install import schema_answer
+from tokendrop_provider.plugin.gen import go_plugin_pb2, go_plugin_pb2_grpc, tfplugin6_pb2, tfplugin6_pb2_grpc
+from tokendrop_provider.plugin.schema_cache import FROZEN_NAME
+from tokendrop_provider.plugin.server import MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE
 
 LIBPYTHON = Path(sysconfig.get_config_var("LIBDIR") or "/") / str(sysconfig.get_config_var("INSTSONAME") or "-")
 SYSTEM_ELVES = [p for p in (Path(sys.executable).resolve(), LIBPYTHON, Path("/bin/ls")) if p.is_file()]
@@ -113,3 +119,27 @@ def test_glibc_floor_script_prints_the_floor_and_its_files(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     expected = max(readelf_glibc_versions(tmp_path / "a.so"), key=lambda v: tuple(int(x) for x in v[6:].split(".")))
     assert done.stdout.splitlines() == [f"{expected}  {tmp_path}", "  needed by a.so"]
+
+
+def test_the_frozen_build_answers_the_schema_it_was_built_with(frozen_provider: freeze.FrozenBuild) -> None:
+    """The bundle carries the schema answer of its sources (plugin/schema_cache.py serves it to the
+    launch that only asks for the schema), and a launch of it answers exactly that."""
+    assert (frozen_provider.directory / "_internal" / FROZEN_NAME).read_bytes() == schema_answer()
+    env = {"PATH": "/usr/bin:/bin", MAGIC_COOKIE_KEY: MAGIC_COOKIE_VALUE, "PLUGIN_PROTOCOL_VERSIONS": "6"}
+    proc = subprocess.Popen([str(frozen_provider.executable)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        _, _, _, address, _, cert = proc.stdout.readline().decode().strip().split("|")
+        der = base64.b64decode(cert + "=" * (-len(cert) % 4))
+        pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n"
+        with grpc.secure_channel(f"unix:{address}", grpc.ssl_channel_credentials(root_certificates=pem),
+                                 options=[("grpc.ssl_target_name_override", "localhost")]) as channel:
+            answer = tfplugin6_pb2_grpc.ProviderStub(channel).GetProviderSchema(
+                tfplugin6_pb2.GetProviderSchema.Request(), timeout=60)
+            go_plugin_pb2_grpc.GRPCControllerStub(channel).Shutdown(go_plugin_pb2.Empty(), timeout=60)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert answer == tfplugin6_pb2.GetProviderSchema.Response.FromString(schema_answer())

@@ -57,3 +57,36 @@ def test_concurrent_first_imports_are_safe():
         assert proc.returncode == 0, proc.stderr
         assert "partially initialized" not in proc.stdout + proc.stderr
         assert proc.stdout.strip() == "errors: []", proc.stdout
+
+
+GRPC_AIO = r"""
+import sys
+from tokendrop_provider import lazy
+
+lazy.import_grpc_core()
+import grpc
+assert "asyncio" not in sys.modules and "grpc.aio" not in sys.modules, "deferred modules were loaded"
+import asyncio  # the real module: the stand-ins are out of sys.modules
+assert type(asyncio).__name__ == "module" and hasattr(asyncio, "run")
+
+async def roundtrip():
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "t.S", {"Echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        answer = await channel.unary_unary("/t.S/Echo")(b"ping", timeout=30)
+    await server.stop(None)
+    return answer
+
+print(asyncio.run(roundtrip()), isinstance(grpc.aio.AioRpcError("x", None, None), grpc.RpcError))
+"""
+
+
+def test_grpc_aio_still_works_after_the_deferred_import():
+    """import_grpc_core defers asyncio and grpc.aio (the provider's threaded server uses neither); code
+    that does use them gets the real modules, through grpc.aio or its own imports."""
+    proc = subprocess.run([sys.executable, "-c", GRPC_AIO], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "b'ping' True"

@@ -64,11 +64,13 @@ def _extension(oid: bytes, value: bytes, critical: bool = False) -> bytes:
 
 def make_certificate(days: int = 30) -> tuple[bytes, bytes, bytes]:
     """(certificate DER, certificate PEM, PKCS#8 private key PEM), made in memory for one launch."""
-    from cryptography.hazmat.primitives import hashes, serialization
+    # Not `serialization`: its SSH key support alone cost ~4 ms of import; both encodings are written here.
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
-    point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    public = key.public_key().public_numbers()
+    point = b"\x04" + public.x.to_bytes(32, "big") + public.y.to_bytes(32, "big")  # X9.62 uncompressed point
     now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     name = _name("tokendrop", "localhost")
     algorithm = _seq(_OID["ecdsa-with-SHA256"])
@@ -90,9 +92,15 @@ def make_certificate(days: int = 30) -> tuple[bytes, bytes, bytes]:
     signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
     der = _seq(tbs, algorithm, _tlv(0x03, b"\x00" + signature))
     cert_pem = _pem("CERTIFICATE", der)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return der, cert_pem, key_pem
+    return der, cert_pem, _pem("PRIVATE KEY", _pkcs8(key.private_numbers().private_value, point))
+
+
+def _pkcs8(private_value: int, point: bytes) -> bytes:
+    """PKCS#8 PrivateKeyInfo (RFC 5208) of a P-256 key: the curve in the algorithm identifier, then an
+    RFC 5915 ECPrivateKey (version 1, the 32-byte scalar, the public point), as OpenSSL writes it."""
+    ec_private_key = _seq(_tlv(0x02, b"\x01"), _tlv(0x04, private_value.to_bytes(32, "big")),
+                          _tlv(0xA1, _tlv(0x03, b"\x00" + point)))
+    return _seq(_tlv(0x02, b"\x00"), _seq(_OID["ecPublicKey"], _OID["prime256v1"]), _tlv(0x04, ec_private_key))
 
 
 def _pem(label: str, der: bytes) -> bytes:

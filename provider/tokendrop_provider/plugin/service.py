@@ -11,20 +11,20 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import ConfigError, TokendropError
 from ..resources.base import ApplyFailed, Context
 from ..types import is_known
 from . import codec, convert
-from .gen import go_plugin_pb2, go_plugin_pb2_grpc, health_pb2, health_pb2_grpc, tfplugin6_pb2_grpc
 from .gen import tfplugin6_pb2 as pb
+from .gen import tfplugin6_pb2_grpc
 
 if TYPE_CHECKING:
     import grpc
 
     from ..provider import ProviderCore
-    from .server import PluginServer
 
 log = logging.getLogger("tokendrop.rpc")
 Response = TypeVar("Response")
@@ -260,37 +260,13 @@ class ProviderService(tfplugin6_pb2_grpc.ProviderServicer):
         return pb.StopProvider.Response()
 
 
-class ControllerService(go_plugin_pb2_grpc.GRPCControllerServicer):
-    def __init__(self, plugin: PluginServer) -> None:
-        self.plugin = plugin
-
-    def Shutdown(self, request, context):
-        # Stop once this call's answer is out: the process exits without teardown right after the
-        # server stops, which could otherwise cut the answer off (Terraform would log an error).
-        if context is None or not context.add_callback(self.plugin.request_shutdown):
-            self.plugin.request_shutdown()
-        return go_plugin_pb2.Empty()
-
-
-class BrokerService(go_plugin_pb2_grpc.GRPCBrokerServicer):
-    """We offer no brokered services; hold the stream open until Terraform closes it."""
-
-    def StartStream(self, request_iterator, context):
-        for _ in request_iterator:
-            pass
-        return iter(())
-
-
-class HealthService(health_pb2_grpc.HealthServicer):
-    def Check(self, request, context):
-        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
-
-
-def register(core: ProviderCore) -> Callable[[grpc.Server, PluginServer], None]:
-    def _register(server: grpc.Server, plugin: PluginServer) -> None:
-        tfplugin6_pb2_grpc.add_ProviderServicer_to_server(ProviderService(core), server)
-        go_plugin_pb2_grpc.add_GRPCControllerServicer_to_server(ControllerService(plugin), server)
-        go_plugin_pb2_grpc.add_GRPCBrokerServicer_to_server(BrokerService(), server)
-        health_pb2_grpc.add_HealthServicer_to_server(HealthService(), server)
-
-    return _register
+def provider_handlers(core: ProviderCore) -> list[grpc.GenericRpcHandler]:
+    """The generated handlers of the tfplugin6 Provider service over `core` (plugin/routes.py serves them;
+    go-plugin's controller, broker and health services are answered there)."""
+    generic: list[grpc.GenericRpcHandler] = []
+    # What the generated registration needs of a server: the generic handlers are kept, the same methods
+    # registered by name are not needed by routes.py.
+    registrar = SimpleNamespace(add_generic_rpc_handlers=generic.extend,
+                                add_registered_method_handlers=lambda service, handlers: None)
+    tfplugin6_pb2_grpc.add_ProviderServicer_to_server(ProviderService(core), registrar)
+    return generic

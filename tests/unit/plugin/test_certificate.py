@@ -12,7 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokendrop_provider.plugin.certificate import _integer, make_certificate
+from tokendrop_provider.plugin.certificate import _integer, _pkcs8, make_certificate
 
 
 def test_certificate_parses_verifies_and_matches_its_key():
@@ -36,6 +36,22 @@ def test_certificate_parses_verifies_and_matches_its_key():
     assert set(extended) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
     now = datetime.datetime.now(datetime.UTC)
     assert cert.not_valid_before_utc <= now < cert.not_valid_after_utc
+
+
+def test_private_key_is_byte_for_byte_what_cryptography_writes():
+    """The PKCS#8 PEM written by hand (to skip importing `serialization`) is the one cryptography writes
+    for the same key, and grpc serves TLS with it (tests/unit/plugin/test_server.py)."""
+    _, _, key_pem = make_certificate()
+    key = serialization.load_pem_private_key(key_pem, None)
+    assert key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()) == key_pem
+    # Scalars with leading zero bytes keep their fixed 32-byte width, as in cryptography's encoding.
+    for value in (1, 2**64 + 7, 2**200 + 3, 2**255 + 19):
+        key = ec.derive_private_key(value, ec.SECP256R1())
+        numbers = key.public_key().public_numbers()
+        point = b"\x04" + numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
+        assert _pkcs8(value, point) == key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption())
 
 
 def test_every_certificate_is_new():

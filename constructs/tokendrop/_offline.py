@@ -92,7 +92,7 @@ def merge_lock(existing: str | None, source: str, version: str, package_hashes: 
 def install_into(working_directory: Path, executable: Path | None = None) -> Installed:
     """Write the launcher into the stack's implied mirror and our entry into its lock file. Idempotent:
     unchanged files are not rewritten (their hashes and timestamps stay put)."""
-    installed = install(working_directory / MIRROR, executable=executable)
+    installed = install(working_directory / MIRROR, executable=executable, store_schema=False)
     versions = installed.path.parent.parent.parent  # .../<source>/<version>/<platform>/<file>
     for other in versions.iterdir():
         if other.is_dir() and other.name != installed.version:

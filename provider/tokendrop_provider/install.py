@@ -172,9 +172,10 @@ def default_mirror() -> Path:
 
 
 def install(mirror: Path | None = None, executable: Path | None = None, version: str | None = None,
-            target_platform: str | None = None) -> Installed:
+            target_platform: str | None = None, store_schema: bool = True) -> Installed:
     """Write the launcher into `mirror` (unpacked layout). Idempotent: an identical launcher is left
-    untouched so that lock-file hashes stay stable."""
+    untouched so that lock-file hashes stay stable. `store_schema=False` (synthesis, which must not load
+    protobuf or the provider core) leaves the stored schema answer to the provider's first full launch."""
     mirror = (mirror or default_mirror()).expanduser().resolve()
     version = version or provider_version()
     target_platform = target_platform or terraform_platform()
@@ -183,7 +184,8 @@ def install(mirror: Path | None = None, executable: Path | None = None, version:
     path = directory / f"terraform-provider-{PROVIDER_TYPE}_v{version}"
     content = launcher_script(executable)
     compile_bytecode()
-    store_schema_answer()
+    if store_schema:
+        store_schema_answer()
     directory.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != content:
         tmp = path.with_suffix(".tmp")

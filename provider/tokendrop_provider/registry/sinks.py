@@ -71,11 +71,6 @@ def all_in_state(deliver_to: object) -> list[Mapping[str, Any]]:
     return [] if isinstance(found, Unknown) else found
 
 
-def first_in_state(deliver_to: object) -> Mapping[str, Any] | None:
-    """The first sink's `{kind: block}` of `deliver_to` as a state file holds it."""
-    found = all_in_state(deliver_to)
-    return found[0] if found else None
-
 
 def written_form(deliver_to: object) -> object:
     """`deliver_to` as a configuration most likely writes it: only the block that is set, without null

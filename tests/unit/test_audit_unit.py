@@ -799,8 +799,12 @@ def test_every_region_of_a_fanout_is_read_in_its_own_region(fresh_tfe_emulator, 
     path = tmp_path / "terraform.tfstate"
     path.write_text(tfstate(resource("tokendrop_tfe_agent_token", "bk", instance(attrs))))
     core = make_core(em, ssm_settings)
+    clean_moto.reset_counters()
     code, out, err = run(core, "--state", str(path), "--json")
     assert (code, err) == (0, ""), out
+    calls = clean_moto.calls()
+    assert calls["DescribeParameters"] == 2, "one batch per region"
+    assert calls.get("GetParameter", 0) == 0 and calls.get("GetParameters", 0) == 0  # never a value
     assert [(s["address"], s["status"]) for s in json.loads(out)["tokens"][0]["sinks"]] == [
         (FANOUT_ADDRESSES[0], "delivered"), (FANOUT_ADDRESSES[1], "delivered")]
 

@@ -236,22 +236,32 @@ class Sink:
     mount: str = ""  # vault_kv
     path: str = ""
     field: str = ""
+    region: str = ""  # ssm: the sink's own region ("": the provider's, AWS_REGION)
+    version: int | None = None  # the version state records as holding the live token
 
     @classmethod
-    def of(cls, attrs: Mapping[str, Any]) -> Sink | None:
-        """The sink of a resource's state, defaults applied as the provider applies them."""
-        from tokendrop_provider.registry.sinks import chosen, first_in_state
+    def all_of(cls, attrs: Mapping[str, Any]) -> list[Sink]:
+        """Every sink of a resource's state (deliver_to one object or a list), defaults applied as the
+        provider applies them, each with the version its entry of the `sinks` list records."""
+        from tokendrop_provider.registry.sinks import all_in_state, chosen
 
-        found = chosen(first_in_state(attrs.get("deliver_to")) or {})
-        if found is None:
-            return None
-        kind, block = found
-        location = kind.with_defaults(block)
-        return cls(kind.name, **{name: str(location[name]) for name in kind.address_fields})
+        listed = attrs.get("sinks") or [{"version": attrs.get("sink_version")}]  # state before `sinks`
+        out = []
+        for block, entry in zip(all_in_state(attrs.get("deliver_to")), listed, strict=False):
+            found = chosen(block)
+            if found is None:
+                continue
+            kind, given = found
+            location = kind.with_defaults(given)
+            version = entry.get("version") if isinstance(entry, Mapping) else None
+            out.append(cls(kind.name, **{name: str(location[name]) for name in kind.address_fields},
+                           region=str(location.get("region") or ""),
+                           version=int(version) if isinstance(version, int | float) else None))
+        return out
 
     def describe(self) -> str:
         if self.kind == "ssm":
-            return f"SSM parameter {self.name}"
+            return f"SSM parameter {self.name}" + (f" in {self.region}" if self.region else "")
         return f"Vault {self.mount}/{self.path} (field {self.field})"
 
 
@@ -260,18 +270,20 @@ class Stores:
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
-        self._ssm: Any = None
+        self._ssm: dict[str, Any] = {}
         self._vault: Any = None
 
-    def ssm(self) -> Any:
-        if self._ssm is None:
+    def ssm(self, region: str = "") -> Any:
+        """An SSM client of `region` (moto keeps each region's parameters apart, as AWS does)."""
+        region = region or self.env["AWS_REGION"]
+        if region not in self._ssm:
             import boto3
 
-            self._ssm = boto3.client(
-                "ssm", endpoint_url=self.env["AWS_ENDPOINT_URL_SSM"], region_name=self.env["AWS_REGION"],
+            self._ssm[region] = boto3.client(
+                "ssm", endpoint_url=self.env["AWS_ENDPOINT_URL_SSM"], region_name=region,
                 aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
                 aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
-        return self._ssm
+        return self._ssm[region]
 
     def vault(self) -> Any:
         if self._vault is None:
@@ -284,7 +296,7 @@ class Stores:
     def read(self, sink: Sink) -> tuple[str, int] | None:
         """(secret, version) the sink holds now, or None if it is gone."""
         if sink.kind == "ssm":
-            client = self.ssm()
+            client = self.ssm(sink.region)
             try:
                 p = client.get_parameter(Name=sink.name, WithDecryption=True)["Parameter"]
             except client.exceptions.ParameterNotFound:
@@ -457,8 +469,8 @@ class Demo:
 
     # -- what was deployed --------------------------------------------------------------------------
 
-    def tokens(self) -> list[tuple[Stack, Resource, Sink | None]]:
-        return [(s, r, Sink.of(r.attributes)) for s in self.stacks for r in s.resources if r.delivers]
+    def tokens(self) -> list[tuple[Stack, Resource, list[Sink]]]:
+        return [(s, r, Sink.all_of(r.attributes)) for s in self.stacks for r in s.resources if r.delivers]
 
     def print_summary(self) -> None:
         for stack in self.stacks:
@@ -483,34 +495,49 @@ class Demo:
         """Every sink holds exactly the live value the issuer minted for the token in state."""
         problems = []
         checked = unchecked = 0
-        for stack, res, sink in self.tokens():
+        regions: list[str] = []  # tokens delivered to SSM in several regions, each read back there
+        for stack, res, sinks in self.tokens():
             token_id = str(res.attributes.get("id"))
-            if sink is None:
+            if not sinks:
                 unchecked += 1
                 continue
-            held = stores.read(sink)
-            where = f"{stack.name}: {sink.describe()}"
-            if held is not None and held[0]:
-                # Whoever issued it (OpenBao issues AppRole secret ids), it must not leak either.
-                self.delivered[f"value delivered to {where}"] = held[0]
-            record = minted_for(minted, token_id)
-            if record is None:
-                unchecked += 1  # issued by something the sandbox does not emulate (Vault AppRole)
-                continue
-            if held is None:
-                problems.append(f"{where} is missing")
-            elif held[0] != record.value:
-                problems.append(f"{where} does not hold the value minted for {token_id}")
-            elif held[1] != res.attributes.get("sink_version"):
-                problems.append(f"{where} is at version {held[1]}, state says {res.attributes.get('sink_version')}")
-            elif record.revoked:
-                problems.append(f"{token_id} in {where} is revoked at the issuer")
-            checked += 1
+            for sink in sinks:
+                if self._check_sink(stores, minted, f"{stack.name}: {sink.describe()}", token_id, sink, problems):
+                    checked += 1
+                else:
+                    unchecked += 1
+            read_in = sorted({s.region for s in sinks if s.kind == "ssm" and s.region})
+            if len(read_in) > 1:
+                names = " and ".join(sorted({s.name for s in sinks if s.kind == "ssm" and s.region}))
+                regions.append(f"{stack.name}: token {token_id} in SSM parameter {names} in {', '.join(read_in)}")
         if problems:
             raise DemoError("delivery check failed:\n" + "\n".join("    " + p for p in problems))
         if checked:
             note = f" ({unchecked} issued outside the emulators: not compared)" if unchecked else ""
             say(f"Read back from the stores: each of the {checked} sinks holds its token's live value{note}.")
+        for line in regions:  # the Elastic CI Stack case: one token, a parameter per region
+            say(f"One token, several regions, each read back there: {line}.")
+
+    def _check_sink(self, stores: Stores, minted: Mapping[str, Minted], where: str, token_id: str, sink: Sink,
+                    problems: list[str]) -> bool:
+        """Read one sink back and compare it with the minted value (problems appended); False when the
+        token was issued by something the sandbox does not emulate (Vault AppRole): not compared."""
+        held = stores.read(sink)
+        if held is not None and held[0]:
+            # Whoever issued it (OpenBao issues AppRole secret ids), it must not leak either.
+            self.delivered[f"value delivered to {where}"] = held[0]
+        record = minted_for(minted, token_id)
+        if record is None:
+            return False
+        if held is None:
+            problems.append(f"{where} is missing")
+        elif held[0] != record.value:
+            problems.append(f"{where} does not hold the value minted for {token_id}")
+        elif held[1] != sink.version:
+            problems.append(f"{where} is at version {held[1]}, state says {sink.version}")
+        elif record.revoked:
+            problems.append(f"{token_id} in {where} is revoked at the issuer")
+        return True
 
     def scan_paths(self) -> list[Path]:
         # cdktf's captured output, not the sandbox's own logs (which print its credentials on purpose).
@@ -562,7 +589,7 @@ class Demo:
         minted = self.minted()
         self.check_deliveries(stores, minted)
         self.scan_for_leaks(minted)
-        sinks = [sink for _, _, sink in self.tokens() if sink is not None]
+        sinks = [sink for _, _, token_sinks in self.tokens() for sink in token_sinks]
         seconds = self.destroy()
         self.check_destroyed(stores, sinks, seconds)
 
@@ -605,8 +632,12 @@ def _describe_owner(res: Resource) -> str:
 
 def _describe_token(res: Resource) -> str:
     a = res.attributes
-    sink = Sink.of(a)
-    where = sink.describe() if sink else str(a.get("sink_address"))
+    sinks = Sink.all_of(a)
+    if len(sinks) > 1:  # every sink with its own version: "SSM parameter /x in eu-west-1, version 1; …"
+        versions = "; ".join(f"{s.describe()}, version {s.version}" for s in sinks[:-1])
+        where, a = f"{versions}; {sinks[-1].describe()}", {**a, "sink_version": sinks[-1].version}
+    else:
+        where = sinks[0].describe() if sinks else str(a.get("sink_address"))
     label = KIND_LABELS.get(res.type, "token")
     if res.type == "tokendrop_vault_approle_secret_id":
         return (f"AppRole secret id for role {a.get('role_name')} (accessor {a.get('id')}) + role id -> {where}, "

@@ -85,5 +85,20 @@ def test_the_buildkite_stack(core, stack, synth):
     assert set(tokens) == {"elastic", "vault"}
     synthesized = synth.resources(stack, TOKEN)
     elastic = next(v for k, v in synthesized.items() if k.startswith("cluster_elastic"))
-    assert elastic["deliver_to"] == {"ssm": {"name": "/buildkite/linux/agent-token"}}
+    assert elastic["deliver_to"] == [{"ssm": {"name": "/buildkite/linux/agent-token", "region": "us-east-1"}},
+                                     {"ssm": {"name": "/buildkite/linux/agent-token", "region": "eu-west-1"}}]
+    outputs = synth(stack)["output"]
+    assert outputs["agent_token_parameter_arns"]["value"] == [
+        "arn:aws:ssm:us-east-1:*:parameter/buildkite/linux/agent-token",
+        "arn:aws:ssm:eu-west-1:*:parameter/buildkite/linux/agent-token"]
     assert elastic["rotate_before_expiry"] == "14d" and elastic["keep_previous_for"] == "1h"
+
+
+def test_the_buildkite_stack_in_the_providers_region_alone(core, stack, synth, monkeypatch):
+    """No regions set: the Elastic CI Stack's one parameter, in the provider's region."""
+    from stacks import buildkite
+
+    monkeypatch.setenv("TOKENDROP_BUILDKITE_SSM_REGIONS", " ")
+    buildkite.define(stack)
+    elastic = next(v for k, v in synth.resources(stack, TOKEN).items() if k.startswith("cluster_elastic"))
+    assert elastic["deliver_to"] == {"ssm": {"name": "/buildkite/linux/agent-token"}}

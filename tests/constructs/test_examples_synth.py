@@ -68,15 +68,19 @@ def test_tfe_token_to_vault(tmp_path):
 def test_tfc_agent_on_ecs(tmp_path):
     _, out = synth_example("tfc-agent-on-ecs", tmp_path)
     (token,) = out["resource"]["tokendrop_tfe_agent_token"].values()
-    assert token["deliver_to"]["ssm"]["name"] == "/ci/tfc-agent/ecs"
+    assert token["deliver_to"] == {"secrets_manager": {"name": "ci/tfc-agent/ecs", "tags": {"consumer": "ecs"}}}
     definitions = out["locals"]["tfc_agent_containers"]
     assert definitions.startswith("${jsonencode(")
-    assert '"valueFrom" = "arn:aws:ssm:us-east-1:123456789012:parameter/ci/tfc-agent/ecs"' in definitions
+    # the secret's partial ARN (its random suffix is unknown before it exists): ECS resolves it by name
+    assert '"valueFrom" = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ci/tfc-agent/ecs"' in definitions
     assert '"name" = "TFC_AGENT_TOKEN"' in definitions
+    assert "ssm" not in definitions
     assert "tostring(tokendrop_tfe_agent_token." in definitions  # a rotation changes the task definition
     assert ".sink_version)" in definitions
     policy = out["output"]["execution_role_policy"]["value"]
-    assert "ssm:GetParameter" in policy and "arn:aws:ssm:us-east-1:123456789012:parameter/ci/tfc-agent/ecs" in policy
+    assert "secretsmanager:GetSecretValue" in policy
+    assert "arn:aws:secretsmanager:us-east-1:123456789012:secret:ci/tfc-agent/ecs-??????" in policy
+    assert "ssm:" not in policy
 
 
 @pytest.mark.parametrize("name", ["tfe-token-to-ssm", "tfe-token-to-vault", "tfc-agent-on-ecs"])

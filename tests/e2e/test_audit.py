@@ -323,3 +323,63 @@ def test_buildkite_tokenvault_and_approle(sandbox, fresh_buildkite_emulator, fre
               delivered[0]["secret_id"], delivered[0]["role_id"]]
     outputs = [(f"audit {i}", r.stdout + r.stderr) for i, r in enumerate((first, relaxed, second))]
     assert scan(values, outputs) == []
+
+
+FANOUT = """
+terraform {
+  required_providers {
+    tokendrop = { source = "tokendrop/tokendrop" }
+  }
+}
+
+provider "tokendrop" {}
+
+resource "tokendrop_tfe_agent_pool" "ci" {
+  organization = "acme"
+  name         = "ci-agents"
+}
+
+resource "tokendrop_tfe_agent_token" "fleet" {
+  agent_pool_id = tokendrop_tfe_agent_pool.ci.id
+  deliver_to = [
+    { ssm = { name = "/ci/fleet", region = "eu-west-1" } },
+    { ssm = { name = "/ci/fleet", region = "us-east-1" } },
+    { ssm = { name = "/ci/fleet", assume_role_arn = "arn:aws:iam::111111111111:role/tokendrop-writer" } },
+    { vault_kv = { path = "ci/fleet" } },
+  ]
+}
+"""
+FANOUT_SINKS = ["ssm:eu-west-1:/ci/fleet", "ssm:us-east-1:/ci/fleet", "ssm:111111111111:/ci/fleet",
+                "vault_kv:secret/ci/fleet#token"]
+
+
+def test_every_sink_of_a_fanout_is_audited_in_its_region_and_account(sandbox, make_workspace):
+    """One token in SSM in two regions, in another account through an assumed role, and in Vault: the
+    audit reads each sink where it is; one region's parameter deleted out of band is one finding,
+    naming that sink, and the other sinks stay delivered."""
+    import boto3
+
+    env = {**sandbox.env, "AWS_ENDPOINT_URL_STS": sandbox.moto.url}
+    ws = make_workspace(env)
+    ws.write(FANOUT)
+    ws.init()
+    ws.apply()
+    shown = ws.run("show", "-json", "-no-color").stdout
+    clean = audit(env, "--state", "-", "--json", stdin=shown)
+    assert clean.returncode == 0, clean.stderr + clean.stdout
+    row = by_address(json.loads(clean.stdout))["tokendrop_tfe_agent_token.fleet"]
+    assert [(s["address"], s["status"], s["version"]) for s in row["sinks"]] == [
+        (address, "delivered", 1) for address in FANOUT_SINKS]
+
+    boto3.client("ssm", endpoint_url=sandbox.moto.url, region_name="us-east-1", aws_access_key_id="test",
+                 aws_secret_access_key="test").delete_parameter(Name="/ci/fleet")
+    drifted = audit(env, "--state", "-", "--json", stdin=shown)
+    assert drifted.returncode == 1, drifted.stderr
+    row = by_address(json.loads(drifted.stdout))["tokendrop_tfe_agent_token.fleet"]
+    assert [s["status"] for s in row["sinks"]] == ["delivered", "missing", "delivered", "delivered"]
+    assert [(f["code"], f["detail"].split()[0]) for f in row["flags"]] == [("sink_drift", FANOUT_SINKS[1])]
+    table = audit(env, "--state", "-", stdin=shown)
+    assert table.returncode == 1
+    assert [FANOUT_SINKS[1], "1->none", "missing"] in [line.split() for line in table.stdout.splitlines()]
+    assert_no_values(sandbox, clean, drifted, table)
+    ws.destroy()

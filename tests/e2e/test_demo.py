@@ -100,6 +100,25 @@ def test_scan_is_clean_without_the_values(tmp_path: Path):
     assert demo.scan({"token at-1": TOKEN}, [tmp_path, tmp_path / "missing"]).hits == []
 
 
+def test_every_sink_of_a_state_is_read_back_in_its_own_region():
+    """A token delivered to SSM in two regions and to Vault (deliver_to a list, as state holds a dynamic
+    value) gives three sinks, each with its region and the version its `sinks` entry records."""
+    demo = load_demo()
+    attrs = {"deliver_to": {"value": [{"ssm": {"name": "/bk/t", "region": "eu-west-1"}},
+                                      {"ssm": {"name": "/bk/t", "region": "us-east-1"}},
+                                      {"vault_kv": {"path": "ci/bk"}}], "type": ["tuple", []]},
+             "sinks": [{"address": "ssm:eu-west-1:/bk/t", "version": 2, "status": "delivered"},
+                       {"address": "ssm:us-east-1:/bk/t", "version": 1, "status": "delivered"},
+                       {"address": "vault_kv:secret/ci/bk#token", "version": 3, "status": "delivered"}],
+             "sink_address": "ssm:eu-west-1:/bk/t", "sink_version": 2}
+    sinks = demo.Sink.all_of(attrs)
+    assert [(s.describe(), s.version) for s in sinks] == [
+        ("SSM parameter /bk/t in eu-west-1", 2), ("SSM parameter /bk/t in us-east-1", 1),
+        ("Vault secret/ci/bk (field token)", 3)]
+    one = demo.Sink.all_of({"deliver_to": {"ssm": {"name": "/x"}}, "sink_version": 4})  # state before `sinks`
+    assert [(s.describe(), s.version) for s in one] == [("SSM parameter /x", 4)]
+
+
 # --- the demo end to end ------------------------------------------------------------------------------
 
 APP = '''
@@ -273,6 +292,11 @@ def test_demo_on_the_repo_stacks():
     assert re.search(r"^  pool \S+ \(apool-\w+\) in organization \S+$", out, re.M), out
     assert re.search(r"token at-\w+ -> SSM parameter /\S+, version \d+$", out, re.M), out
     assert re.search(r"token at-\w+ -> Vault \S+ \(field \w+\), version \d+$", out, re.M), out
+    # the buildkite stack's Elastic CI Stack token: one parameter per region, each read back in its region
+    assert re.search(r"^One token, several regions, each read back there: buildkite: token [0-9a-f-]{36} in SSM "
+                     r"parameter /\S+ in eu-west-1, us-east-1\.$", out, re.M), out
+    assert re.search(r"token [0-9a-f-]{36} -> SSM parameter /\S+ in us-east-1, version 1; SSM parameter /\S+ in "
+                     r"eu-west-1, version 1$", out, re.M), out
     assert re.search(r"^No token value in state, cdktf\.out or cdktf's output: scanned \d+ files", out, re.M), out
     assert re.search(r"^Destroyed in [\d.]+s: (\d+) of \1 tokens revoked", out, re.M), out
     assert out.rstrip().endswith("Demo passed.")

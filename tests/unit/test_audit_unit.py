@@ -20,6 +20,7 @@ from tokendrop_provider.audit.render import table, to_json
 from tokendrop_provider.audit.state import (
     ManagedToken,
     StateError,
+    StateSink,
     expand_sources,
     load_sources,
     parse_state,
@@ -454,7 +455,7 @@ def test_json_document():
     first = doc["tokens"][0]
     assert set(first) == {"address", "state", "resource_type", "issuer", "scope", "scope_name", "token_id",
                           "description", "marker", "created_at", "age_seconds", "expires_at", "last_used_at",
-                          "issuer_status", "sink", "previous_token", "belongs_to", "flags", "attention"}
+                          "issuer_status", "sink", "sinks", "previous_token", "belongs_to", "flags", "attention"}
     assert first["age_seconds"] == 40 * 86400 and first["last_used_at"] == ago(hours=3)
     assert first["sink"] == {"address": "ssm:/ci/at-1", "state_version": 1, "version": 1, "status": "delivered",
                              "holder": "at-1"}
@@ -462,6 +463,98 @@ def test_json_document():
     assert first["attention"] is True and first["previous_token"] is None
     orphan = doc["tokens"][3]
     assert orphan["address"] is None and orphan["sink"] is None and orphan["flags"][0]["code"] == "orphan"
+
+
+# --- several sinks (deliver_to a list) -------------------------------------------------------------
+
+FANOUT_BLOCKS = [{"ssm": {"name": "/bk/token", "region": "eu-west-1"}},
+                 {"ssm": {"name": "/bk/token", "region": "us-east-1"}},
+                 {"vault_kv": {"path": "ci/bk"}}]
+FANOUT_ADDRESSES = ["ssm:eu-west-1:/bk/token", "ssm:us-east-1:/bk/token", "vault_kv:secret/ci/bk#token"]
+
+
+def fanout_attrs(token_id: str, pool: str = "apool-1", statuses: tuple[str, ...] = ("delivered",) * 3,
+                 **overrides: object) -> dict:
+    return {**TOKEN_ATTRS, "id": token_id, "agent_pool_id": pool, "rotate_every": None,
+            "deliver_to": {"value": FANOUT_BLOCKS, "type": ["tuple", []]},  # a dynamic value, as state holds it
+            "sink_address": FANOUT_ADDRESSES[0], "sink_version": 1, "sink_status": statuses[0],
+            "sinks": [{"address": a, "status": st, "version": 1}
+                      for a, st in zip(FANOUT_ADDRESSES, statuses, strict=True)], **overrides}
+
+
+def test_state_gives_every_sink_with_its_own_block():
+    loaded = parse_state(tfstate(resource("tokendrop_tfe_agent_token", "bk", instance(fanout_attrs("at-1")))), "s")
+    token = loaded.tokens[0]
+    assert [s.address for s in token.all_sinks] == FANOUT_ADDRESSES
+    assert [s.deliver_to for s in token.all_sinks] == FANOUT_BLOCKS, "each sink keeps its region"
+    assert token.deliver_to == FANOUT_BLOCKS[0]
+    from tokendrop_provider.audit.collect import sink_refs
+
+    assert [(r.address, r.kind, r.location.get("region")) for r in sink_refs(token)] == [
+        (FANOUT_ADDRESSES[0], "ssm", "eu-west-1"), (FANOUT_ADDRESSES[1], "ssm", "us-east-1"),
+        (FANOUT_ADDRESSES[2], "vault_kv", None)]
+    one = parse_state(tfstate(resource("tokendrop_tfe_agent_token", "x", instance(TOKEN_ATTRS))), "s").tokens[0]
+    assert [(s.address, s.version) for s in one.all_sinks] == [("ssm:/ci/runners", 1)], "state before `sinks`"
+
+
+def test_a_sink_of_another_account_without_its_block_is_left_unchecked():
+    from tokendrop_provider.audit.collect import sink_refs
+
+    token = managed(sinks=(StateSink("ssm:111111111111:/x", 1, "delivered"), StateSink("ssm:eu-west-1:/x", 1)))
+    assert [r.address for r in sink_refs(token)] == ["ssm:eu-west-1:/x"], "the role is not in the address"
+    row = evaluate([token], listing(issued("at-1")), {"ssm:eu-west-1:/x": delivered("at-1")}, NOW).rows[0]
+    assert [(c.address, c.status) for c in row.sinks] == [("ssm:111111111111:/x", "unchecked"),
+                                                          ("ssm:eu-west-1:/x", "delivered")]
+
+
+def fanout_token(statuses: tuple[str, ...] = ("delivered",) * 3, **overrides: object) -> ManagedToken:
+    return managed(sink_address=FANOUT_ADDRESSES[0], sinks=tuple(
+        StateSink(a, 1, st) for a, st in zip(FANOUT_ADDRESSES, statuses, strict=True)), **overrides)
+
+
+def test_drift_is_reported_per_sink_naming_each():
+    sinks = {FANOUT_ADDRESSES[0]: delivered("at-1"), FANOUT_ADDRESSES[1]: SinkStatus(exists=False),
+             FANOUT_ADDRESSES[2]: delivered("at-9", version=2)}
+    row = evaluate([fanout_token()], listing(issued("at-1")), sinks, NOW).rows[0]
+    assert [(c.address, c.status) for c in row.sinks] == [
+        (FANOUT_ADDRESSES[0], "delivered"), (FANOUT_ADDRESSES[1], "missing"), (FANOUT_ADDRESSES[2], "overwritten")]
+    assert row.sink == row.sinks[0]
+    assert row.codes == ["sink_drift", "sink_drift"]
+    assert row.flags[0].detail.startswith("ssm:us-east-1:/bk/token no longer exists")
+    assert row.flags[1].detail.startswith("vault_kv:secret/ci/bk#token is at version 2, not 1")
+    clean = evaluate([fanout_token()], listing(issued("at-1")), {a: delivered("at-1") for a in FANOUT_ADDRESSES},
+                     NOW).rows[0]
+    assert clean.codes == [] and {c.status for c in clean.sinks} == {"delivered"}
+
+
+def test_a_pending_sink_is_drift_and_the_previous_token_it_holds_is_not_overdue():
+    token = fanout_token(("delivered", "pending", "delivered"), previous_token_id="at-0")
+    previous = issued("at-0")
+    read = {FANOUT_ADDRESSES[0]: delivered("at-1"), FANOUT_ADDRESSES[1]: delivered("at-0", version=1),
+            FANOUT_ADDRESSES[2]: delivered("at-1")}
+    row = evaluate([token], listing(issued("at-1"), previous), read, NOW).rows[0]
+    assert row.codes == ["sink_drift"] and row.sinks[1].status == "drifted"
+    assert "ssm:us-east-1:/bk/token as pending" in row.flags[0].detail
+    unread = evaluate([token], listing(issued("at-1"), previous), {}, NOW).rows[0]
+    assert unread.codes == ["sink_drift"] and "not read" in unread.flags[0].detail
+    # once every sink is written the overlap has a deadline; past it, no apply has run: overdue
+    late = fanout_token(previous_token_id="at-0", previous_revoke_after=ago(hours=2))
+    row = evaluate([late], listing(issued("at-1"), previous), {}, NOW).rows[0]
+    assert row.codes == ["previous_overdue"] and "No apply has run since" in row.flags[0].detail
+
+
+def test_table_has_a_line_per_further_sink_and_json_lists_every_sink():
+    sinks = {FANOUT_ADDRESSES[0]: delivered("at-1"), FANOUT_ADDRESSES[1]: SinkStatus(exists=False)}
+    report = evaluate([fanout_token()], listing(issued("at-1")), sinks, NOW)
+    lines = table(report).splitlines()
+    header = lines[0]
+    assert lines[1].startswith("tokendrop_tfe_agent_token.at-1") and FANOUT_ADDRESSES[0] in lines[1]
+    for line, address, version, status in ((lines[2], FANOUT_ADDRESSES[1], "1->none", "missing"),
+                                           (lines[3], FANOUT_ADDRESSES[2], "1", "unchecked")):
+        assert line[:header.index("SINK")].strip() == "" and line.split() == [address, version, status]
+    document = to_json(report, [], [])
+    assert [(s["address"], s["status"]) for s in document["tokens"][0]["sinks"]] == [
+        (FANOUT_ADDRESSES[0], "delivered"), (FANOUT_ADDRESSES[1], "missing"), (FANOUT_ADDRESSES[2], "unchecked")]
 
 
 # --- progress -------------------------------------------------------------------------------------
@@ -686,3 +779,38 @@ def test_the_cli_entry_point(monkeypatch, capsys, tmp_path):
     assert cli.main(["audit", "--state", "-"]) == 0
     assert capsys.readouterr().out == "0 tokens, 0 need attention\n"
 
+
+
+def test_every_region_of_a_fanout_is_read_in_its_own_region(fresh_tfe_emulator, ssm_settings, clean_moto, tmp_path):
+    """Two SSM sinks of one token, in eu-west-1 and us-east-1 (moto keeps regions apart): the audit
+    describes each in its own region; one region's parameter deleted is one finding naming it."""
+    em = fresh_tfe_emulator
+    pool = em.create_agent_pool("acme", "bk")
+    token_id, _ = em.create_agent_token(pool, issuer_description(None, marker("tfe", pool, FANOUT_ADDRESSES[0])))
+    clients = {region: boto3.client("ssm", endpoint_url=ssm_settings.endpoint_url_ssm, region_name=region,
+                                    aws_access_key_id="test", aws_secret_access_key="test")
+               for region in ("eu-west-1", "us-east-1")}
+    for client in clients.values():
+        client.put_parameter(Name="/bk/token", Value="value-of-bk", Type="SecureString",
+                             Description=format_description(None, Ownership(token_id, "tfe", "fp"), 1))
+    attrs = fanout_attrs(token_id, pool, created_at=ago(days=1))
+    attrs["deliver_to"] = {"value": FANOUT_BLOCKS[:2], "type": ["tuple", []]}
+    attrs["sinks"] = attrs["sinks"][:2]
+    path = tmp_path / "terraform.tfstate"
+    path.write_text(tfstate(resource("tokendrop_tfe_agent_token", "bk", instance(attrs))))
+    core = make_core(em, ssm_settings)
+    clean_moto.reset_counters()
+    code, out, err = run(core, "--state", str(path), "--json")
+    assert (code, err) == (0, ""), out
+    calls = clean_moto.calls()
+    assert calls["DescribeParameters"] == 2, "one batch per region"
+    assert calls.get("GetParameter", 0) == 0 and calls.get("GetParameters", 0) == 0  # never a value
+    assert [(s["address"], s["status"]) for s in json.loads(out)["tokens"][0]["sinks"]] == [
+        (FANOUT_ADDRESSES[0], "delivered"), (FANOUT_ADDRESSES[1], "delivered")]
+
+    clients["us-east-1"].delete_parameter(Name="/bk/token")
+    code, out, _ = run(core, "--state", str(path))
+    assert code == 1
+    assert f"sink_drift: {FANOUT_ADDRESSES[1]} no longer exists" in out
+    assert f"sink_drift: {FANOUT_ADDRESSES[0]}" not in out, "the other region still holds it"
+    assert "value-of-bk" not in out

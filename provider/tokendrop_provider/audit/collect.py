@@ -311,20 +311,32 @@ class SinkRef:
     location: Mapping[str, Any]  # the deliver_to block of that kind
 
 
-def sink_ref(token: ManagedToken) -> SinkRef | None:
-    """Where a token was delivered: state's `deliver_to` block, else its `sink_address`."""
+def sink_refs(token: ManagedToken) -> list[SinkRef]:
+    """Every sink a token was delivered to: each entry of state's `sinks` list (else its `sink_address`),
+    located by its `deliver_to` block (its region and role), else by parsing the address. An address
+    naming another account that has no block is skipped (unchecked): the role is not in the address."""
     from ..registry.sinks import chosen, deliver_to_from_address
 
-    if token.sink_address is None:
-        return None
-    block = token.deliver_to
-    if block is None:
-        try:
-            block = deliver_to_from_address(token.sink_address)
-        except ConfigError:
-            return None
-    found = chosen(block)
-    return None if found is None else SinkRef(token.sink_address, found[0].name, found[1])
+    refs: list[SinkRef] = []
+    for sink in token.all_sinks:
+        block = sink.deliver_to
+        if block is None:
+            try:
+                block = deliver_to_from_address(sink.address)
+            except ConfigError:
+                continue
+            if _names_an_account(sink.address):
+                continue
+        found = chosen(block)
+        if found is not None:
+            refs.append(SinkRef(sink.address, found[0].name, found[1]))
+    return refs
+
+
+def _names_an_account(address: str) -> bool:
+    """`ssm:111111111111:...`: a sink reached through a role of another account."""
+    part = address.partition(":")[2].partition(":")[0]
+    return len(part) == 12 and part.isdigit()
 
 
 def read_sinks(clients: Clients, refs: Iterable[SinkRef], workers: int,

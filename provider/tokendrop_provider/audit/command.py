@@ -132,7 +132,7 @@ def _audit(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Text
         plan_targets,
         prepare,
         read_sinks,
-        sink_ref,
+        sink_refs,
         walk_organizations,
     )
 
@@ -160,7 +160,7 @@ def _audit(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Text
     walk = Walk.from_args(args)
     tokens = states.tokens
     targets = plan_targets(states.scopes, walk)  # no calls: a malformed --approle-role fails first
-    refs = [] if args.skip_sinks else [r for r in map(sink_ref, tokens) if r is not None]
+    refs = [] if args.skip_sinks else [r for t in tokens for r in sink_refs(t)]
     issuers = {s.issuer for s in states.scopes}
     issuers |= walk.issuers
     check_settings(clients, issuers, {r.kind for r in refs})

@@ -6,11 +6,14 @@ The flags:
 - `orphan`: a live token carrying a tokendrop marker that no given state knows (neither as a token
   nor as a previous token), in a scope the audit listed.
 - `revoked`: a state names a token the issuer no longer has (and it did not simply expire).
-- `sink_drift`: the sink is missing, at another version than state recorded, its ownership record
-  names another token, it holds a dead Token Vault key, or state itself records a drifted sink.
+- `sink_drift`: a sink is missing, at another version than state recorded, its ownership record
+  names another token, it holds a dead Token Vault key, or state itself records it drifted or not yet
+  written (`pending`). Every sink of state's `sinks` list is checked; one finding per sink, naming it.
 - `rotation_overdue`: `rotate_every` has elapsed since `created_at`.
 - `expiring`: the token expires within `rotate_before_expiry` (else the default window), or expired.
-- `previous_overdue`: a `previous_token_id` whose `previous_revoke_after` has passed.
+- `previous_overdue`: a `previous_token_id` whose `previous_revoke_after` has passed: no apply has run
+  since to revoke it (a previous token that a `pending` sink still holds is not overdue: that sink is
+  the finding).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ..issuers.base import IssuedToken
 from ..sinks.base import SinkStatus
 from ..timestamps import parse_rfc3339
 from ..validation import humanize, parse_duration
-from .state import ManagedToken
+from .state import ManagedToken, StateSink
 
 FLAGS = ("orphan", "revoked", "sink_drift", "rotation_overdue", "expiring", "previous_overdue")
 DEFAULT_EXPIRY_WINDOW = datetime.timedelta(days=7)
@@ -82,7 +85,8 @@ class Row:
     expires_at: str | None = None
     last_used_at: str | None = None
     issuer_status: str = "live"  # live | revoked | expired | suspended | unlisted
-    sink: SinkCheck | None = None
+    sink: SinkCheck | None = None  # the first sink (sink_address)
+    sinks: list[SinkCheck] = field(default_factory=list)  # every sink, in deliver_to's order
     previous_token_id: str | None = None
     previous_revoke_after: str | None = None
     previous_live: bool | None = None
@@ -165,10 +169,12 @@ def _managed_row(token: ManagedToken, listing: ScopeListing | None, sinks: Mappi
             why = f"{_scope_noun(token.issuer)} {token.scope} no longer lists it"
         row.flags.append(Flag("revoked", f"{token.token_id} is gone at the issuer ({why}): revoked outside "
                                          "Terraform. The next plan creates a new token; run terraform apply."))
-    row.sink = _sink_check(token, sinks, live)
-    drift = _sink_drift(token, row.sink, sinks.get(token.sink_address or ""))
-    if drift:
-        row.flags.append(Flag("sink_drift", drift))
+    row.sinks = [_sink_check(token, sink, sinks, live) for sink in token.all_sinks]
+    row.sink = row.sinks[0] if row.sinks else SinkCheck(None, None, None, "unchecked")
+    for sink, check in zip(token.all_sinks, row.sinks, strict=True):
+        drift = _sink_drift(token, sink, check)
+        if drift:
+            row.flags.append(Flag("sink_drift", drift))
     if row.issuer_status != "revoked":
         overdue = _rotation_overdue(token, now)
         if overdue:
@@ -176,7 +182,9 @@ def _managed_row(token: ManagedToken, listing: ScopeListing | None, sinks: Mappi
         expiring = _expiring(row.expires_at, token.rotate_before_expiry, now, window)
         if expiring:
             row.flags.append(Flag("expiring", expiring))
-    if token.previous_token_id:
+    held_by_a_pending_sink = token.previous_revoke_after is None and any(
+        s.status == "pending" for s in token.all_sinks)
+    if token.previous_token_id and not held_by_a_pending_sink:
         if listing is not None and listing.exists:
             previous = listing.tokens.get(token.previous_token_id)
             row.previous_live = previous is not None and not _expired(previous.expires_at, now)
@@ -209,35 +217,47 @@ def _issuer_status(token: ManagedToken, listing: ScopeListing | None, live: Issu
     return "live"
 
 
-def _sink_check(token: ManagedToken, sinks: Mapping[str, SinkStatus], live: IssuedToken | None) -> SinkCheck:
-    status = sinks.get(token.sink_address or "")
-    if token.sink_address is None or status is None:
-        return SinkCheck(token.sink_address, token.sink_version, None, "unchecked")
+def _sink_check(token: ManagedToken, sink: StateSink, sinks: Mapping[str, SinkStatus],
+                live: IssuedToken | None) -> SinkCheck:
+    status = sinks.get(sink.address)
+    if status is None:
+        return SinkCheck(sink.address, sink.version, None, "unchecked")
     own = status.ownership
     holder = own.token_id if own is not None and status.ownership_current else None
     if not status.exists:
         state = "missing"
-    elif status.version != token.sink_version:
+    elif sink.status in ("pending", "unknown"):
+        state = "drifted"  # not written yet, or not known to be: whatever it holds, the next apply writes it
+    elif status.version != sink.version:
         state = "overwritten"
     elif holder is not None and holder != token.token_id:
         state = "foreign"
-    elif token.sink_status not in (None, "delivered"):
+    elif sink.status not in (None, "delivered"):
         state = "drifted"  # as refresh recorded it; the sink looks fine now but state will rotate
     elif (token.issuer == "tokenvault" and live is not None and live.created_at and token.created_at
           and parse_rfc3339(live.created_at) != parse_rfc3339(token.created_at)):
         state = "stale"  # the agent's key is newer than the delivered one: the sink holds a dead key
     else:
         state = "delivered"
-    return SinkCheck(token.sink_address, token.sink_version, status.version if status.exists else None,
-                     state, holder)
+    return SinkCheck(sink.address, sink.version, status.version if status.exists else None, state, holder)
 
 
-def _sink_drift(token: ManagedToken, check: SinkCheck, status: SinkStatus | None) -> str | None:
+def _recorded(sink: StateSink) -> str:
+    if sink.status == "pending":
+        return (f"state records {sink.address} as pending (not written yet: a write failed or the apply stopped); "
+                "the next apply writes the live token to it")
+    if sink.status == "unknown":
+        return (f"state records {sink.address} as unknown (an apply could not tell whether its write landed); "
+                "the next apply settles it")
+    return (f"state records sink_status {sink.status!r} for {sink.address} (found by a refresh); the next apply "
+            "writes the live token to it")
+
+
+def _sink_drift(token: ManagedToken, sink: StateSink, check: SinkCheck) -> str | None:
     address = check.address or "(no sink address in state)"
     if check.status == "unchecked":
-        if token.sink_status not in (None, "delivered"):
-            return (f"state records sink_status {token.sink_status!r} for {address} (found by a refresh); the next "
-                    "apply writes a new token to it. The sink itself was not read.")
+        if sink.status not in (None, "delivered"):
+            return f"{_recorded(sink)}. The sink itself was not read."
         return None
     if check.status == "missing":
         return f"{address} no longer exists (deleted outside tokendrop). The next apply rotates the token into it."
@@ -251,8 +271,8 @@ def _sink_drift(token: ManagedToken, check: SinkCheck, status: SinkStatus | None
         return (f"{address} (version {check.version}) carries an ownership record naming {check.holder}, not "
                 f"{token.token_id}. Another resource or stack writes to this sink; give each resource its own sink.")
     if check.status == "drifted":
-        return (f"state records sink_status {token.sink_status!r} for {address} (found by a refresh); the next apply "
-                "writes a new token to it.")
+        return f"{_recorded(sink)}."
+
     if check.status == "stale":
         return (f"{address} holds a dead key: Token Vault's agent {token.token_id} has a newer key than the one "
                 "delivered (a rotation that did not finish, or rotate-key outside tokendrop). The next apply rotates "
@@ -296,7 +316,8 @@ def _previous_overdue(token: ManagedToken, live: bool | None, now: datetime.date
             if deadline is not None else "no revoke deadline is recorded")
     alive = {True: "it is still live at the issuer", False: "it is already gone at the issuer",
              None: "its state at the issuer is unknown"}[live]
-    return f"previous token {token.previous_token_id}: {when}; {alive}. Run terraform apply: it revokes it."
+    return (f"previous token {token.previous_token_id}: {when}; {alive}. No apply has run since; run terraform "
+            "apply: it revokes it.")
 
 
 # --- orphans --------------------------------------------------------------------------------------
@@ -308,6 +329,7 @@ def _orphan_rows(tokens: Sequence[ManagedToken], listings: Iterable[ScopeListing
     owners = {marker(t.issuer, t.scope, t.sink_address): t for t in tokens if t.sink_address}
     held = {s.ownership.token_id: address for address, s in sinks.items()
             if s.exists and s.ownership is not None and s.ownership_current}
+    addresses = {t.address: {s.address for s in t.all_sinks} for t in tokens}
     rows: list[Row] = []
     for listing in sorted(listings, key=lambda item: (item.issuer, item.scope)):
         if not listing.exists:
@@ -321,7 +343,9 @@ def _orphan_rows(tokens: Sequence[ManagedToken], listings: Iterable[ScopeListing
                       scope_name=listing.name, description=split_description(token.description)[0], marker=mark,
                       created_at=token.created_at, expires_at=token.expires_at, last_used_at=token.last_used_at,
                       issuer_status=_issuer_status_of(token), belongs_to=owner.address if owner else None)
-            row.flags.append(Flag("orphan", _orphan_detail(token, mark, owner, held.get(token.id))))
+            holder = held.get(token.id)
+            row.flags.append(Flag("orphan", _orphan_detail(
+                token, mark, owner, holder if owner is not None and holder in addresses[owner.address] else None)))
             rows.append(row)
     return rows
 
@@ -332,7 +356,7 @@ def _issuer_status_of(token: IssuedToken) -> str:
 
 
 def _orphan_detail(token: IssuedToken, mark: str, owner: ManagedToken | None, held_by: str | None) -> str:
-    if held_by is not None and owner is not None and held_by == owner.sink_address:
+    if held_by is not None and owner is not None:  # held_by is one of owner's sinks
         return (f"{token.id} carries marker {mark} and {held_by} holds it, but the state of {owner.address} names "
                 f"{owner.token_id}: an apply delivered it and its state was lost. The next refresh of "
                 f"{owner.address} takes it into state.")

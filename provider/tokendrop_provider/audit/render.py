@@ -14,7 +14,7 @@ from typing import Any
 
 from ..timestamps import format_rfc3339, parse_rfc3339
 from ..validation import humanize
-from .evaluate import FLAGS, Report, Row, ScopeListing, reports_last_use
+from .evaluate import FLAGS, Report, Row, ScopeListing, SinkCheck, reports_last_use
 
 SCHEMA = "tokendrop-audit/1"
 _LABELS = {"orphan": "orphan", "revoked": "revoked", "sink_drift": "sink drift", "rotation_overdue": "rotation overdue",
@@ -55,10 +55,13 @@ def to_json(report: Report, sources: Sequence[Source], listings: Sequence[ScopeL
     }
 
 
+def _sink_json(check: SinkCheck) -> dict[str, Any]:
+    return {"address": check.address, "state_version": check.state_version, "version": check.version,
+            "status": check.status, "holder": check.holder}
+
+
 def _row_json(row: Row, now: datetime.datetime) -> dict[str, Any]:
-    sink = None if row.sink is None else {
-        "address": row.sink.address, "state_version": row.sink.state_version, "version": row.sink.version,
-        "status": row.sink.status, "holder": row.sink.holder}
+    sink = None if row.sink is None else _sink_json(row.sink)
     previous = None if row.previous_token_id is None else {
         "id": row.previous_token_id, "revoke_after": row.previous_revoke_after, "live": row.previous_live}
     return {
@@ -77,6 +80,7 @@ def _row_json(row: Row, now: datetime.datetime) -> dict[str, Any]:
         "last_used_at": row.last_used_at,
         "issuer_status": row.issuer_status,
         "sink": sink,
+        "sinks": [_sink_json(check) for check in row.sinks],
         "previous_token": previous,
         "belongs_to": row.belongs_to,
         "flags": [{"code": f.code, "detail": f.detail} for f in row.flags],
@@ -110,13 +114,13 @@ def _last_used(row: Row, now: datetime.datetime) -> str:
     return "never" if reports_last_use(row.issuer) else "n/a"
 
 
-def _version(row: Row) -> str:
-    if row.sink is None or row.sink.address is None:
+def _version(sink: SinkCheck | None) -> str:
+    if sink is None or sink.address is None:
         return "-"
-    recorded = "-" if row.sink.state_version is None else str(row.sink.state_version)
-    if row.sink.status == "unchecked":
+    recorded = "-" if sink.state_version is None else str(sink.state_version)
+    if sink.status == "unchecked":
         return recorded
-    current = "none" if row.sink.version is None else str(row.sink.version)
+    current = "none" if sink.version is None else str(sink.version)
     return recorded if current == recorded else f"{recorded}->{current}"
 
 
@@ -142,10 +146,14 @@ def table(report: Report, *, show_state: bool = False) -> str:
     for row in report.rows:
         age = _ago(row.created_at, now)
         cells = [_address(row), row.issuer, row.token_id, age or "-", _expires(row, now), _last_used(row, now),
-                 (row.sink.address if row.sink is not None and row.sink.address else "-"), _version(row), _status(row)]
+                 (row.sink.address if row.sink is not None and row.sink.address else "-"), _version(row.sink),
+                 _status(row)]
         if show_state:
             cells.insert(0, row.source or "-")
         lines.append(cells)
+        for sink in row.sinks[1:]:  # a line per further sink of the token: its address, version, status
+            more = ["", "", "", "", "", "", sink.address or "-", _version(sink), sink.status]
+            lines.append(["", *more] if show_state else more)
     out: list[str] = []
     if lines:
         widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]

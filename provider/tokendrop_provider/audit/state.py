@@ -33,6 +33,16 @@ class StateError(Exception):
 
 
 @dataclass(frozen=True)
+class StateSink:
+    """One entry of a token's computed `sinks` list, with its `deliver_to` block where state has one."""
+
+    address: str
+    version: int | None = None
+    status: str | None = None  # delivered | pending | unknown | missing | overwritten
+    deliver_to: Mapping[str, Any] | None = None  # `{kind: block}` of the same sink (region, role, ...)
+
+
+@dataclass(frozen=True)
 class ManagedToken:
     """One token resource instance as a state records it. Holds no secret: state has none."""
 
@@ -53,6 +63,16 @@ class ManagedToken:
     rotate_before_expiry: str | None = None
     previous_token_id: str | None = None
     previous_revoke_after: str | None = None
+    sinks: tuple[StateSink, ...] = ()  # every sink, in `deliver_to`'s order; the first is sink_address's
+
+    @property
+    def all_sinks(self) -> tuple[StateSink, ...]:
+        """Every sink; state written before the `sinks` list (one sink) gives its `sink_*` attributes."""
+        if self.sinks:
+            return self.sinks
+        if self.sink_address is None:
+            return ()
+        return (StateSink(self.sink_address, self.sink_version, self.sink_status, self.deliver_to),)
 
 
 @dataclass(frozen=True)
@@ -283,9 +303,10 @@ def _token(inst: _Instance, source: str, issuer: str, scope: str | None) -> Mana
     token_id = _text(attrs.get("id"))
     if token_id is None or scope is None:
         return None
-    from ..registry.sinks import first_in_state
+    from ..registry.sinks import all_in_state
 
-    deliver_to = first_in_state(attrs.get("deliver_to"))  # several sinks: the first, as sink_address
+    blocks = all_in_state(attrs.get("deliver_to"))
+    deliver_to = blocks[0] if blocks else None
     return ManagedToken(
         source=source,
         address=inst.address,
@@ -304,4 +325,27 @@ def _token(inst: _Instance, source: str, issuer: str, scope: str | None) -> Mana
         rotate_before_expiry=_text(attrs.get("rotate_before_expiry")),
         previous_token_id=_text(attrs.get("previous_token_id")),
         previous_revoke_after=_text(attrs.get("previous_revoke_after")),
+        sinks=_sinks(attrs.get("sinks"), blocks),
     )
+
+
+def _sinks(listed: object, blocks: list[Mapping[str, Any]]) -> tuple[StateSink, ...]:
+    """The computed `sinks` list, each entry paired with the `deliver_to` block whose address it is
+    (the same order; matched by address so that a block is never given to another sink)."""
+    from ..errors import ConfigError
+    from ..registry.sinks import address_of
+
+    by_address: dict[object, Mapping[str, Any]] = {}
+    for block in blocks:
+        try:
+            by_address.setdefault(address_of(block), block)
+        except (ConfigError, KeyError, ValueError):  # a malformed block in a hand-edited state: parse the address
+            continue
+    out: list[StateSink] = []
+    for entry in listed if isinstance(listed, list) else ():
+        address = _text(entry.get("address")) if isinstance(entry, Mapping) else None
+        if address is None:
+            continue
+        out.append(StateSink(address, _int(entry.get("version")), _text(entry.get("status")),
+                             by_address.get(address)))
+    return tuple(out)

@@ -62,13 +62,14 @@ def with_defaults(element: Mapping[str, Any]) -> dict[str, Any]:
     return {kind.name: kind.with_defaults(block)}
 
 
-def first_in_state(deliver_to: object) -> Mapping[str, Any] | None:
-    """The first sink's `{kind: block}` of `deliver_to` as a state file holds it: a dynamic value is
+def all_in_state(deliver_to: object) -> list[Mapping[str, Any]]:
+    """Every sink's `{kind: block}` of `deliver_to` as a state file holds it: a dynamic value is
     `{"value": …, "type": …}` there (schema version 1), an object in older state."""
     if isinstance(deliver_to, Mapping) and set(deliver_to) == {"value", "type"}:
         deliver_to = deliver_to["value"]
     found = blocks(deliver_to)
-    return found[0] if not isinstance(found, Unknown) and found else None
+    return [] if isinstance(found, Unknown) else found
+
 
 
 def written_form(deliver_to: object) -> object:

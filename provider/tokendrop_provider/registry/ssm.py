@@ -67,10 +67,12 @@ def _statuses(locations: Sequence[Mapping[str, Any]], settings: Settings) -> lis
     from ..sinks.ssm import describe_many
 
     out: list[SinkStatus | None] = [None] * len(locations)
-    for region in dict.fromkeys(location.get("region") for location in locations):  # one batch per region
-        indexes = [i for i, location in enumerate(locations) if location.get("region") == region]
+    # one batch per region and role: each is its own endpoint or account
+    for where in dict.fromkeys((location.get("region"), location.get("assume_role_arn")) for location in locations):
+        indexes = [i for i, location in enumerate(locations)
+                   if (location.get("region"), location.get("assume_role_arn")) == where]
         names = [str(locations[i]["name"]) for i in indexes]
-        found = describe_many(names, with_region(settings.aws, {"region": region}))
+        found = describe_many(names, with_region(settings.aws, {"region": where[0], "assume_role_arn": where[1]}))
         for i, name in zip(indexes, names, strict=True):
             out[i] = found[name]
     return [status for status in out if status is not None]

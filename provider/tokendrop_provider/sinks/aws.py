@@ -131,7 +131,9 @@ def new_client(aws: AwsSettings, *, service: str, name: str, endpoint_url: str |
             session = _session(aws.profile)
             if aws.assume_role_arn:
                 register_found_credentials(session)
-                keys = _assumed_credentials(Config, session, aws, keys)
+        if aws.assume_role_arn:  # outside the lock: other clients need not wait for STS's answer
+            keys = _assumed_credentials(Config, session, aws, keys)
+        with _SESSIONS_LOCK:
             client = session.create_client(
                 service, region_name=aws.region, endpoint_url=endpoint_url, **keys,
                 config=Config(retries={"mode": retry.botocore_mode,
@@ -155,20 +157,28 @@ def new_client(aws: AwsSettings, *, service: str, name: str, endpoint_url: str |
 
 
 _ASSUMED: dict[tuple[str, str, str | None, AwsSettings], dict[str, Any]] = {}
+_ASSUMED_LOCK = threading.Lock()  # taken before _SESSIONS_LOCK, never after
 
 
 def _assumed_credentials(config: Any, base: Session, aws: AwsSettings, keys: dict[str, str | None]
                          ) -> dict[str, str | None]:
     """The credentials of `aws.assume_role_arn`, got with STS AssumeRole from the provider's (`keys`, else
     the base session's chain), once per role, session name and region in this process: the SSM and
-    Secrets Manager clients of one location share them. See docs/wire.md ("STS"). Called with
-    _SESSIONS_LOCK held."""
+    Secrets Manager clients of one location share them. See docs/wire.md ("STS")."""
     base_settings = dataclasses.replace(aws, assume_role_arn=None)
     key = (str(aws.assume_role_arn), aws.role_session_name, aws.region, base_settings)
+    with _ASSUMED_LOCK:
+        return _assume(config, base, aws, keys, key)
+
+
+def _assume(config: Any, base: Session, aws: AwsSettings, keys: dict[str, str | None],
+            key: tuple[str, str, str | None, AwsSettings]) -> dict[str, str | None]:
     credentials = _ASSUMED.get(key)
     if credentials is None:
-        sts = base.create_client("sts", region_name=aws.region, **keys,
-                                 config=config(user_agent_extra="tokendrop", connect_timeout=10, read_timeout=30))
+        with _SESSIONS_LOCK:
+            sts = base.create_client("sts", region_name=aws.region, **keys,
+                                     config=config(user_agent_extra="tokendrop", connect_timeout=10,
+                                                   read_timeout=30))
         checked_endpoint(sts.meta.endpoint_url, label="STS endpoint", setting="AWS_ENDPOINT_URL_STS",
                          named=f"the STS endpoint botocore resolved ({sts.meta.endpoint_url})",
                          carries="the credentials of the assumed role")

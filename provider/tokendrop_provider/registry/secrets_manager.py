@@ -81,5 +81,5 @@ SINK = SinkKind(
                                 if rest else None),
     address_format="secrets_manager:<secret name> (secrets_manager:<region>:<secret name> with its own region)",
     address_fields=("name",), statuses=_statuses,
-    libraries=("boto3",), check_location=_check_location,
+    libraries=("botocore.session",), check_location=_check_location,
 )

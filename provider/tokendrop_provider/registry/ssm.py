@@ -84,6 +84,6 @@ SINK = SinkKind(
     parse_address=lambda rest: ({"name": parse_regional(rest)[1], "region": parse_regional(rest)[0], "kms_key_id": None,
                                  "tier": None, "description": None, "tags": None} if rest else None),
     address_format="ssm:<parameter name> (ssm:<region>:<parameter name> for a sink with its own region)",
-    address_fields=("name",), statuses=_statuses, libraries=("boto3",),
+    address_fields=("name",), statuses=_statuses, libraries=("botocore.session",),
     batch=50,  # DescribeParameters takes at most 50 names per call
 )

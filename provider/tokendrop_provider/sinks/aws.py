@@ -1,6 +1,7 @@
 """What the AWS sinks (SSM, Secrets Manager) share: the retry policy, one call with bounded backoff,
-how a failed call is recorded and whether a write's outcome is unknown, the registration of
-credentials boto3 found itself, and how a payload is rendered into the stored text.
+how a failed call is recorded and whether a write's outcome is unknown, the clients (botocore
+sessions sharing one data loader), the registration of credentials botocore found itself, and
+how a payload is rendered into the stored text.
 
 botocore is imported only inside the functions that run after a client exists.
 """
@@ -24,8 +25,8 @@ from ..settings import AwsSettings
 from .base import Payload
 
 if TYPE_CHECKING:
-    from boto3.session import Session
     from botocore.client import BaseClient
+    from botocore.session import Session
 
 
 THROTTLE_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyUpdates"})
@@ -66,7 +67,7 @@ def silence_botocore_debug() -> None:
 
 
 def register_found_credentials(session: Session) -> None:
-    """Credentials boto3 finds itself (profile files, SSO, instance metadata) are scrubbed from output too."""
+    """Credentials botocore finds itself (profile files, SSO, instance metadata) are scrubbed from output too."""
     from botocore.exceptions import BotoCoreError  # already loaded by the client factory
 
     try:
@@ -79,13 +80,41 @@ def register_found_credentials(session: Session) -> None:
         register(frozen.token or "")
 
 
+# Clients come from botocore sessions, one per profile (None: the default chain), all sharing one data
+# loader: the service models, endpoint rules and partitions are parsed once per process instead of once
+# per client (each later client of the same session costs ~3 ms of CPU instead of ~60; boto3's Session
+# added ~15 ms of imports and a new botocore session per client). docs/performance.md has the numbers.
+# botocore sessions are not thread-safe for client creation: every use of them is under _SESSIONS_LOCK.
+_SESSIONS: dict[str | None, Session] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _session(profile: str | None) -> Session:
+    """The process-wide botocore session of `profile` (call with _SESSIONS_LOCK held)."""
+    import botocore.session  # already loaded by the client factory
+
+    session = _SESSIONS.get(profile)
+    if session is None:
+        session = botocore.session.Session(profile=profile)
+        if _SESSIONS:  # the first session's loader, with whatever it has parsed already
+            session.register_component("data_loader", next(iter(_SESSIONS.values())).get_component("data_loader"))
+        _SESSIONS[profile] = session
+    return session
+
+
+def forget_sessions() -> None:
+    """Drop the sessions, so that the next client reads the credential chain and config files afresh."""
+    with _SESSIONS_LOCK:
+        _SESSIONS.clear()
+
+
 def new_client(aws: AwsSettings, *, service: str, name: str, endpoint_url: str | None, retry: SsmRetryPolicy,
                setting: str, carries: str) -> BaseClient:
-    """A boto3 client for `service` ("ssm"), called `name` ("SSM") in messages, after the caller checked
+    """A botocore client for `service` ("ssm"), called `name` ("SSM") in messages, after the caller checked
     the configured endpoint: the credentials must come in pairs, the endpoint botocore resolves is checked
-    too, configuration failures become ConfigError, and the credentials boto3 found are registered."""
-    with IMPORT_LOCK:  # lazy: a provider that never touches AWS never pays for boto3
-        import boto3
+    too, configuration failures become ConfigError, and the credentials botocore found are registered."""
+    with IMPORT_LOCK:  # lazy: a provider that never touches AWS never pays for botocore
+        import botocore.session  # noqa: F401 - loaded here, on one thread, for _session
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ProfileNotFound
 
@@ -94,18 +123,24 @@ def new_client(aws: AwsSettings, *, service: str, name: str, endpoint_url: str |
         raise ConfigError("Incomplete AWS credentials",
                           "aws_access_key_id and aws_secret_access_key must be set together",
                           attribute=("aws_secret_access_key" if aws.access_key_id else "aws_access_key_id",))
+    keys = {"aws_access_key_id": aws.access_key_id,
+            "aws_secret_access_key": aws.secret_access_key.reveal() if aws.secret_access_key else None,
+            "aws_session_token": aws.session_token.reveal() if aws.session_token else None}
     try:
-        session = boto3.session.Session(
-            profile_name=aws.profile, region_name=aws.region, aws_access_key_id=aws.access_key_id,
-            aws_secret_access_key=aws.secret_access_key.reveal() if aws.secret_access_key else None,
-            aws_session_token=aws.session_token.reveal() if aws.session_token else None)
-        if aws.assume_role_arn:
-            register_found_credentials(session)
-            session = _assumed_session(boto3, Config, session, aws)
-        client = session.client(
-            service, endpoint_url=endpoint_url,
-            config=Config(retries={"mode": retry.botocore_mode, "total_max_attempts": retry.botocore_max_attempts},
-                          connect_timeout=10, read_timeout=30, user_agent_extra="tokendrop"))
+        with _SESSIONS_LOCK:
+            session = _session(aws.profile)
+            if aws.assume_role_arn:
+                register_found_credentials(session)
+        if aws.assume_role_arn:  # outside the lock: other clients need not wait for STS's answer
+            keys = _assumed_credentials(Config, session, aws, keys)
+        with _SESSIONS_LOCK:
+            client = session.create_client(
+                service, region_name=aws.region, endpoint_url=endpoint_url, **keys,
+                config=Config(retries={"mode": retry.botocore_mode,
+                                       "total_max_attempts": retry.botocore_max_attempts},
+                              connect_timeout=10, read_timeout=30, user_agent_extra="tokendrop"))
+            if not keys["aws_access_key_id"]:
+                register_found_credentials(session)  # the chain's: explicit keys are registered already
         # Also an endpoint from the shared config file (endpoint_url, services sections), which the
         # settings never see: the rule applies to wherever the values will actually go.
         checked_endpoint(client.meta.endpoint_url, label=f"{name} endpoint", setting=setting,
@@ -118,43 +153,50 @@ def new_client(aws: AwsSettings, *, service: str, name: str, endpoint_url: str |
             raise ConfigError("AWS region is not configured", "set aws_region in the provider block, or AWS_REGION",
                               attribute=("aws_region",)) from None
         raise ConfigError(f"Cannot configure the AWS {name} client", str(exc)) from None
-    register_found_credentials(session)
     return client
 
 
 _ASSUMED: dict[tuple[str, str, str | None, AwsSettings], dict[str, Any]] = {}
-_ASSUMED_LOCK = threading.Lock()
+_ASSUMED_LOCK = threading.Lock()  # taken before _SESSIONS_LOCK, never after
 
 
-def _assumed_session(boto3: Any, config: Any, base: Session, aws: AwsSettings) -> Session:
-    """A session with the credentials of `aws.assume_role_arn`, got with STS AssumeRole from the base
-    session's (the provider's) credentials, once per role, session name and region in this process:
-    the SSM and Secrets Manager clients of one location share them. See docs/wire.md ("STS")."""
+def _assumed_credentials(config: Any, base: Session, aws: AwsSettings, keys: dict[str, str | None]
+                         ) -> dict[str, str | None]:
+    """The credentials of `aws.assume_role_arn`, got with STS AssumeRole from the provider's (`keys`, else
+    the base session's chain), once per role, session name and region in this process: the SSM and
+    Secrets Manager clients of one location share them. See docs/wire.md ("STS")."""
     base_settings = dataclasses.replace(aws, assume_role_arn=None)
     key = (str(aws.assume_role_arn), aws.role_session_name, aws.region, base_settings)
     with _ASSUMED_LOCK:
-        credentials = _ASSUMED.get(key)
-        if credentials is None:
-            sts = base.client("sts", config=config(user_agent_extra="tokendrop", connect_timeout=10,
-                                                    read_timeout=30))
-            checked_endpoint(sts.meta.endpoint_url, label="STS endpoint", setting="AWS_ENDPOINT_URL_STS",
-                             named=f"the STS endpoint botocore resolved ({sts.meta.endpoint_url})",
-                             carries="the credentials of the assumed role")
-            try:
-                answer = sts.assume_role(RoleArn=aws.assume_role_arn, RoleSessionName=aws.role_session_name)
-            except Exception as exc:  # botocore's ClientError and friends: the message names the role
-                code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-                raise SinkAccessDenied(f"Cannot assume {aws.assume_role_arn}",
-                                       f"STS AssumeRole answered {code} ({scrub(str(exc))}). The provider's AWS "
-                                       "credentials need sts:AssumeRole on it, and its trust policy must allow "
-                                       "them.") from None
-            credentials = answer["Credentials"]
-            register(credentials["SecretAccessKey"])
-            register(credentials["SessionToken"])
-            _ASSUMED[key] = credentials
-    return boto3.session.Session(region_name=aws.region, aws_access_key_id=credentials["AccessKeyId"],
-                                 aws_secret_access_key=credentials["SecretAccessKey"],
-                                 aws_session_token=credentials["SessionToken"])
+        return _assume(config, base, aws, keys, key)
+
+
+def _assume(config: Any, base: Session, aws: AwsSettings, keys: dict[str, str | None],
+            key: tuple[str, str, str | None, AwsSettings]) -> dict[str, str | None]:
+    credentials = _ASSUMED.get(key)
+    if credentials is None:
+        with _SESSIONS_LOCK:
+            sts = base.create_client("sts", region_name=aws.region, **keys,
+                                     config=config(user_agent_extra="tokendrop", connect_timeout=10,
+                                                   read_timeout=30))
+        checked_endpoint(sts.meta.endpoint_url, label="STS endpoint", setting="AWS_ENDPOINT_URL_STS",
+                         named=f"the STS endpoint botocore resolved ({sts.meta.endpoint_url})",
+                         carries="the credentials of the assumed role")
+        try:
+            answer = sts.assume_role(RoleArn=aws.assume_role_arn, RoleSessionName=aws.role_session_name)
+        except Exception as exc:  # botocore's ClientError and friends: the message names the role
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+            raise SinkAccessDenied(f"Cannot assume {aws.assume_role_arn}",
+                                   f"STS AssumeRole answered {code} ({scrub(str(exc))}). The provider's AWS "
+                                   "credentials need sts:AssumeRole on it, and its trust policy must allow "
+                                   "them.") from None
+        credentials = answer["Credentials"]
+        register(credentials["SecretAccessKey"])
+        register(credentials["SessionToken"])
+        _ASSUMED[key] = credentials
+    return {"aws_access_key_id": credentials["AccessKeyId"],
+            "aws_secret_access_key": credentials["SecretAccessKey"],
+            "aws_session_token": credentials["SessionToken"]}
 
 
 # --- calls, retries and error mapping -----------------------------------------------------------

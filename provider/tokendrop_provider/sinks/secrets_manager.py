@@ -19,7 +19,7 @@ Wire facts this module relies on (docs/wire.md, section "AWS Secrets Manager"):
   is 7-30, ForceDeleteWithoutRecovery deletes at once. The name stays taken while deletion is
   scheduled: a create for the same resource restores the secret (RestoreSecret) and writes a version.
 
-boto3 is imported only inside `secrets_manager_client()`.
+botocore is imported only inside `secrets_manager_client()`.
 """
 
 from __future__ import annotations

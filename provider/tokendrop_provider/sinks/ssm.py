@@ -21,7 +21,7 @@ Wire facts this module relies on (docs/wire.md, section "SSM"):
   fall back to `<name>:previous` during `keep_previous_for`. A label failure is a warning, never undoes
   the write.
 
-boto3 is imported only inside `ssm_client()`: importing this module stays cheap for provider start-up.
+botocore is imported only inside `ssm_client()`: importing this module stays cheap for provider start-up.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from .aws import (
     THROTTLE_CODES,
     AwsFailure,
     SsmRetryPolicy,
+    forget_sessions,
     invoke,
     new_client,
     render,
@@ -103,6 +104,7 @@ def clear_client_cache() -> None:
     """Forget cached clients and listings (tests; or after credentials were rotated in-process)."""
     with _clients_lock:
         _clients.clear()
+    forget_sessions()
     _SIBLINGS.clear()
 
 

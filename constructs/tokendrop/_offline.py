@@ -39,7 +39,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tokendrop_provider.install import Installed, install, provider_executable
+from tokendrop_provider.install import Installed, install, provider_executable, store_schema_answer_in_child
 
 MIRROR = Path("terraform.d") / "plugins"
 LOCK_FILE = ".terraform.lock.hcl"
@@ -93,6 +93,7 @@ def install_into(working_directory: Path, executable: Path | None = None) -> Ins
     """Write the launcher into the stack's implied mirror and our entry into its lock file. Idempotent:
     unchanged files are not rewritten (their hashes and timestamps stay put)."""
     installed = install(working_directory / MIRROR, executable=executable, store_schema=False)
+    store_schema_answer_in_child()
     versions = installed.path.parent.parent.parent  # .../<source>/<version>/<platform>/<file>
     for other in versions.iterdir():
         if other.is_dir() and other.name != installed.version:

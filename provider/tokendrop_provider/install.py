@@ -23,6 +23,7 @@ import platform
 import shlex
 import shutil
 import stat
+import subprocess
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -171,11 +172,26 @@ def default_mirror() -> Path:
     return Path.home() / ".terraform.d" / "plugins"
 
 
+def store_schema_answer_in_child() -> bool:
+    """The same, built in a child interpreter unless the stored answer is current: synthesis calls this,
+    and must not load protobuf or the provider core itself. (The provider never stores it while it runs:
+    a packaged provider's directory is hashed into Terraform's lock file.)"""
+    from .plugin import schema_cache
+
+    if schema_cache.load() is not None:
+        return True
+    done = subprocess.run([sys.executable, "-c", "import sys; from tokendrop_provider.install import "
+                           "store_schema_answer; sys.exit(0 if store_schema_answer() else 1)"],
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+                          capture_output=True, check=False, timeout=120)
+    return done.returncode == 0
+
+
 def install(mirror: Path | None = None, executable: Path | None = None, version: str | None = None,
             target_platform: str | None = None, store_schema: bool = True) -> Installed:
     """Write the launcher into `mirror` (unpacked layout). Idempotent: an identical launcher is left
-    untouched so that lock-file hashes stay stable. `store_schema=False` (synthesis, which must not load
-    protobuf or the provider core) leaves the stored schema answer to the provider's first full launch."""
+    untouched so that lock-file hashes stay stable. `store_schema=False` leaves the stored schema answer
+    to the caller (synthesis stores it from a child interpreter: `store_schema_answer_in_child`)."""
     mirror = (mirror or default_mirror()).expanduser().resolve()
     version = version or provider_version()
     target_platform = target_platform or terraform_platform()

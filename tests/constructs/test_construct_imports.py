@@ -17,6 +17,8 @@ ALLOWED_PROVIDER_MODULES = {
     "tokendrop_provider.leaks",  # the text forms secret.py masks (stdlib only)
     "tokendrop_provider.markers",  # the AppRole marker key the schema reserves (stdlib only)
     "tokendrop_provider.overlap", "tokendrop_provider.timestamps",  # revoke_previous_when's rules (stdlib only)
+    # whether the stored schema answer is current (stdlib only); a child interpreter builds it if not
+    "tokendrop_provider.plugin", "tokendrop_provider.plugin.schema_cache",
     "tokendrop_provider.sinks.base", "tokendrop_provider.sinks.ssm_rules", "tokendrop_provider.sinks.vault_rules",
     "tokendrop_provider.sinks.secrets_manager_rules", "tokendrop_provider.sinks.aws_rules",
     "tokendrop_provider.sinks.tokenvault_webhook_rules",

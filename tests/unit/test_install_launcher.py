@@ -78,3 +78,27 @@ def test_install_compiles_the_provider_bytecode(tmp_path):
     for module in modules:
         compiled = Path(importlib.util.cache_from_source(str(module)))
         assert compiled.exists() and compiled.stat().st_mtime >= module.stat().st_mtime
+
+
+def test_synthesis_stores_the_schema_answer_from_a_child_interpreter(monkeypatch):
+    """Synthesis must not load protobuf or the provider core (tests/constructs/test_construct_imports.py),
+    so a schema answer that is not current is built and stored by a child interpreter; a current one
+    costs no child at all."""
+    from tokendrop_provider.plugin import schema_cache
+
+    children: list[list[str]] = []
+    real_run = subprocess.run
+
+    def counting_run(command, *args, **kwargs):  # type: ignore[no-untyped-def]
+        children.append(command)
+        return real_run(command, *args, **kwargs)
+
+    monkeypatch.setattr(install_module.subprocess, "run", counting_run)
+    monkeypatch.setattr(schema_cache, "load", lambda: None)  # as if the sources changed since install
+    assert install_module.store_schema_answer_in_child()
+    assert len(children) == 1
+    monkeypatch.undo()
+    assert schema_cache.load() is not None  # what the child stored matches these sources
+    monkeypatch.setattr(install_module.subprocess, "run", counting_run)
+    assert install_module.store_schema_answer_in_child()
+    assert len(children) == 1  # current: no second child

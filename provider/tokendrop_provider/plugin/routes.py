@@ -3,8 +3,8 @@
 Terraform launches the provider three to five times per command, and the first launch only asks for
 the schema. Before the handshake a launch imports grpc and nothing of protobuf, the generated modules or
 the provider core. It then answers, as raw bytes:
-- GetProviderSchema from the answer `tokendrop provider install` (or an earlier launch that built it)
-  stored (plugin/schema_cache.py), when that answer matches these sources;
+- GetProviderSchema from the answer `tokendrop provider install` stored (plugin/schema_cache.py), when
+  that answer matches these sources;
 - go-plugin's Shutdown, broker stream and health check, whose messages are fixed (below).
 The first other call imports plugin/service.py and builds the ProviderCore in a worker thread (under
 lazy.IMPORT_LOCK); from then on each call is decoded, answered and encoded by the generated handlers
@@ -43,8 +43,6 @@ class Routes(grpc.GenericRpcHandler):
 
     def __init__(self, plugin: PluginServer, schema: bytes | None) -> None:
         self._plugin = plugin
-        # No answer stored for these sources: store the one this launch builds (if they do not change).
-        self._sources = schema_cache.fingerprint() if schema is None else None
         self._provider: list[grpc.GenericRpcHandler] | None = None
         self._loading = threading.Lock()
         self._fixed: dict[str, grpc.RpcMethodHandler] = {
@@ -83,13 +81,7 @@ class Routes(grpc.GenericRpcHandler):
             message = handler.request_deserializer(request)
         except Exception:  # any parse failure: the caller sent a bad message
             context.abort(grpc.StatusCode.INTERNAL, "Exception deserializing request!")
-        answer = handler.response_serializer(handler.unary_unary(message, context))
-        if self._sources is not None and details.method == GET_PROVIDER_SCHEMA:
-            # An install that did not store it (synthesis) or sources edited since: the next launches
-            # of these sources answer from the file. Best effort: a read-only package stores nothing.
-            sources, self._sources = self._sources, None
-            schema_cache.store(answer, built_from=sources)
-        return answer
+        return handler.response_serializer(handler.unary_unary(message, context))
 
     def _load(self) -> list[grpc.GenericRpcHandler]:
         with self._loading:

@@ -59,13 +59,11 @@ def load(path: str | None = None, package_dir: str = PACKAGE_DIR) -> bytes | Non
     return data[len(header):] if data.startswith(header) and len(data) > len(header) else None
 
 
-def store(answer: bytes, path: str | None = None, package_dir: str = PACKAGE_DIR,
-          built_from: bytes | None = None) -> bool:
+def store(answer: bytes, path: str | None = None, package_dir: str = PACKAGE_DIR) -> bool:
     """Write the answer for the current sources (atomically: a launch never reads half a file). False where
-    the package is read-only or not a source directory, or (`built_from`: the fingerprint taken before the
-    answer was built) the sources changed meanwhile; the launches then build the schema themselves."""
+    the package is read-only or not a source directory; the launches then build the schema themselves."""
     current = fingerprint(package_dir)
-    if current is None or not answer or (built_from is not None and built_from != current):
+    if current is None or not answer:
         return False
     path = path or CACHE_PATH
     try:

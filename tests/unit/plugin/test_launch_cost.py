@@ -151,24 +151,6 @@ def test_a_schema_launch_answers_from_the_stored_schema_and_loads_no_provider_co
     assert set(answers[0].resource_schemas) == set(ProviderCore().resources)
 
 
-def test_a_launch_that_builds_the_schema_stores_it_for_the_next(tmp_path):
-    """Synthesis installs the launcher without storing the answer (it must not load protobuf): the first
-    launch builds the schema and stores it, and the next launch of the same sources answers from it."""
-    stored = tmp_path / "fresh" / "schema.cache"
-    answers: list[pb.GetProviderSchema.Response] = []
-
-    def ask(provider: tfplugin6_pb2_grpc.ProviderStub) -> None:
-        answers.append(provider.GetProviderSchema(pb.GetProviderSchema.Request(), timeout=30))
-
-    first = _launch_imports(ask, tmp_path, str(stored))
-    assert "tokendrop_provider.plugin.service" in first  # nothing stored: this launch built it
-    assert schema_cache.load(str(stored)) is not None
-    second = _launch_imports(ask, tmp_path, str(stored))
-    assert "tokendrop_provider.plugin.routes" in second
-    assert sorted(m for m in second if any(m == n or m.startswith(n + ".") for n in NOT_FOR_THE_SCHEMA)) == []
-    assert answers[0] == answers[1]
-
-
 def test_go_plugin_calls_and_unknown_methods_are_answered_without_loading_the_provider(tmp_path):
     """Health, the broker stream and Shutdown get their answers before the provider core is loaded, and
     a method nobody serves is UNIMPLEMENTED before and after it is."""

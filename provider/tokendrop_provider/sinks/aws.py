@@ -13,7 +13,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -268,6 +268,17 @@ def invoke(client: BaseClient, retry: SsmRetryPolicy, operation: str, secrets: S
 
 
 # --- the stored text ----------------------------------------------------------------------------
+
+
+def pages(call: Callable[..., dict[str, Any]], operation: str, **params: Any) -> Iterator[dict[str, Any]]:
+    """Every page of a paginated AWS read, following NextToken; each page is fetched when asked for."""
+    token: str | None = None
+    while True:
+        page = call(operation, **params, **({"NextToken": token} if token else {}))
+        yield page
+        token = page.get("NextToken")
+        if not token:
+            return
 
 
 def render(payload: Payload, field: str | None = None) -> str:

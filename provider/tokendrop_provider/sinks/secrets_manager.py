@@ -39,6 +39,7 @@ from .aws import (
     SsmRetryPolicy,
     invoke,
     new_client,
+    pages,
     render,
     secret_texts,
     write_outcome_unknown,
@@ -390,17 +391,10 @@ class SecretsManagerSink(Sink):
     def _foreign_versions(self) -> list[str]:
         """Version ids in the secret's history (deprecated ones too) that tokendrop did not write.
         ListSecretVersionIds returns ids and labels only, never values."""
-        foreign: list[str] = []
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {"SecretId": self.name, "IncludeDeprecated": True, "MaxResults": 100}
-            if token:
-                params["NextToken"] = token
-            page = self._call("ListSecretVersionIds", **params)
-            foreign += [v["VersionId"] for v in page.get("Versions", []) if version_number(v["VersionId"]) is None]
-            token = page.get("NextToken")
-            if not token:
-                return foreign
+        return [v["VersionId"]
+                for page in pages(self._call, "ListSecretVersionIds", SecretId=self.name, IncludeDeprecated=True,
+                                  MaxResults=100)
+                for v in page.get("Versions", []) if version_number(v["VersionId"]) is None]
 
     def _check_replicas(self) -> None:
         meta = self._metadata() if self.replica_regions else None

@@ -43,6 +43,7 @@ from .aws import (
     forget_sessions,
     invoke,
     new_client,
+    pages,
     render,
     secret_texts,
     write_outcome_unknown,
@@ -161,27 +162,18 @@ def _describe(client: BaseClient, retry: SsmRetryPolicy, names: Sequence[str],
     for chunk in _chunks(names, DESCRIBE_BATCH):
         requested_names = set(chunk)
         by_normalized = {_normalized(n): n for n in chunk}
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {
-                "ParameterFilters": [{"Key": "Name", "Option": "Equals", "Values": list(chunk)}],
-                "MaxResults": DESCRIBE_BATCH,
-            }
-            if token:
-                params["NextToken"] = token
-            try:
-                page = invoke(client, retry, "DescribeParameters", **params)
-            except AwsFailure as failure:
-                raise _sink_error(failure, address) from failure.__cause__
-            for meta in page.get("Parameters", []):
-                name = meta.get("Name", "")
-                # The Name filter may match "/x" for "x" (moto does): map back to the spelling asked for.
-                requested = name if name in requested_names else by_normalized.get(_normalized(name))
-                if requested is not None:
-                    found[requested] = meta
-            token = page.get("NextToken")
-            if not token:
-                break
+        try:
+            for page in pages(lambda operation, **params: invoke(client, retry, operation, **params),
+                              "DescribeParameters", MaxResults=DESCRIBE_BATCH,
+                              ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": list(chunk)}]):
+                for meta in page.get("Parameters", []):
+                    name = meta.get("Name", "")
+                    # The Name filter may match "/x" for "x" (moto does): map back to the spelling asked for.
+                    requested = name if name in requested_names else by_normalized.get(_normalized(name))
+                    if requested is not None:
+                        found[requested] = meta
+        except AwsFailure as failure:
+            raise _sink_error(failure, address) from failure.__cause__
     return found
 
 
@@ -558,20 +550,13 @@ class SsmSink(Sink):
         if status.ownership_current and status.version == 1:
             return []
         foreign: list[int] = []
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {"Name": self.name, "WithDecryption": False, "MaxResults": 50}
-            if token:
-                params["NextToken"] = token
-            page = self._call("GetParameterHistory", **params)
+        for page in pages(self._call, "GetParameterHistory", Name=self.name, WithDecryption=False, MaxResults=50):
             for entry in page.get("Parameters", []):
                 version = int(entry["Version"])
                 _, record = parse_description(entry.get("Description"))
                 if record is None or record.version != version:
                     foreign.append(version)
-            token = page.get("NextToken")
-            if not token:
-                return sorted(foreign)
+        return sorted(foreign)
 
     def read_payload(self, version: int) -> Payload:
         reply = self._call("GetParameter", Name=f"{self.name}:{version}", WithDecryption=True)

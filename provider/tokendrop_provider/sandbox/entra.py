@@ -350,6 +350,13 @@ class EntraEmulator(Emulator):
             ids.append(f"{tail[-2]}/{tail[-1]}")
         return ids
 
+    def _name_and_sponsors(self, body: Mapping[str, Any]) -> tuple[str, list[str]]:
+        """The displayName and sponsors of a blueprint or agent identity creation, both required."""
+        name = body.get("displayName")
+        if not isinstance(name, str) or not name.strip():
+            raise self.graph_error(400, "Property 'displayName' is required.")
+        return name, self._sponsors(body)
+
     def _sponsor_owner(self, req: Request) -> dict[str, Any]:
         table = self.apps if req.params["kind"] == "applications" else self.principals
         obj = table.get(req.params["id"])
@@ -452,11 +459,7 @@ class EntraEmulator(Emulator):
 
     def _create_blueprint(self, req: Request) -> Response:
         self._require(req, CREATE_BLUEPRINT)
-        body = self._body(req)
-        name = body.get("displayName")
-        if not isinstance(name, str) or not name.strip():
-            raise self.graph_error(400, "Property 'displayName' is required.")
-        sponsors = self._sponsors(body)
+        name, sponsors = self._name_and_sponsors(self._body(req))
         with self.lock:
             app = self._new_app(str(uuid.uuid4()), name, "#microsoft.graph.agentIdentityBlueprint", req.principal)
             app["_sponsors"] = sponsors
@@ -642,10 +645,7 @@ class EntraEmulator(Emulator):
     def _create_agent(self, req: Request) -> Response:
         self._require(req, CREATE_AGENT)
         body = self._body(req)
-        name = body.get("displayName")
-        if not isinstance(name, str) or not name.strip():
-            raise self.graph_error(400, "Property 'displayName' is required.")
-        sponsors = self._sponsors(body)
+        name, sponsors = self._name_and_sponsors(body)
         with self.lock:
             blueprint = self.app_by_app_id(str(body.get("agentIdentityBlueprintId")))
             if blueprint is None or blueprint["@odata.type"] != "#microsoft.graph.agentIdentityBlueprint":

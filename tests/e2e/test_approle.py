@@ -153,13 +153,7 @@ def test_vault_sink_and_rotate_before_expiry(sandbox, role, make_workspace):
 
     # As if the secret id were 90 minutes older: within rotate_before_expiry of its expiry. (A refresh
     # would read the real expiry back, so this plan and apply skip it.)
-    state = ws.state()
-    attrs = state["resources"][0]["instances"][0]["attributes"]
-    moment = datetime.datetime.fromisoformat(attrs["expires_at"].replace("Z", "+00:00"))
-    attrs["expires_at"] = (moment - datetime.timedelta(minutes=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    state["serial"] += 1
-    (ws.directory / "pushed.tfstate").write_text(json.dumps(state))
-    ws.run("state", "push", "pushed.tfstate")
+    ws.shift_state_time(ADDRESS, "expires_at", datetime.timedelta(minutes=90))
     plan = ws.plan("-refresh=false")
     assert "expiry near" in plan.output and "rotate_before_expiry 1h" in plan.output
     ws.apply("-refresh=false")

@@ -7,7 +7,6 @@ sink (issue 13, section 3). Every artifact is scanned for token values (make_wor
 from __future__ import annotations
 
 import datetime
-import json
 
 import boto3
 import pytest
@@ -31,18 +30,6 @@ resource "tokendrop_tfe_agent_token" "t" {
 }
 """
 ADDRESS = "tokendrop_tfe_agent_token.t"
-
-
-def _deadline_passed(ws) -> None:
-    """Move previous_revoke_after 3h into the past in state, as if keep_previous_for had run out."""
-    state = ws.state()
-    [attrs] = [r["instances"][0]["attributes"] for r in state["resources"] if f"{r['type']}.{r['name']}" == ADDRESS]
-    moment = datetime.datetime.fromisoformat(attrs["previous_revoke_after"].replace("Z", "+00:00"))
-    attrs["previous_revoke_after"] = (moment - datetime.timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    state["serial"] += 1
-    (ws.directory / "pushed.tfstate").write_text(json.dumps(state))
-    ws.run("state", "push", "pushed.tfstate")
-    (ws.directory / "pushed.tfstate").unlink()
 
 
 def _used(sandbox, token_id: str, ago: datetime.timedelta) -> None:
@@ -98,7 +85,7 @@ def test_the_previous_token_is_revoked_once_unused_and_at_the_latest_after_keep_
     assert third["previous_token_id"] == second["id"]
     _used(sandbox, second["id"], datetime.timedelta(0))
     assert second["id"] in sandbox.live_tokens(pool) and ws.plan_exitcode().returncode == 0
-    _deadline_passed(ws)
+    ws.shift_state_time(ADDRESS, "previous_revoke_after", datetime.timedelta(hours=3))  # keep_previous_for ran out
     plan = ws.plan()
     assert f"Previous token {second['id']} will be revoked" in plan.output
     assert "grace period has ended" in plan.output

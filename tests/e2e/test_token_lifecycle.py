@@ -5,7 +5,6 @@ ownership of sinks (two resources on one sink, adopt_existing), and sink writes 
 from __future__ import annotations
 
 import datetime
-import json
 
 import pytest
 
@@ -28,20 +27,6 @@ def token(name: str, deliver_to: str, extra: str = "") -> str:
 
 SSM = '{ ssm = { name = "/ci/token" } }'
 VAULT = '{ vault_kv = { path = "ci/token" } }'
-
-
-def shift_state_time(ws, address: str, attribute: str, delta: datetime.timedelta) -> None:
-    """Move a timestamp in state into the past, as if time had passed (terraform state push)."""
-    state = ws.state()
-    for res in state["resources"]:
-        if f"{res['type']}.{res['name']}" == address:
-            attrs = res["instances"][0]["attributes"]
-            moment = datetime.datetime.fromisoformat(attrs[attribute].replace("Z", "+00:00")) - delta
-            attrs[attribute] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    state["serial"] += 1
-    (ws.directory / "pushed.tfstate").write_text(json.dumps(state))
-    ws.run("state", "push", "pushed.tfstate")
-    (ws.directory / "pushed.tfstate").unlink()
 
 
 def test_rotate_on_writes_a_new_version_then_revokes(sandbox, make_workspace):
@@ -72,7 +57,7 @@ def test_rotate_every_and_keep_previous_for(sandbox, make_workspace):
     first = ws.resources()["tokendrop_tfe_agent_token.t"]
     assert ws.plan_exitcode().returncode == 0
 
-    shift_state_time(ws, "tokendrop_tfe_agent_token.t", "created_at", datetime.timedelta(days=31))
+    ws.shift_state_time("tokendrop_tfe_agent_token.t", "created_at", datetime.timedelta(days=31))
     plan = ws.plan()
     assert "rotation due: minted 31d ago, rotate_every 30d" in plan.output
     ws.apply()
@@ -83,7 +68,7 @@ def test_rotate_every_and_keep_previous_for(sandbox, make_workspace):
     assert sandbox.vault_value("ci/token") == ({"token": sandbox.token_value(second["id"])}, 2)
     assert ws.plan_exitcode().returncode == 0, "nothing to do while the grace period lasts"
 
-    shift_state_time(ws, "tokendrop_tfe_agent_token.t", "previous_revoke_after", datetime.timedelta(hours=3))
+    ws.shift_state_time("tokendrop_tfe_agent_token.t", "previous_revoke_after", datetime.timedelta(hours=3))
     plan = ws.plan()
     assert f"Previous token {first['id']} will be revoked" in plan.output
     ws.apply()

@@ -9,7 +9,6 @@ must rotate; destroy deletes every agent; no key in any artifact."""
 from __future__ import annotations
 
 import datetime
-import json
 
 import pytest
 import requests
@@ -55,20 +54,6 @@ def grants_of(em, agent_id: str) -> list[str]:
     return sorted(g["serviceName"] for a in em.world()["agents"] if a["id"] == agent_id for g in a["grants"])
 
 
-def push_time_back(ws, address: str, attribute: str, delta: datetime.timedelta) -> None:
-    """As if time had passed: move a timestamp in state into the past (terraform state push)."""
-    state = ws.state()
-    for res in state["resources"]:
-        if f"{res['type']}.{res['name']}" == address:
-            attrs = res["instances"][0]["attributes"]
-            moment = datetime.datetime.fromisoformat(attrs[attribute].replace("Z", "+00:00")) - delta
-            attrs[attribute] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    state["serial"] += 1
-    (ws.directory / "pushed.tfstate").write_text(json.dumps(state))
-    ws.run("state", "push", "pushed.tfstate")
-    (ws.directory / "pushed.tfstate").unlink()
-
-
 def test_a_successor_agent_takes_over_and_the_predecessor_retires(box, make_workspace):
     em = box.tokenvault
     ws = make_workspace(box.env)
@@ -95,7 +80,7 @@ def test_a_successor_agent_takes_over_and_the_predecessor_retires(box, make_work
     assert not em.requests("POST", "rotate-key"), "rotate-key is never called"
     assert ws.plan_exitcode().returncode == 0, "nothing to do while the grace period lasts"
 
-    push_time_back(ws, AGENT, "previous_revoke_after", datetime.timedelta(hours=2))
+    ws.shift_state_time(AGENT, "previous_revoke_after", datetime.timedelta(hours=2))
     assert f"Previous token {first['id']} will be revoked" in ws.plan().output
     ws.apply()
     assert em.agent_ids() == [second["id"]] and not works(em, first_key) and works(em, second_key)
